@@ -1,0 +1,1 @@
+"""Model servers: backends (transformers/torch, Triton) behind the ModelService contract."""

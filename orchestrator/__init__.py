@@ -1,0 +1,1 @@
+"""The graphmesh engine: task model, graphs, runner, builder, catalog and storage."""

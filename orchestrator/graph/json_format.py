@@ -1,0 +1,207 @@
+"""Graph JSON (``{"tasks": [...], "dataflows": [...]}``) and the seed's dependency-JSON form.
+
+Loading collects every problem (bad shape, duplicate ids, unknown types, dataflows naming
+unknown tasks) into one GraphValidationError instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError, UnknownTaskTypeError
+from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.task.base import Task
+from graphmesh.orchestrator.task.kinds import ArrayTask, CompoundTask
+from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+
+JsonGraph = dict[str, Any]
+FLOW_KEYS = ("source_task", "source_port", "target_task", "target_port")
+
+
+# -- graph JSON ----------------------------------------------------------------------------
+def graph_to_json(graph: TaskGraph) -> JsonGraph:
+    return {
+        "tasks": [task_to_json(task) for task in graph],
+        "dataflows": [{key: getattr(flow, key) for key in FLOW_KEYS} for flow in graph.dataflows],
+    }
+
+
+def task_to_json(task: Task) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": task.id,
+        "type": task.type,
+        "defaults": _json_value(task.defaults, task, "defaults"),
+        "config": _json_value(task.config, task, "config"),
+    }
+    if isinstance(task, CompoundTask) and not isinstance(task, ArrayTask):
+        item["subgraph"] = graph_to_json(task.subgraph)
+    return item
+
+
+def _json_value(value: dict[str, Any], task: Task, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(value))  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise GraphValidationError(
+            [GraphIssue(code="not_json", task_id=task.id,
+                        message=f"task {task.id!r} ({task.type}) {what} are not JSON: {exc}")]
+        ) from None
+
+
+def graph_from_json(data: Any, registry: TaskRegistry = default_registry) -> TaskGraph:
+    """Build a graph from graph JSON (a dict, or a list in dependency-JSON form)."""
+    if isinstance(data, list):
+        return graph_from_dependency_json(data, registry)
+    issues: list[GraphIssue] = []
+    if not isinstance(data, Mapping):
+        raise GraphValidationError([_shape("the graph must be a JSON object with 'tasks'")])
+    graph = TaskGraph()
+    for index, item in enumerate(_list_field(data, "tasks", issues)):
+        task = _task_from_json(item, f"tasks[{index}]", registry, issues)
+        _add_task(graph, task, issues)
+    for index, item in enumerate(_list_field(data, "dataflows", issues)):
+        _add_flow(graph, item, f"dataflows[{index}]", issues)
+    if issues:
+        raise GraphValidationError(issues)
+    return graph
+
+
+def loads_graph(text: str | bytes, registry: TaskRegistry = default_registry) -> TaskGraph:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphValidationError([_shape(f"graph is not valid JSON: {exc}")]) from None
+    return graph_from_json(data, registry)
+
+
+def _task_from_json(
+    item: Any, where: str, registry: TaskRegistry, issues: list[GraphIssue]
+) -> Task | None:
+    if not isinstance(item, Mapping):
+        issues.append(_shape(f"{where} must be an object"))
+        return None
+    task_id, task_type = item.get("id"), item.get("type")
+    if not isinstance(task_id, str) or not task_id:
+        issues.append(_shape(f"{where} needs a non-empty string 'id'"))
+        return None
+    for key in ("defaults", "config"):
+        if not isinstance(item.get(key, {}), Mapping):
+            issues.append(_shape(f"task {task_id!r}: {key!r} must be an object", task_id))
+            return None
+    try:
+        cls = registry.get(str(task_type))
+    except UnknownTaskTypeError as exc:
+        issues.append(GraphIssue(code="unknown_type", message=f"task {task_id!r}: {exc}", task_id=task_id))
+        return None
+    kwargs: dict[str, Any] = {"id": task_id, "defaults": item.get("defaults"), "config": item.get("config")}
+    if issubclass(cls, CompoundTask) and not issubclass(cls, ArrayTask):
+        kwargs["subgraph"] = _subgraph(item.get("subgraph"), task_id, registry, issues)
+    return cls(**kwargs)
+
+
+def _subgraph(data: Any, task_id: str, registry: TaskRegistry, issues: list[GraphIssue]) -> TaskGraph:
+    if data is None:
+        return TaskGraph()
+    try:
+        return graph_from_json(data, registry)
+    except GraphValidationError as exc:
+        issues.extend(
+            GraphIssue(code=i.code, message=f"in subgraph of {task_id!r}: {i.message}",
+                       task_id=i.task_id, port=i.port)
+            for i in exc.issues
+        )
+        return TaskGraph()
+
+
+def _add_task(graph: TaskGraph, task: Task | None, issues: list[GraphIssue]) -> None:
+    if task is None:
+        return
+    if task.id in graph:
+        issues.append(GraphIssue(code="duplicate_id", message=f"duplicate task id {task.id!r}", task_id=task.id))
+        return
+    graph.add_task(task)
+
+
+def _add_flow(graph: TaskGraph, item: Any, where: str, issues: list[GraphIssue]) -> None:
+    if not isinstance(item, Mapping) or not all(isinstance(item.get(k), str) for k in FLOW_KEYS):
+        issues.append(_shape(f"{where} must be an object with string fields {', '.join(FLOW_KEYS)}"))
+        return
+    flow = DataFlow(**{key: item[key] for key in FLOW_KEYS})
+    missing = [t for t in (flow.source_task, flow.target_task) if t not in graph]
+    if missing:
+        issues.append(GraphIssue(code="unknown_task", task_id=missing[0],
+                                 message=f"dataflow {flow} names unknown task {missing[0]!r}"))
+        return
+    graph.add_dataflow(flow)
+
+
+def _list_field(data: Mapping[str, Any], key: str, issues: list[GraphIssue]) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        issues.append(_shape(f"{key!r} must be a list"))
+        return []
+    return value
+
+
+def _shape(message: str, task_id: str | None = None) -> GraphIssue:
+    return GraphIssue(code="bad_shape", message=message, task_id=task_id)
+
+
+# -- dependency JSON (seed: toDependencyJSON) ----------------------------------------------
+def graph_to_dependency_json(graph: TaskGraph) -> list[dict[str, Any]]:
+    """One item per task with its inputs and, per input port, where the value comes from."""
+    return [_dependency_item(graph, task) for task in graph]
+
+
+def _dependency_item(graph: TaskGraph, task: Task) -> dict[str, Any]:
+    item = task_to_json(task)
+    out: dict[str, Any] = {"id": task.id, "type": task.type, "input": item["defaults"]}
+    config = dict(item["config"])
+    if "name" in config:
+        out["name"] = config.pop("name")
+    if "provenance" in config:
+        out["provenance"] = config.pop("provenance")
+    if config:
+        out["config"] = config
+    deps: dict[str, Any] = {}
+    for flow in graph.incoming(task.id):
+        source = {"id": flow.source_task, "output": flow.source_port}
+        existing = deps.get(flow.target_port)
+        deps[flow.target_port] = source if existing is None else [*_listify(existing), source]
+    if deps:
+        out["dependencies"] = deps
+    if "subgraph" in item:
+        out["subtasks"] = graph_to_dependency_json(getattr(task, "subgraph"))  # noqa: B009
+    return out
+
+
+def graph_from_dependency_json(items: list[Any], registry: TaskRegistry = default_registry) -> TaskGraph:
+    return graph_from_json(_dependency_to_graph_json(items), registry)
+
+
+def _dependency_to_graph_json(items: list[Any]) -> JsonGraph:
+    tasks, flows = [], []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise GraphValidationError([_shape("each dependency-JSON item must be an object")])
+        config = dict(item.get("config") or {})
+        for key in ("name", "provenance"):
+            if key in item:
+                config[key] = item[key]
+        task = {"id": item.get("id"), "type": item.get("type"), "defaults": item.get("input") or {},
+                "config": config}
+        if item.get("subtasks"):
+            task["subgraph"] = _dependency_to_graph_json(item["subtasks"])
+        tasks.append(task)
+        for port, sources in (item.get("dependencies") or {}).items():
+            for source in _listify(sources):
+                flows.append({"source_task": source.get("id"), "source_port": source.get("output"),
+                              "target_task": item.get("id"), "target_port": port})
+    return {"tasks": tasks, "dataflows": flows}
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,140 @@
+"""TaskGraph: tasks (nodes) joined by dataflows (edges), forming a DAG."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from graphmesh.orchestrator.errors import GraphError, GraphIssue, GraphValidationError
+from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.task.base import Task
+
+
+class TaskGraph:
+    """A directed acyclic graph of tasks. Insertion order is kept and is the tie-breaker."""
+
+    def __init__(self, tasks: Iterable[Task] = (), dataflows: Iterable[DataFlow] = ()) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._incoming: dict[str, list[DataFlow]] = {}
+        self._outgoing: dict[str, list[DataFlow]] = {}
+        self._dataflows: list[DataFlow] = []
+        for task in tasks:
+            self.add_task(task)
+        for flow in dataflows:
+            self.add_dataflow(flow)
+
+    # -- nodes -------------------------------------------------------------------------
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def get_task(self, task_id: str) -> Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise GraphError(f"no task with id {task_id!r} in the graph") from None
+
+    def add_task(self, task: Task) -> Task:
+        if task.id in self._tasks:
+            raise GraphError(f"duplicate task id {task.id!r}")
+        self._tasks[task.id] = task
+        self._incoming[task.id] = []
+        self._outgoing[task.id] = []
+        return task
+
+    def remove_task(self, task_id: str) -> Task:
+        task = self.get_task(task_id)
+        for flow in [*self._incoming[task_id], *self._outgoing[task_id]]:
+            self.remove_dataflow(flow)
+        del self._tasks[task_id], self._incoming[task_id], self._outgoing[task_id]
+        return task
+
+    # -- edges -------------------------------------------------------------------------
+    @property
+    def dataflows(self) -> list[DataFlow]:
+        return list(self._dataflows)
+
+    def add_dataflow(self, flow: DataFlow) -> DataFlow:
+        for task_id in (flow.source_task, flow.target_task):
+            if task_id not in self._tasks:
+                raise GraphError(f"dataflow {flow} names unknown task {task_id!r}")
+        if flow in self._dataflows:
+            return flow
+        self._dataflows.append(flow)
+        self._outgoing[flow.source_task].append(flow)
+        self._incoming[flow.target_task].append(flow)
+        return flow
+
+    def remove_dataflow(self, flow: DataFlow) -> None:
+        self._dataflows.remove(flow)
+        self._outgoing[flow.source_task].remove(flow)
+        self._incoming[flow.target_task].remove(flow)
+
+    def incoming(self, task_id: str) -> list[DataFlow]:
+        return self._incoming[task_id]
+
+    def outgoing(self, task_id: str) -> list[DataFlow]:
+        return self._outgoing[task_id]
+
+    def roots(self) -> list[Task]:
+        return [t for t in self._tasks.values() if not self._incoming[t.id]]
+
+    def sinks(self) -> list[Task]:
+        return [t for t in self._tasks.values() if not self._outgoing[t.id]]
+
+    # -- order -------------------------------------------------------------------------
+    def layers(self) -> list[list[Task]]:
+        """Tasks grouped by depth: layer n depends only on layers < n (for inspection)."""
+        depth: dict[str, int] = {}
+        for task in self.topological_order():
+            sources = (depth[flow.source_task] + 1 for flow in self._incoming[task.id])
+            depth[task.id] = max(sources, default=0)
+        grouped: list[list[Task]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for task_id, level in depth.items():
+            grouped[level].append(self._tasks[task_id])
+        return grouped
+
+    def topological_order(self) -> list[Task]:
+        """Kahn's algorithm, stable by insertion order; a cycle raises naming its tasks."""
+        indegree = {tid: len({f.source_task for f in flows}) for tid, flows in self._incoming.items()}
+        ready = [tid for tid, n in indegree.items() if n == 0]
+        order: list[Task] = []
+        while ready:
+            task_id = ready.pop(0)
+            order.append(self._tasks[task_id])
+            for target in dict.fromkeys(f.target_task for f in self._outgoing[task_id]):
+                indegree[target] -= 1
+                if indegree[target] == 0:
+                    ready.append(target)
+        if len(order) < len(self._tasks):
+            stuck = sorted(tid for tid, n in indegree.items() if n > 0)
+            raise GraphValidationError([_cycle_issue(stuck)])
+        return order
+
+    def validate(self) -> list[GraphIssue]:
+        from graphmesh.orchestrator.graph.validation import validate_graph
+
+        return validate_graph(self)
+
+    def check(self) -> TaskGraph:
+        """Raise GraphValidationError listing every issue; return self when valid."""
+        issues = self.validate()
+        if issues:
+            raise GraphValidationError(issues)
+        return self
+
+
+def _cycle_issue(task_ids: list[str]) -> GraphIssue:
+    return GraphIssue(
+        code="cycle",
+        message=f"the graph has a cycle through tasks {', '.join(map(repr, task_ids))}",
+        task_id=task_ids[0] if task_ids else None,
+    )

@@ -1,0 +1,294 @@
+"""One execution of one graph: dependency-driven, a task starts when its inputs are ready."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from graphmesh.orchestrator.errors import (
+    TaskAbortedError,
+    TaskError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
+from graphmesh.orchestrator.runner.result import RunnerEvent, RunResult, RunStatus, TaskResult
+from graphmesh.orchestrator.task.base import (
+    Task,
+    TaskContext,
+    TaskEvent,
+    TaskInput,
+    TaskOutput,
+    TaskStatus,
+)
+
+Listener = Callable[[RunnerEvent], None]
+_NO_PROVENANCE: Mapping[str, Any] = {}
+
+
+class GraphRun:
+    """Runs ``graph`` once. Failure of a task aborts running tasks and skips pending ones,
+    unless the failing task's ``[error]`` port is wired."""
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        *,
+        run_id: str,
+        handler: Handler,
+        env: RunEnvironment,
+        provenance: Mapping[str, Any] = _NO_PROVENANCE,
+        path: str = "",
+    ) -> None:
+        self.graph = graph
+        self.run_id = run_id
+        self.handler = handler
+        self.env = env
+        self.parent_provenance = provenance
+        self.path = path
+        self.waiting: dict[str, int] = {}
+        self.dead: set[str] = set()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.provenance: dict[str, Mapping[str, Any]] = {}
+        self.failure: TaskError | None = None
+        self.finished: asyncio.Future[None] | None = None
+
+    # -- public --------------------------------------------------------------------------
+    async def execute(self, inputs: Mapping[str, Any], timeout: float | None = None) -> RunResult:
+        self._prepare(inputs)
+        loop = asyncio.get_running_loop()
+        self.finished = loop.create_future()
+        status, error = RunStatus.COMPLETED, None
+        try:
+            for task_id, count in list(self.waiting.items()):
+                if count == 0:
+                    self._start(self.graph.get_task(task_id))
+            self._finish_if_idle()
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.finished)
+        except TimeoutError:
+            status, error = RunStatus.TIMED_OUT, f"graph timed out after {timeout} s"
+            self.failure = TaskTimeoutError(self.path or "graph", error)
+        except asyncio.CancelledError:
+            await self._abort("the run was cancelled")
+            raise
+        if self.failure is not None and status == RunStatus.COMPLETED:
+            status, error = RunStatus.FAILED, str(self.failure)
+        await self._abort(error or "")
+        return self._result(status, error)
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _prepare(self, inputs: Mapping[str, Any]) -> None:
+        graph = self.graph
+        for task in graph:
+            task.reset_input()
+            self.waiting[task.id] = len(graph.incoming(task.id))
+        if inputs:
+            for task in graph.roots():
+                for port_id, value in inputs.items():
+                    if task.input_port(port_id) is not None:
+                        task.add_input(port_id, value)
+
+    def _start(self, task: Task) -> None:
+        if task.id in self.dead:
+            self._skip(task, "an upstream task failed")
+            return
+        task.status = TaskStatus.PROCESSING
+        self.running[task.id] = asyncio.get_running_loop().create_task(self._run_task(task))
+
+    async def _run_task(self, task: Task) -> None:
+        try:
+            output = await self._call(task)
+        except asyncio.CancelledError:
+            self._fail(task, TaskAbortedError(task.id, "aborted"), TaskEvent.ABORT)
+        except TaskError as exc:
+            self._handle_failure(task, exc)
+        except Exception as exc:
+            self._handle_failure(task, _wrap(task, exc))
+        else:
+            self._complete(task, output)
+        finally:
+            del self.running[task.id]
+            self._finish_if_idle()
+
+    async def _call(self, task: Task) -> TaskOutput:
+        missing = task.missing_inputs()
+        if missing:
+            raise TaskFailedError(task.id, f"missing required input(s) {', '.join(map(repr, missing))}")
+        provenance = self._provenance_of(task)
+        self._emit(task, TaskEvent.START)
+        context = TaskContext(
+            run_id=self.run_id,
+            task_id=task.id,
+            provenance=provenance,
+            models=self.env.models,
+            report_progress=lambda pct, msg, details: self._progress(task, pct, msg, details),
+            run_subgraph=lambda graph, inputs: self._run_subgraph(task, graph, inputs),
+            resources=self.env.resources,
+        )
+        timeout = task.config.get("timeout", self.env.task_timeout)
+        if timeout is None:
+            output = await self.handler(TaskCall(task=task, inputs=task.run_input, context=context))
+        else:
+            output = await _with_timeout(task, self.handler, TaskCall(task=task, inputs=task.run_input, context=context), timeout)
+        if not isinstance(output, Mapping):
+            raise TaskFailedError(task.id, f"run() returned {type(output).__name__}, expected a dict of outputs")
+        return dict(output)
+
+    def _complete(self, task: Task, output: TaskOutput) -> None:
+        task.run_output = output
+        task.status = TaskStatus.COMPLETED
+        task.progress = 100.0
+        self._emit(task, TaskEvent.COMPLETE)
+        graph = self.graph
+        for flow in graph.outgoing(task.id):
+            target = graph.get_task(flow.target_task)
+            if not flow.carries_error and flow.source_port in output:
+                target.add_input(flow.target_port, output[flow.source_port])
+            self._release(target)
+
+    def _release(self, target: Task) -> None:
+        waiting = self.waiting[target.id] - 1
+        self.waiting[target.id] = waiting
+        if waiting == 0 and self.failure is None:
+            self._start(target)
+
+    def _handle_failure(self, task: Task, error: TaskError) -> None:
+        handlers = [flow for flow in self.graph.outgoing(task.id) if flow.carries_error]
+        self._fail(task, error, TaskEvent.ERROR)
+        if not handlers:
+            if self.failure is None:
+                self.failure = error
+                self._abort_running(str(error))
+            return
+        self._route_error(task, error, handlers)
+
+    def _route_error(self, task: Task, error: TaskError, handlers: list[DataFlow]) -> None:
+        cause = error.__cause__ or error
+        payload = {"type": type(cause).__name__, "message": str(cause), "task_id": task.id}
+        for flow in self.graph.outgoing(task.id):
+            target = self.graph.get_task(flow.target_task)
+            if flow in handlers:
+                target.add_input(flow.target_port, payload)
+            else:
+                self.dead.add(target.id)
+            self._release(target)
+
+    def _skip(self, task: Task, reason: str) -> None:
+        task.status = TaskStatus.SKIPPED
+        self._emit(task, TaskEvent.ABORT, message=reason)
+        for flow in self.graph.outgoing(task.id):
+            target = self.graph.get_task(flow.target_task)
+            self.dead.add(target.id)
+            self._release(target)
+
+    def _fail(self, task: Task, error: TaskError, event: TaskEvent) -> None:
+        task.status = TaskStatus.FAILED
+        task.error = error
+        self._emit(task, event, error=str(error))
+
+    def _finish_if_idle(self) -> None:
+        if not self.running and self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    # -- aborting --------------------------------------------------------------------------
+    def _abort_running(self, reason: str) -> None:
+        for task_id, runner in self.running.items():
+            task = self.graph.get_task(task_id)
+            task.status = TaskStatus.ABORTING
+            self._emit(task, TaskEvent.ABORT, message=reason)
+            runner.cancel()
+
+    async def _abort(self, reason: str) -> None:
+        """Stop what still runs and mark what never started, so every task ends settled."""
+        if self.running:
+            self._abort_running(reason)
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
+        for task in self.graph:
+            if task.status == TaskStatus.PENDING:
+                task.status = TaskStatus.SKIPPED
+                self._emit(task, TaskEvent.ABORT, message=reason or "not reached")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _provenance_of(self, task: Task) -> Mapping[str, Any]:
+        incoming = self.graph.incoming(task.id)
+        merged: Mapping[str, Any] = self.parent_provenance if not incoming else _NO_PROVENANCE
+        for flow in incoming:
+            upstream = self.provenance.get(flow.source_task)
+            if upstream:
+                merged = {**merged, **upstream}
+        own = task.config.get("provenance")
+        if own:
+            merged = {**merged, **own}
+        self.provenance[task.id] = merged
+        return merged
+
+    def _progress(self, task: Task, percent: float, message: str, details: Mapping[str, Any] | None) -> None:
+        task.progress = percent
+        self._emit(task, TaskEvent.PROGRESS, message=message, details=details)
+
+    async def _run_subgraph(self, parent: Task, graph: TaskGraph, inputs: TaskInput) -> dict[str, TaskOutput]:
+        nested = GraphRun(
+            graph,
+            run_id=self.run_id,
+            handler=self.handler,
+            env=self.env,
+            provenance=self.provenance.get(parent.id, _NO_PROVENANCE),
+            path=f"{self.path}{parent.id}/",
+        )
+        result = await nested.execute(inputs)
+        if not result.ok:
+            raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
+        return result.outputs
+
+    def _emit(self, task: Task, kind: TaskEvent, *, message: str = "", details: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+        task.events.emit(kind, task)
+        listener = self.env.listener
+        if listener is not None:
+            listener(
+                RunnerEvent(
+                    run_id=self.run_id, kind=kind, task_id=self.path + task.id, status=task.status,
+                    progress=task.progress, message=message, details=details, error=error,
+                )
+            )
+
+    def _result(self, status: RunStatus, error: str | None) -> RunResult:
+        tasks = {
+            task.id: TaskResult(
+                task_id=task.id, type=task.type, status=task.status, output=task.run_output,
+                error=None if task.error is None else str(task.error),
+                provenance=self.provenance.get(task.id, _NO_PROVENANCE),
+            )
+            for task in self.graph
+        }
+        sinks = tuple(task.id for task in self.graph.sinks())
+        return RunResult(run_id=self.run_id, status=status, tasks=tasks, sink_ids=sinks, error=error)
+
+
+class RunEnvironment:
+    """What every task of a run (and of its subgraphs) shares."""
+
+    __slots__ = ("listener", "models", "resources", "task_timeout")
+
+    def __init__(self, *, models: Any, listener: Listener | None, resources: Mapping[str, Any], task_timeout: float | None) -> None:
+        self.models = models
+        self.listener = listener
+        self.resources = resources
+        self.task_timeout = task_timeout
+
+
+async def _with_timeout(task: Task, handler: Handler, call: TaskCall, timeout: float) -> TaskOutput:
+    try:
+        async with asyncio.timeout(timeout):
+            return await handler(call)
+    except TimeoutError:
+        raise TaskTimeoutError(task.id, f"timed out after {timeout} s") from None
+
+
+def _wrap(task: Task, exc: Exception) -> TaskFailedError:
+    error = TaskFailedError(task.id, f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

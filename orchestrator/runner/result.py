@@ -1,0 +1,80 @@
+"""What a run hands back: every task's status, output, error and provenance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from graphmesh.orchestrator.errors import GraphmeshError
+from graphmesh.orchestrator.task.base import TaskEvent, TaskOutput, TaskStatus
+
+
+class RunStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskResult:
+    task_id: str
+    type: str
+    status: TaskStatus
+    output: TaskOutput
+    error: str | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RunFailedError(GraphmeshError):
+    """Raised by :meth:`RunResult.raise_for_status` when a run did not complete."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    run_id: str
+    status: RunStatus
+    tasks: Mapping[str, TaskResult]
+    sink_ids: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == RunStatus.COMPLETED
+
+    @property
+    def outputs(self) -> dict[str, TaskOutput]:
+        """Every task's output by task id."""
+        return {task_id: result.output for task_id, result in self.tasks.items()}
+
+    @property
+    def output(self) -> TaskOutput:
+        """The graph's output: the sink tasks' outputs merged in graph order."""
+        merged: TaskOutput = {}
+        for task_id in self.sink_ids:
+            merged.update(self.tasks[task_id].output)
+        return merged
+
+    def raise_for_status(self) -> RunResult:
+        if not self.ok:
+            raise RunFailedError(f"run {self.run_id} {self.status.lower()}: {self.error}")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerEvent:
+    """One task event as seen by a run listener (CLI progress bars, the event outbox).
+
+    Tasks inside compound tasks report ``task_id`` as a path: ``parent/child``.
+    """
+
+    run_id: str
+    kind: TaskEvent
+    task_id: str
+    status: TaskStatus
+    progress: float = 0.0
+    message: str = ""
+    details: Mapping[str, Any] | None = None
+    error: str | None = None

@@ -1,0 +1,118 @@
+"""TaskGraphRunner: runs a TaskGraph in process, with caching, events and deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.runner.graph_run import GraphRun, Listener, RunEnvironment
+from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
+from graphmesh.orchestrator.runner.result import RunResult, RunStatus, TaskResult
+from graphmesh.orchestrator.storage.base import TaskOutputRepository
+from graphmesh.orchestrator.task.base import Task, TaskInput, TaskStatus
+
+
+class TaskGraphRunner:
+    """Runs a graph: each task starts as soon as its inputs are ready.
+
+    ``repository`` enables output caching (keyed by inputs, type and version; side-effect,
+    output and compound tasks are never cached). ``middleware`` wraps every task call,
+    outermost first; the cache sits innermost so a hit still passes through the others.
+    """
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        *,
+        repository: TaskOutputRepository | None = None,
+        models: ModelClient | None = None,
+        middleware: Sequence[Middleware] = (),
+        listener: Listener | None = None,
+        resources: Mapping[str, Any] | None = None,
+        task_timeout: float | None = None,
+    ) -> None:
+        self.graph = graph
+        self.repository = repository
+        chain = [*middleware, *([CacheMiddleware(repository)] if repository is not None else [])]
+        self._handler = build_chain(chain)
+        self._env = RunEnvironment(
+            models=models, listener=listener, resources=resources or {}, task_timeout=task_timeout
+        )
+        self._current: asyncio.Task[RunResult] | None = None
+
+    def layers(self) -> list[list[Task]]:
+        """Tasks grouped by dependency depth (for inspection; scheduling has no barriers)."""
+        return self.graph.layers()
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run the whole graph and return every task's status and output.
+
+        ``inputs`` reach each root task that has a port of that name. Invalid graphs raise
+        GraphValidationError before anything runs; task failures are reported in the result.
+        """
+        self.graph.check()
+        graph_run = GraphRun(
+            self.graph,
+            run_id=run_id or uuid.uuid4().hex,
+            handler=self._handler,
+            env=self._env,
+            provenance=provenance or {},
+        )
+        self._current = asyncio.ensure_future(graph_run.execute(inputs or {}, timeout))
+        try:
+            return await self._current
+        except asyncio.CancelledError:
+            if self._current.cancelled() and not _outer_cancelled():
+                return graph_run._result(RunStatus.CANCELLED, "the run was cancelled")
+            raise
+        finally:
+            self._current = None
+
+    def cancel(self) -> None:
+        """Abort the current run: running tasks are cancelled, pending ones skipped."""
+        if self._current is not None:
+            self._current.cancel()
+
+    def run_reactive(self, inputs: Mapping[str, Any] | None = None) -> RunResult:
+        """Preview: only the cheap ``run_reactive`` path of PENDING tasks; no cache, no events."""
+        outputs: dict[str, dict[str, Any]] = {}
+        for task in self.graph.topological_order():
+            if task.status == TaskStatus.PENDING:
+                task.run_output = task.run_reactive(self._reactive_input(task, inputs or {}))
+            outputs[task.id] = task.run_output
+            for flow in self.graph.outgoing(task.id):
+                if flow.source_port in task.run_output:
+                    self.graph.get_task(flow.target_task).add_input(
+                        flow.target_port, task.run_output[flow.source_port]
+                    )
+        tasks = {
+            t.id: TaskResult(task_id=t.id, type=t.type, status=t.status, output=outputs[t.id])
+            for t in self.graph
+        }
+        sinks = tuple(t.id for t in self.graph.sinks())
+        return RunResult(run_id="reactive", status=RunStatus.COMPLETED, tasks=tasks, sink_ids=sinks)
+
+    def _reactive_input(self, task: Task, inputs: Mapping[str, Any]) -> TaskInput:
+        if task.status == TaskStatus.PENDING:
+            task.reset_input()
+            if not self.graph.incoming(task.id):
+                for port_id, value in inputs.items():
+                    if task.input_port(port_id) is not None:
+                        task.add_input(port_id, value)
+        return task.run_input
+
+
+def _outer_cancelled() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0

@@ -1,0 +1,1 @@
+"""Cloud-provider gateway services and the shared service kit."""
