@@ -1,0 +1,1 @@
+"""Postgres SQL: migrations and named queries (a package so that wheels carry the files)."""

@@ -1,0 +1,1 @@
+"""SQLite SQL: migrations and named queries (a package so that wheels carry the files)."""

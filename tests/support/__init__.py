@@ -1,0 +1,1 @@
+"""Helpers the test fixtures share: finding or starting the real servers tests run against."""
