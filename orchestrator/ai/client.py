@@ -1,7 +1,7 @@
 """The one interface AI tasks call models through.
 
 The engine never imports a model runtime. In embedded mode the composition root hands the
-runner an in-process implementation (``graphmesh.model_server.local.LocalModelClient``); in
+runner an in-process implementation (``graphmesh.local_models.LocalModelClient``); in
 the service mesh it is a gRPC client that routes by model-name prefix (``hf:``, ``triton:``,
 ``openai:``, ``anthropic:``).
 """

@@ -1,0 +1,195 @@
+"""Dynamic batching: many concurrent single-item calls become one call of a batch function.
+
+A model's forward pass over 32 inputs costs little more than over one, so the server gathers
+what callers submit until it has ``max_batch_size`` items or the oldest has waited
+``max_delay`` seconds, runs the synchronous batch function once in a worker thread, and
+hands each caller its own result. Batches run one after another: while one runs, the next
+fills up, which is exactly when batching pays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was closed before this item could run."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchStats:
+    """How the batcher has grouped its work so far."""
+
+    batches: int = 0
+    items: int = 0
+    largest: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    enqueued_at: float
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Gathers submitted items into batches for a synchronous ``batch_fn``.
+
+    ``batch_fn`` takes a list of items and returns one result per item, in order. If it
+    raises, every caller in that batch gets the exception; a caller that gave up (was
+    cancelled) is left out of later batches and never breaks the one it was in.
+    Use it as an async context manager; ``aclose`` finishes queued work, then stops.
+    """
+
+    def __init__(
+        self,
+        batch_fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch_size: int = 32,
+        max_delay: float = 0.005,
+        executor: Executor | None = None,
+        name: str = "batcher",
+    ) -> None:
+        if max_batch_size < 1 or max_delay < 0:
+            raise ValueError("max_batch_size must be >= 1 and max_delay >= 0")
+        self._batch_fn = batch_fn
+        self._max_batch_size = max_batch_size
+        self._max_delay = max_delay
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._queue: asyncio.Queue[_Pending[T, R] | None] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._stats = BatchStats()
+
+    @property
+    def stats(self) -> BatchStats:
+        """Batches run and items served so far."""
+        return self._stats
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        """Start the gathering loop on the running event loop (idempotent)."""
+        if self._closed:
+            raise BatcherClosedError("the batcher is closed")
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        elif self._worker.done():
+            raise BatcherClosedError("the batcher's loop has stopped")
+
+    async def submit(self, item: T) -> R:
+        """Queue ``item`` for the next batch and wait for its result."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.put_nowait(_Pending(item=item, future=future, enqueued_at=loop.time()))
+        return await future
+
+    async def aclose(self) -> None:
+        """Run what is already queued, then stop the loop and the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._worker is not None:
+            self._queue.put_nowait(None)
+            await self._worker
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        stopping = False
+        batch: list[_Pending[T, R]] = []
+        try:
+            while not stopping:
+                batch = []
+                stopping = await self._collect(batch)
+                await self._execute(batch)
+        finally:
+            # Reached with work left only when this task is cancelled (event loop teardown):
+            # nobody will run that work, so its callers must not wait forever.
+            closed = BatcherClosedError("the batcher was stopped")
+            for pending in batch:
+                _reject(pending.future, closed)
+            self._fail_queued(closed)
+
+    async def _collect(self, batch: list[_Pending[T, R]]) -> bool:
+        """Wait for one item, then gather more until full or the oldest's delay is up.
+
+        Fills ``batch`` in place and returns whether the close sentinel was reached.
+        """
+        first = await self._queue.get()
+        if first is None:
+            return True
+        batch.append(first)
+        deadline = first.enqueued_at + self._max_delay
+        while len(batch) < self._max_batch_size:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    pending = await self._queue.get()
+            except TimeoutError:
+                if self._queue.empty():
+                    break
+                pending = self._queue.get_nowait()  # already waiting: no reason to leave it
+            if pending is None:
+                return True
+            batch.append(pending)
+        return False
+
+    async def _execute(self, batch: list[_Pending[T, R]]) -> None:
+        live = [pending for pending in batch if not pending.future.done()]
+        if not live:
+            return
+        items = [pending.item for pending in live]
+        self._record(len(items))
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._batch_fn, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"batch function gave {len(results)} results for {len(items)}")
+        except Exception as exc:
+            for pending in live:
+                _reject(pending.future, exc)
+            return
+        for pending, result in zip(live, results, strict=True):
+            _resolve(pending.future, result)
+
+    def _record(self, size: int) -> None:
+        old = self._stats
+        self._stats = BatchStats(
+            batches=old.batches + 1, items=old.items + size, largest=max(old.largest, size)
+        )
+
+    def _fail_queued(self, error: BatcherClosedError) -> None:
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if pending is not None:
+                _reject(pending.future, error)
+
+
+def _resolve(future: asyncio.Future[R], result: R) -> None:
+    if not future.done():  # a cancelled caller has given up on its result
+        future.set_result(result)
+
+
+def _reject(future: asyncio.Future[R], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
