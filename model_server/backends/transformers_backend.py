@@ -192,6 +192,9 @@ class TransformersChatBackend:
                 "max_new_tokens": max_new_tokens,
                 "do_sample": False,
                 "num_beams": 1,
+                # Small models decoding greedily fall into loops ("Rewrite ... Rewrite ...");
+                # a mild penalty keeps them out without changing short answers.
+                "repetition_penalty": 1.2,
                 "pad_token_id": self._pad_id,
                 "eos_token_id": defaults.eos_token_id or self._tokenizer.eos_token_id,
                 "bos_token_id": defaults.bos_token_id,

@@ -6,7 +6,8 @@ The rules (DESIGN.md §3, after the seed's TaskGraphBuilder):
 2. When the previous task (the last one added) has no outgoing dataflow, its output ports
    are matched to the new task's input ports in three passes:
    (1) same port id and a compatible type, (2) output ``output`` into input ``input``,
-   (3) a compatible type under any name (``any`` is compatible with every type). Each
+   (3) a compatible type under any name (an ``any`` output fills only required typed
+   inputs, never one with a default). Each
    input is connected at most once, and inputs given as keyword defaults are never
    connected. The third pass is a guess, so it is kept narrow: each output that the first
    two passes left unused feeds at most one input, the first compatible one without a
@@ -27,7 +28,7 @@ from graphmesh.orchestrator.errors import AutoConnectError, GraphError
 from graphmesh.orchestrator.graph.dataflow import DataFlow
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.task.base import Task
-from graphmesh.orchestrator.task.ports import Port
+from graphmesh.orchestrator.task.ports import Port, ValueType
 
 PortRule = Callable[[Port, Port], bool]
 
@@ -57,7 +58,8 @@ def plan_dataflows(
     earlier = list(reversed(graph.tasks))
     previous = earlier[0] if not graph.outgoing(earlier[0].id) else None
     if previous is not None:
-        flows += match_ports(previous, task, taken)
+        renamed = {flow.source_port for flow in flows if flow.source_task == previous.id}
+        flows += match_ports(previous, task, taken, renamed)
         earlier = earlier[1:]
     flows += look_back(earlier, task, taken)
     missing = [port for port in task.input_ports if port.required and port.id not in taken]
@@ -89,10 +91,13 @@ def _output_to_input(source: Port, target: Port) -> bool:
     return source.id == "output" and target.id == "input" and target.accepts(source)
 
 
-def match_ports(source: Task, target: Task, taken: set[str]) -> list[DataFlow]:
+def match_ports(
+    source: Task, target: Task, taken: set[str], renamed: Iterable[str] = ()
+) -> list[DataFlow]:
     """Connect ``source``'s outputs to ``target``'s free inputs in the three passes.
 
-    ``taken`` (inputs already given or wired) is updated with every input connected.
+    ``taken`` (inputs already given or wired) is updated with every input connected;
+    outputs in ``renamed`` are already wired by a rename and are not guessed again.
     """
     flows: list[DataFlow] = []
     for rule in (_same_id, _output_to_input):
@@ -101,7 +106,7 @@ def match_ports(source: Task, target: Task, taken: set[str]) -> list[DataFlow]:
                 if port.id not in taken and rule(output, port):
                     taken.add(port.id)
                     flows.append(_flow(source, output, target, port))
-    used = {flow.source_port for flow in flows}
+    used = {flow.source_port for flow in flows} | set(renamed)
     for output in source.output_ports:
         guess = None if output.id in used else _guess_input(output, target, taken)
         if guess is not None:
@@ -111,8 +116,17 @@ def match_ports(source: Task, target: Task, taken: set[str]) -> list[DataFlow]:
 
 
 def _guess_input(output: Port, target: Task, taken: set[str]) -> Port | None:
-    free = [p for p in target.input_ports if p.id not in taken and p.accepts(output)]
+    free = [p for p in target.input_ports if p.id not in taken and _may_guess(output, p)]
     return next((p for p in free if p.required), free[0] if free else None)
+
+
+def _may_guess(output: Port, port: Port) -> bool:
+    """An ``any`` output may fill a missing typed input, but never overrides a typed default
+    (a log level, a model name) just because nothing forbids it."""
+    if not port.accepts(output):
+        return False
+    untyped = output.value_type == ValueType.ANY and port.value_type != ValueType.ANY
+    return port.required or not untyped
 
 
 # -- looking back ----------------------------------------------------------------------------

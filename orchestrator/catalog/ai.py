@@ -177,6 +177,8 @@ TextQuestionAnswerMultiModelTask = array_task(TextQuestionAnswerTask, ["model"])
 TextQuestionAnswerMultiQuestionTask = array_task(TextQuestionAnswerTask, ["question"])
 TextRewriterMultiModelTask = array_task(TextRewriterTask, ["model"])
 TextRewriterMultiPromptTask = array_task(TextRewriterTask, ["prompt"])
+# Every paragraph under every rewriting prompt: the seed pipeline's two rewriter configurations.
+TextRewriterMultiPromptTextTask = array_task(TextRewriterTask, ["prompt", "text"])
 TextSummaryMultiModelTask = array_task(TextSummaryTask, ["model"])
 TextSummaryMultiTextTask = array_task(TextSummaryTask, ["text"])
 TextTranslationMultiModelTask = array_task(TextTranslationTask, ["model"])

@@ -363,3 +363,20 @@ def _flow(source: str, source_port: str, target: str, target_port: str) -> DataF
     return DataFlow(
         source_task=source, source_port=source_port, target_task=target, target_port=target_port
     )
+
+
+class AcLeveledLogTask(_Passthrough):
+    type = "AcLeveledLogTask"
+    inputs = (port("message", ANY, default=None), port("level", ValueType.LOG_LEVEL, default="info"))
+    outputs = (port("message", ANY),)
+
+
+def test_an_output_wired_by_rename_is_not_guessed_into_another_input() -> None:
+    builder = chain(("AcLambdaTask", {}))
+    builder.rename("output", "message").add("AcLeveledLogTask", id="log")
+    assert flows(builder) == {"t0.output -> log.message"}
+
+
+def test_an_any_output_never_overrides_a_typed_default() -> None:
+    builder = chain(("AcLambdaTask", {}), ("AcLeveledLogTask", {}))
+    assert "t0.output -> t1.level" not in flows(builder)

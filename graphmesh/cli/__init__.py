@@ -1,0 +1,5 @@
+"""The ``graphmesh`` command line."""
+
+from graphmesh.cli.app import app
+
+__all__ = ["app"]
