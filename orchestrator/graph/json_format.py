@@ -46,8 +46,13 @@ def _json_value(value: dict[str, Any], task: Task, what: str) -> dict[str, Any]:
         return json.loads(json.dumps(value))  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
         raise GraphValidationError(
-            [GraphIssue(code="not_json", task_id=task.id,
-                        message=f"task {task.id!r} ({task.type}) {what} are not JSON: {exc}")]
+            [
+                GraphIssue(
+                    code="not_json",
+                    task_id=task.id,
+                    message=f"task {task.id!r} ({task.type}) {what} are not JSON: {exc}",
+                )
+            ]
         ) from None
 
 
@@ -56,7 +61,8 @@ def graph_from_json(data: Any, registry: TaskRegistry = default_registry) -> Tas
     if isinstance(data, list):
         return graph_from_dependency_json(data, registry)
     issues: list[GraphIssue] = []
-    if not isinstance(data, Mapping):
+    if not isinstance(data, Mapping) or "tasks" not in data:
+        # A missing 'tasks' is a typo ("task", "nodes"), not an empty graph.
         raise GraphValidationError([_shape("the graph must be a JSON object with 'tasks'")])
     graph = TaskGraph()
     for index, item in enumerate(_list_field(data, "tasks", issues)):
@@ -72,7 +78,7 @@ def graph_from_json(data: Any, registry: TaskRegistry = default_registry) -> Tas
 def loads_graph(text: str | bytes, registry: TaskRegistry = default_registry) -> TaskGraph:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # bytes may not be text at all
         raise GraphValidationError([_shape(f"graph is not valid JSON: {exc}")]) from None
     return graph_from_json(data, registry)
 
@@ -87,30 +93,45 @@ def _task_from_json(
     if not isinstance(task_id, str) or not task_id:
         issues.append(_shape(f"{where} needs a non-empty string 'id'"))
         return None
+    if not isinstance(task_type, str) or not task_type:
+        issues.append(_shape(f"task {task_id!r} needs a non-empty string 'type'", task_id))
+        return None
     for key in ("defaults", "config"):
         if not isinstance(item.get(key, {}), Mapping):
             issues.append(_shape(f"task {task_id!r}: {key!r} must be an object", task_id))
             return None
     try:
-        cls = registry.get(str(task_type))
+        cls = registry.get(task_type)
     except UnknownTaskTypeError as exc:
-        issues.append(GraphIssue(code="unknown_type", message=f"task {task_id!r}: {exc}", task_id=task_id))
+        issues.append(
+            GraphIssue(code="unknown_type", message=f"task {task_id!r}: {exc}", task_id=task_id)
+        )
         return None
-    kwargs: dict[str, Any] = {"id": task_id, "defaults": item.get("defaults"), "config": item.get("config")}
+    kwargs: dict[str, Any] = {
+        "id": task_id,
+        "defaults": item.get("defaults"),
+        "config": item.get("config"),
+    }
     if issubclass(cls, CompoundTask) and not issubclass(cls, ArrayTask):
         kwargs["subgraph"] = _subgraph(item.get("subgraph"), task_id, registry, issues)
     return cls(**kwargs)
 
 
-def _subgraph(data: Any, task_id: str, registry: TaskRegistry, issues: list[GraphIssue]) -> TaskGraph:
+def _subgraph(
+    data: Any, task_id: str, registry: TaskRegistry, issues: list[GraphIssue]
+) -> TaskGraph:
     if data is None:
         return TaskGraph()
     try:
         return graph_from_json(data, registry)
     except GraphValidationError as exc:
         issues.extend(
-            GraphIssue(code=i.code, message=f"in subgraph of {task_id!r}: {i.message}",
-                       task_id=i.task_id, port=i.port)
+            GraphIssue(
+                code=i.code,
+                message=f"in subgraph of {task_id!r}: {i.message}",
+                task_id=i.task_id,
+                port=i.port,
+            )
             for i in exc.issues
         )
         return TaskGraph()
@@ -120,20 +141,31 @@ def _add_task(graph: TaskGraph, task: Task | None, issues: list[GraphIssue]) -> 
     if task is None:
         return
     if task.id in graph:
-        issues.append(GraphIssue(code="duplicate_id", message=f"duplicate task id {task.id!r}", task_id=task.id))
+        issues.append(
+            GraphIssue(
+                code="duplicate_id", message=f"duplicate task id {task.id!r}", task_id=task.id
+            )
+        )
         return
     graph.add_task(task)
 
 
 def _add_flow(graph: TaskGraph, item: Any, where: str, issues: list[GraphIssue]) -> None:
     if not isinstance(item, Mapping) or not all(isinstance(item.get(k), str) for k in FLOW_KEYS):
-        issues.append(_shape(f"{where} must be an object with string fields {', '.join(FLOW_KEYS)}"))
+        issues.append(
+            _shape(f"{where} must be an object with string fields {', '.join(FLOW_KEYS)}")
+        )
         return
     flow = DataFlow(**{key: item[key] for key in FLOW_KEYS})
     missing = [t for t in (flow.source_task, flow.target_task) if t not in graph]
     if missing:
-        issues.append(GraphIssue(code="unknown_task", task_id=missing[0],
-                                 message=f"dataflow {flow} names unknown task {missing[0]!r}"))
+        issues.append(
+            GraphIssue(
+                code="unknown_task",
+                task_id=missing[0],
+                message=f"dataflow {flow} names unknown task {missing[0]!r}",
+            )
+        )
         return
     graph.add_dataflow(flow)
 
@@ -178,29 +210,87 @@ def _dependency_item(graph: TaskGraph, task: Task) -> dict[str, Any]:
     return out
 
 
-def graph_from_dependency_json(items: list[Any], registry: TaskRegistry = default_registry) -> TaskGraph:
-    return graph_from_json(_dependency_to_graph_json(items), registry)
+def graph_from_dependency_json(
+    items: list[Any], registry: TaskRegistry = default_registry
+) -> TaskGraph:
+    issues: list[GraphIssue] = []
+    data = _dependency_to_graph_json(items, issues)
+    try:
+        graph = graph_from_json(data, registry)
+    except GraphValidationError as exc:
+        issues.extend(exc.issues)
+    if issues:
+        raise GraphValidationError(issues)
+    return graph
 
 
-def _dependency_to_graph_json(items: list[Any]) -> JsonGraph:
-    tasks, flows = [], []
-    for item in items:
+def _dependency_to_graph_json(items: list[Any], issues: list[GraphIssue]) -> JsonGraph:
+    """Convert what is well-formed; record an issue for each malformed part."""
+    tasks: list[Any] = []
+    flows: list[Any] = []
+    for index, item in enumerate(items):
         if not isinstance(item, Mapping):
-            raise GraphValidationError([_shape("each dependency-JSON item must be an object")])
-        config = dict(item.get("config") or {})
-        for key in ("name", "provenance"):
-            if key in item:
-                config[key] = item[key]
-        task = {"id": item.get("id"), "type": item.get("type"), "defaults": item.get("input") or {},
-                "config": config}
-        if item.get("subtasks"):
-            task["subgraph"] = _dependency_to_graph_json(item["subtasks"])
-        tasks.append(task)
-        for port, sources in (item.get("dependencies") or {}).items():
-            for source in _listify(sources):
-                flows.append({"source_task": source.get("id"), "source_port": source.get("output"),
-                              "target_task": item.get("id"), "target_port": port})
+            issues.append(_shape(f"dependency-JSON item {index} must be an object"))
+            continue
+        tasks.append(_dependency_task(item, issues))
+        flows.extend(_dependency_flows(item, issues))
     return {"tasks": tasks, "dataflows": flows}
+
+
+def _dependency_task(item: Mapping[str, Any], issues: list[GraphIssue]) -> dict[str, Any]:
+    config = item.get("config") or {}
+    if isinstance(config, Mapping):
+        config = {**config, **{key: item[key] for key in ("name", "provenance") if key in item}}
+    task = {
+        "id": item.get("id"),
+        "type": item.get("type"),
+        "defaults": item.get("input") or {},
+        "config": config,
+    }
+    subtasks = item.get("subtasks")
+    if isinstance(subtasks, list):
+        task["subgraph"] = subtasks  # graph_from_json converts it, prefixing its issues
+    elif subtasks is not None:
+        issues.append(_shape(f"task {item.get('id')!r}: 'subtasks' must be a list", _id_of(item)))
+    return task
+
+
+def _dependency_flows(item: Mapping[str, Any], issues: list[GraphIssue]) -> list[dict[str, Any]]:
+    deps = item.get("dependencies") or {}
+    task_id = item.get("id")
+    if not isinstance(deps, Mapping):
+        issues.append(
+            _shape(
+                f"task {task_id!r}: 'dependencies' must be an object of input ports", _id_of(item)
+            )
+        )
+        return []
+    flows = []
+    for port, sources in deps.items():
+        for source in _listify(sources):
+            if not isinstance(source, Mapping):
+                issues.append(
+                    _shape(
+                        f"task {task_id!r}: the source of input {port!r} must be an "
+                        "object with 'id' and 'output'",
+                        _id_of(item),
+                    )
+                )
+                continue
+            flows.append(
+                {
+                    "source_task": source.get("id"),
+                    "source_port": source.get("output"),
+                    "target_task": task_id,
+                    "target_port": port,
+                }
+            )
+    return flows
+
+
+def _id_of(item: Mapping[str, Any]) -> str | None:
+    task_id = item.get("id")
+    return task_id if isinstance(task_id, str) else None
 
 
 def _listify(value: Any) -> list[Any]:

@@ -52,7 +52,8 @@ class TaskGraph:
 
     def remove_task(self, task_id: str) -> Task:
         task = self.get_task(task_id)
-        for flow in [*self._incoming[task_id], *self._outgoing[task_id]]:
+        # dict.fromkeys: a self-loop is both incoming and outgoing, but is removed once.
+        for flow in dict.fromkeys([*self._incoming[task_id], *self._outgoing[task_id]]):
             self.remove_dataflow(flow)
         del self._tasks[task_id], self._incoming[task_id], self._outgoing[task_id]
         return task
@@ -74,6 +75,8 @@ class TaskGraph:
         return flow
 
     def remove_dataflow(self, flow: DataFlow) -> None:
+        if flow not in self._dataflows:
+            raise GraphError(f"no dataflow {flow} in the graph")
         self._dataflows.remove(flow)
         self._outgoing[flow.source_task].remove(flow)
         self._incoming[flow.target_task].remove(flow)
@@ -104,7 +107,9 @@ class TaskGraph:
 
     def topological_order(self) -> list[Task]:
         """Kahn's algorithm, stable by insertion order; a cycle raises naming its tasks."""
-        indegree = {tid: len({f.source_task for f in flows}) for tid, flows in self._incoming.items()}
+        indegree = {
+            tid: len({f.source_task for f in flows}) for tid, flows in self._incoming.items()
+        }
         ready = [tid for tid, n in indegree.items() if n == 0]
         order: list[Task] = []
         while ready:
@@ -115,9 +120,20 @@ class TaskGraph:
                 if indegree[target] == 0:
                     ready.append(target)
         if len(order) < len(self._tasks):
-            stuck = sorted(tid for tid, n in indegree.items() if n > 0)
-            raise GraphValidationError([_cycle_issue(stuck)])
+            stuck = {tid for tid, n in indegree.items() if n > 0}
+            raise GraphValidationError([_cycle_issue(sorted(self._on_cycles(stuck)))])
         return order
+
+    def _on_cycles(self, stuck: set[str]) -> set[str]:
+        """Of the tasks Kahn's algorithm could not order, drop those merely downstream of a
+        cycle: repeatedly remove each task that feeds no other remaining task."""
+        cyclic = set(stuck)
+        changed = True
+        while changed:
+            feeding = {f.source_task for f in self._dataflows if f.target_task in cyclic}
+            changed = bool(cyclic - feeding)
+            cyclic &= feeding
+        return cyclic
 
     def validate(self) -> list[GraphIssue]:
         from graphmesh.orchestrator.graph.validation import validate_graph

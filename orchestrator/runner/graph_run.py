@@ -57,7 +57,13 @@ class GraphRun:
         self.finished: asyncio.Future[None] | None = None
 
     # -- public --------------------------------------------------------------------------
-    async def execute(self, inputs: Mapping[str, Any], timeout: float | None = None) -> RunResult:
+    # A timeout parameter, not a caller's asyncio.timeout: running past it is a TIMED_OUT
+    # result with every task settled, not an exception.
+    async def execute(
+        self,
+        inputs: Mapping[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> RunResult:
         self._prepare(inputs)
         loop = asyncio.get_running_loop()
         self.finished = loop.create_future()
@@ -94,10 +100,26 @@ class GraphRun:
 
     def _start(self, task: Task) -> None:
         if task.id in self.dead:
-            self._skip(task, "an upstream task failed")
+            self._skip(task, "not reached: an upstream task failed, or had no error to handle")
             return
+        self._gather_inputs(task)
         task.status = TaskStatus.PROCESSING
-        self.running[task.id] = asyncio.get_running_loop().create_task(self._run_task(task))
+        runner = asyncio.get_running_loop().create_task(self._run_task(task))
+        self.running[task.id] = runner
+        # A done callback, not a ``finally``: a task cancelled before its coroutine ever ran
+        # never executes its body, and would otherwise stay "running" forever.
+        runner.add_done_callback(lambda _: self._settle(task))
+
+    def _gather_inputs(self, task: Task) -> None:
+        """Merge upstream values in dataflow order, so array ports collect deterministically
+        (completion order would depend on timing)."""
+        for flow in self.graph.incoming(task.id):
+            source = self.graph.get_task(flow.source_task)
+            if flow.carries_error:
+                if source.status == TaskStatus.FAILED and source.error is not None:
+                    task.add_input(flow.target_port, _error_payload(source, source.error))
+            elif flow.source_port in source.run_output:
+                task.add_input(flow.target_port, source.run_output[flow.source_port])
 
     async def _run_task(self, task: Task) -> None:
         try:
@@ -110,14 +132,20 @@ class GraphRun:
             self._handle_failure(task, _wrap(task, exc))
         else:
             self._complete(task, output)
-        finally:
-            del self.running[task.id]
-            self._finish_if_idle()
+
+    def _settle(self, task: Task) -> None:
+        del self.running[task.id]
+        if task.status in (TaskStatus.PROCESSING, TaskStatus.ABORTING):
+            # Cancelled before its coroutine started, so _run_task recorded nothing.
+            self._fail(task, TaskAbortedError(task.id, "aborted"), TaskEvent.ABORT)
+        self._finish_if_idle()
 
     async def _call(self, task: Task) -> TaskOutput:
         missing = task.missing_inputs()
         if missing:
-            raise TaskFailedError(task.id, f"missing required input(s) {', '.join(map(repr, missing))}")
+            raise TaskFailedError(
+                task.id, f"missing required input(s) {', '.join(map(repr, missing))}"
+            )
         provenance = self._provenance_of(task)
         self._emit(task, TaskEvent.START)
         context = TaskContext(
@@ -133,9 +161,16 @@ class GraphRun:
         if timeout is None:
             output = await self.handler(TaskCall(task=task, inputs=task.run_input, context=context))
         else:
-            output = await _with_timeout(task, self.handler, TaskCall(task=task, inputs=task.run_input, context=context), timeout)
+            output = await _with_timeout(
+                task,
+                self.handler,
+                TaskCall(task=task, inputs=task.run_input, context=context),
+                timeout,
+            )
         if not isinstance(output, Mapping):
-            raise TaskFailedError(task.id, f"run() returned {type(output).__name__}, expected a dict of outputs")
+            raise TaskFailedError(
+                task.id, f"run() returned {type(output).__name__}, expected a dict of outputs"
+            )
         return dict(output)
 
     def _complete(self, task: Task, output: TaskOutput) -> None:
@@ -143,12 +178,10 @@ class GraphRun:
         task.status = TaskStatus.COMPLETED
         task.progress = 100.0
         self._emit(task, TaskEvent.COMPLETE)
-        graph = self.graph
-        for flow in graph.outgoing(task.id):
-            target = graph.get_task(flow.target_task)
-            if not flow.carries_error and flow.source_port in output:
-                target.add_input(flow.target_port, output[flow.source_port])
-            self._release(target)
+        for flow in self.graph.outgoing(task.id):
+            if flow.carries_error:
+                self.dead.add(flow.target_task)  # no error to handle: skip the handler branch
+            self._release(self.graph.get_task(flow.target_task))
 
     def _release(self, target: Task) -> None:
         waiting = self.waiting[target.id] - 1
@@ -164,26 +197,30 @@ class GraphRun:
                 self.failure = error
                 self._abort_running(str(error))
             return
-        self._route_error(task, error, handlers)
+        self._route_error(task, handlers)
 
-    def _route_error(self, task: Task, error: TaskError, handlers: list[DataFlow]) -> None:
-        cause = error.__cause__ or error
-        payload = {"type": type(cause).__name__, "message": str(cause), "task_id": task.id}
+    def _route_error(self, task: Task, handlers: list[DataFlow]) -> None:
+        """Release every dependent; only error handlers run, the others are skipped."""
         for flow in self.graph.outgoing(task.id):
             target = self.graph.get_task(flow.target_task)
-            if flow in handlers:
-                target.add_input(flow.target_port, payload)
-            else:
+            if flow not in handlers:
                 self.dead.add(target.id)
             self._release(target)
 
-    def _skip(self, task: Task, reason: str) -> None:
-        task.status = TaskStatus.SKIPPED
-        self._emit(task, TaskEvent.ABORT, message=reason)
-        for flow in self.graph.outgoing(task.id):
-            target = self.graph.get_task(flow.target_task)
-            self.dead.add(target.id)
-            self._release(target)
+    def _skip(self, first: Task, reason: str) -> None:
+        # A worklist, not recursion: a long chain below a failed task must not hit the
+        # recursion limit.
+        stack = [first]
+        while stack:
+            task = stack.pop()
+            task.status = TaskStatus.SKIPPED
+            self._emit(task, TaskEvent.ABORT, message=reason)
+            for flow in self.graph.outgoing(task.id):
+                target = self.graph.get_task(flow.target_task)
+                self.dead.add(target.id)
+                self.waiting[target.id] -= 1
+                if self.waiting[target.id] == 0 and self.failure is None:
+                    stack.append(target)
 
     def _fail(self, task: Task, error: TaskError, event: TaskEvent) -> None:
         task.status = TaskStatus.FAILED
@@ -198,6 +235,8 @@ class GraphRun:
     def _abort_running(self, reason: str) -> None:
         for task_id, runner in self.running.items():
             task = self.graph.get_task(task_id)
+            if task.status != TaskStatus.PROCESSING:
+                continue  # the failing task itself, already FAILED: keep its status and error
             task.status = TaskStatus.ABORTING
             self._emit(task, TaskEvent.ABORT, message=reason)
             runner.cancel()
@@ -226,11 +265,15 @@ class GraphRun:
         self.provenance[task.id] = merged
         return merged
 
-    def _progress(self, task: Task, percent: float, message: str, details: Mapping[str, Any] | None) -> None:
+    def _progress(
+        self, task: Task, percent: float, message: str, details: Mapping[str, Any] | None
+    ) -> None:
         task.progress = percent
         self._emit(task, TaskEvent.PROGRESS, message=message, details=details)
 
-    async def _run_subgraph(self, parent: Task, graph: TaskGraph, inputs: TaskInput) -> dict[str, TaskOutput]:
+    async def _run_subgraph(
+        self, parent: Task, graph: TaskGraph, inputs: TaskInput
+    ) -> dict[str, TaskOutput]:
         nested = GraphRun(
             graph,
             run_id=self.run_id,
@@ -244,28 +287,47 @@ class GraphRun:
             raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
         return result.outputs
 
-    def _emit(self, task: Task, kind: TaskEvent, *, message: str = "", details: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+    def _emit(
+        self,
+        task: Task,
+        kind: TaskEvent,
+        *,
+        message: str = "",
+        details: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         task.events.emit(kind, task)
         listener = self.env.listener
         if listener is not None:
             listener(
                 RunnerEvent(
-                    run_id=self.run_id, kind=kind, task_id=self.path + task.id, status=task.status,
-                    progress=task.progress, message=message, details=details, error=error,
+                    run_id=self.run_id,
+                    kind=kind,
+                    task_id=self.path + task.id,
+                    status=task.status,
+                    progress=task.progress,
+                    message=message,
+                    details=details,
+                    error=error,
                 )
             )
 
     def _result(self, status: RunStatus, error: str | None) -> RunResult:
         tasks = {
             task.id: TaskResult(
-                task_id=task.id, type=task.type, status=task.status, output=task.run_output,
+                task_id=task.id,
+                type=task.type,
+                status=task.status,
+                output=task.run_output,
                 error=None if task.error is None else str(task.error),
                 provenance=self.provenance.get(task.id, _NO_PROVENANCE),
             )
             for task in self.graph
         }
         sinks = tuple(task.id for task in self.graph.sinks())
-        return RunResult(run_id=self.run_id, status=status, tasks=tasks, sink_ids=sinks, error=error)
+        return RunResult(
+            run_id=self.run_id, status=status, tasks=tasks, sink_ids=sinks, error=error
+        )
 
 
 class RunEnvironment:
@@ -273,19 +335,32 @@ class RunEnvironment:
 
     __slots__ = ("listener", "models", "resources", "task_timeout")
 
-    def __init__(self, *, models: Any, listener: Listener | None, resources: Mapping[str, Any], task_timeout: float | None) -> None:
+    def __init__(
+        self,
+        *,
+        models: Any,
+        listener: Listener | None,
+        resources: Mapping[str, Any],
+        task_timeout: float | None,
+    ) -> None:
         self.models = models
         self.listener = listener
         self.resources = resources
         self.task_timeout = task_timeout
 
 
-async def _with_timeout(task: Task, handler: Handler, call: TaskCall, timeout: float) -> TaskOutput:
+async def _with_timeout(task: Task, handler: Handler, call: TaskCall, seconds: float) -> TaskOutput:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             return await handler(call)
     except TimeoutError:
-        raise TaskTimeoutError(task.id, f"timed out after {timeout} s") from None
+        raise TaskTimeoutError(task.id, f"timed out after {seconds} s") from None
+
+
+def _error_payload(task: Task, error: BaseException) -> dict[str, str]:
+    """What an ``[error]`` dataflow delivers: the original exception's type and message."""
+    cause = error.__cause__ or error
+    return {"type": type(cause).__name__, "message": str(cause), "task_id": task.id}
 
 
 def _wrap(task: Task, exc: Exception) -> TaskFailedError:

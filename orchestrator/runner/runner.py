@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.graph_run import GraphRun, Listener, RunEnvironment
 from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
@@ -53,7 +54,7 @@ class TaskGraphRunner:
         inputs: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (ends in a TIMED_OUT result, see GraphRun)
         provenance: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run the whole graph and return every task's status and output.
@@ -61,7 +62,7 @@ class TaskGraphRunner:
         ``inputs`` reach each root task that has a port of that name. Invalid graphs raise
         GraphValidationError before anything runs; task failures are reported in the result.
         """
-        self.graph.check()
+        self._check(inputs or {})
         graph_run = GraphRun(
             self.graph,
             run_id=run_id or uuid.uuid4().hex,
@@ -79,6 +80,19 @@ class TaskGraphRunner:
         finally:
             self._current = None
 
+    def _check(self, inputs: Mapping[str, Any]) -> None:
+        """Validate the graph, counting graph inputs as given for the root tasks they reach."""
+        roots = {task.id for task in self.graph.roots()}
+        issues = [
+            issue
+            for issue in self.graph.validate()
+            if not (
+                issue.code == "missing_input" and issue.task_id in roots and issue.port in inputs
+            )
+        ]
+        if issues:
+            raise GraphValidationError(issues)
+
     def cancel(self) -> None:
         """Abort the current run: running tasks are cancelled, pending ones skipped."""
         if self._current is not None:
@@ -91,11 +105,6 @@ class TaskGraphRunner:
             if task.status == TaskStatus.PENDING:
                 task.run_output = task.run_reactive(self._reactive_input(task, inputs or {}))
             outputs[task.id] = task.run_output
-            for flow in self.graph.outgoing(task.id):
-                if flow.source_port in task.run_output:
-                    self.graph.get_task(flow.target_task).add_input(
-                        flow.target_port, task.run_output[flow.source_port]
-                    )
         tasks = {
             t.id: TaskResult(task_id=t.id, type=t.type, status=t.status, output=outputs[t.id])
             for t in self.graph
@@ -104,12 +113,18 @@ class TaskGraphRunner:
         return RunResult(run_id="reactive", status=RunStatus.COMPLETED, tasks=tasks, sink_ids=sinks)
 
     def _reactive_input(self, task: Task, inputs: Mapping[str, Any]) -> TaskInput:
-        if task.status == TaskStatus.PENDING:
-            task.reset_input()
-            if not self.graph.incoming(task.id):
-                for port_id, value in inputs.items():
-                    if task.input_port(port_id) is not None:
-                        task.add_input(port_id, value)
+        """Fresh inputs for a PENDING task, gathered from its upstream tasks in dataflow order
+        (upstream tasks come first in topological order, so their outputs are current)."""
+        task.reset_input()
+        incoming = self.graph.incoming(task.id)
+        if not incoming:
+            for port_id, value in inputs.items():
+                if task.input_port(port_id) is not None:
+                    task.add_input(port_id, value)
+        for flow in incoming:
+            source = self.graph.get_task(flow.source_task)
+            if flow.source_port in source.run_output:
+                task.add_input(flow.target_port, source.run_output[flow.source_port])
         return task.run_input
 
 

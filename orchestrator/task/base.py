@@ -69,13 +69,17 @@ class TaskContext:
     def idempotency_key(self) -> str:
         return f"{self.run_id}:{self.task_id}"
 
-    def progress(self, percent: float, message: str = "", details: Mapping[str, Any] | None = None) -> None:
+    def progress(
+        self, percent: float, message: str = "", details: Mapping[str, Any] | None = None
+    ) -> None:
         """Report progress; the percentage is clamped to 0-100."""
         self.report_progress(min(100.0, max(0.0, float(percent))), message, details)
 
     def require_models(self) -> ModelClient:
         if self.models is None:
-            raise RuntimeError(f"task {self.task_id!r} calls a model but the runner has no ModelClient")
+            raise RuntimeError(
+                f"task {self.task_id!r} calls a model but the runner has no ModelClient"
+            )
         return self.models
 
 
@@ -164,7 +168,7 @@ class Task:
 
     def add_input(self, port_id: str, value: Any) -> None:
         """Merge a value arriving over a dataflow: array ports append, scalars overwrite."""
-        port = self._input_index.get(port_id)
+        port = self.input_port(port_id)  # not the index: a compound's ports follow its subgraph
         self.run_input[port_id] = merge_input(port, self.run_input.get(port_id, MISSING), value)
 
     def missing_inputs(self) -> list[str]:

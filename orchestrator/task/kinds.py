@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -73,8 +74,20 @@ class CompoundTask(Task):
 
     @property
     def input_ports(self) -> tuple[Port, ...]:
-        ports = (port for task in self.subgraph.roots() for port in task.input_ports)
-        return tuple({port.id: port for port in reversed(list(ports))}.values())[::-1]
+        ports: dict[str, Port] = {}
+        needed: set[str] = set()
+        for task in self.subgraph.roots():
+            for port in task.input_ports:
+                if port.required and port.id not in task.defaults:
+                    needed.add(port.id)
+                    ports[port.id] = port  # the root that needs a value speaks for the port
+                else:
+                    ports.setdefault(port.id, port)
+        # A port is required only if some root task has no value of its own for it.
+        return tuple(
+            replace(port, optional=True) if port.required and port.id not in needed else port
+            for port in ports.values()
+        )
 
     @property
     def output_ports(self) -> tuple[Port, ...]:
@@ -87,15 +100,22 @@ class CompoundTask(Task):
     def output_port(self, port_id: str) -> Port | None:
         return next((p for p in self.output_ports if p.id == port_id), None)
 
+    def reset_input(self) -> None:
+        # Only what the compound itself is given: the subgraph's tasks apply their own port
+        # defaults, and copies of those must not override the tasks' configured defaults.
+        super().reset_input()
+        self.run_input = copy.deepcopy(self.defaults)
+
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
         outputs = await ctx.run_subgraph(self.subgraph, inputs)
         return merge_sink_outputs(self.subgraph, outputs)
 
     def run_reactive(self, inputs: TaskInput) -> TaskOutput:
-        merged: TaskOutput = {}
-        for task in self.subgraph.sinks():
-            merged.update(task.run_output)
-        return merged
+        """Preview the subgraph with these inputs (its PENDING tasks only, as the runner does)."""
+        from graphmesh.orchestrator.runner.runner import TaskGraphRunner
+
+        result = TaskGraphRunner(self.subgraph).run_reactive(inputs)
+        return merge_sink_outputs(self.subgraph, result.outputs)
 
 
 def merge_sink_outputs(graph: TaskGraph, outputs: Mapping[str, TaskOutput]) -> TaskOutput:
@@ -124,6 +144,9 @@ class ArrayTask(CompoundTask):
     @property
     def output_ports(self) -> tuple[Port, ...]:
         return self.outputs
+
+    def reset_input(self) -> None:
+        Task.reset_input(self)  # its ports are its own, so their defaults apply
 
     def combinations(self, inputs: TaskInput) -> list[TaskInput]:
         axes = [_as_list(inputs.get(port_id, [])) for port_id in self.array_inputs]
@@ -154,9 +177,7 @@ class ArrayTask(CompoundTask):
         return self._gather([child.run_reactive(child.run_input) for child in children])
 
     def _gather(self, child_outputs: Sequence[TaskOutput]) -> TaskOutput:
-        return {
-            port.id: [output.get(port.id) for output in child_outputs] for port in self.outputs
-        }
+        return {port.id: [output.get(port.id) for output in child_outputs] for port in self.outputs}
 
 
 def array_task(
@@ -173,12 +194,17 @@ def array_task(
         "item_task": item,
         "array_inputs": tuple(array_inputs),
         "inputs": tuple(
-            replace(port, is_array=True) if port.id in array_inputs else port for port in item.inputs
+            _array_port(port) if port.id in array_inputs else port for port in item.inputs
         ),
         "outputs": tuple(replace(port, is_array=True) for port in item.outputs),
         "__module__": item.__module__,
     }
     return type(namespace["type"], (ArrayTask,), namespace)
+
+
+def _array_port(port: Port) -> Port:
+    # An item's scalar default is no array default: incoming values would append to it.
+    return replace(port, is_array=True, default=[] if port.has_default else port.default)
 
 
 def _array_type_name(item_type: str, ports: Sequence[str]) -> str:

@@ -52,7 +52,10 @@ _SCHEMAS: Final[dict[ValueType, dict[str, Any]]] = {
     ValueType.INTEGER: {"type": "integer"},
     ValueType.BOOLEAN: {"type": "boolean"},
     ValueType.VECTOR: {"type": "array", "items": {"type": "number"}},
-    ValueType.MODEL: {"type": "string", "description": "routed model name, e.g. hf:all-MiniLM-L6-v2"},
+    ValueType.MODEL: {
+        "type": "string",
+        "description": "routed model name, e.g. hf:all-MiniLM-L6-v2",
+    },
     ValueType.JSON: {},
     ValueType.LOG_LEVEL: {"type": "string", "enum": ["debug", "info", "warning", "error"]},
     ValueType.FUNCTION: {"description": "in-process Python callable; never crosses the API"},
@@ -101,12 +104,13 @@ class Port:
         return copy.deepcopy(self.default)
 
     def json_schema(self) -> dict[str, Any]:
-        item = dict(_SCHEMAS[self.value_type])
+        # Deep copies: a caller editing the schema must not change the table or the default.
+        item = copy.deepcopy(_SCHEMAS[self.value_type])
         if self.description:
             item["description"] = self.description
         schema = {"type": "array", "items": item} if self.is_array else item
         if self.has_default and _is_json(self.default):
-            schema = {**schema, "default": self.default}
+            schema = {**schema, "default": self.fresh_default()}
         return schema
 
     def accepts(self, source: Port) -> bool:
