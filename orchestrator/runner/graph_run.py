@@ -14,6 +14,7 @@ from graphmesh.orchestrator.errors import (
 )
 from graphmesh.orchestrator.graph.dataflow import DataFlow
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
 from graphmesh.orchestrator.runner.result import RunnerEvent, RunResult, RunStatus, TaskResult
 from graphmesh.orchestrator.task.base import (
@@ -92,11 +93,8 @@ class GraphRun:
         for task in graph:
             task.reset_input()
             self.waiting[task.id] = len(graph.incoming(task.id))
-        if inputs:
-            for task in graph.roots():
-                for port_id, value in inputs.items():
-                    if task.input_port(port_id) is not None:
-                        task.add_input(port_id, value)
+        for task_id, values in route_inputs(graph, inputs).items():
+            graph.get_task(task_id).run_input.update(values)
 
     def _start(self, task: Task) -> None:
         if task.id in self.dead:

@@ -11,6 +11,7 @@ from graphmesh.orchestrator.ai.client import ModelClient
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.graph_run import GraphRun, Listener, RunEnvironment
+from graphmesh.orchestrator.runner.inputs import resolve_inputs, route_inputs
 from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
 from graphmesh.orchestrator.runner.result import RunResult, RunStatus, TaskResult
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
@@ -59,7 +60,8 @@ class TaskGraphRunner:
     ) -> RunResult:
         """Run the whole graph and return every task's status and output.
 
-        ``inputs`` reach each root task that has a port of that name. Invalid graphs raise
+        ``inputs`` keys are ``port`` (every root task with that input port) or ``task.port``
+        (see :mod:`graphmesh.orchestrator.runner.inputs`). Invalid graphs raise
         GraphValidationError before anything runs; task failures are reported in the result.
         """
         self._check(inputs or {})
@@ -81,13 +83,14 @@ class TaskGraphRunner:
             self._current = None
 
     def _check(self, inputs: Mapping[str, Any]) -> None:
-        """Validate the graph, counting graph inputs as given for the root tasks they reach."""
-        roots = {task.id for task in self.graph.roots()}
-        issues = [
+        """Validate the graph, counting routed inputs as given for the tasks they reach."""
+        routed, issues = resolve_inputs(self.graph, inputs)
+        issues += [
             issue
             for issue in self.graph.validate()
             if not (
-                issue.code == "missing_input" and issue.task_id in roots and issue.port in inputs
+                issue.code == "missing_input"
+                and issue.port in routed.get(issue.task_id or "", {})
             )
         ]
         if issues:
@@ -116,12 +119,8 @@ class TaskGraphRunner:
         """Fresh inputs for a PENDING task, gathered from its upstream tasks in dataflow order
         (upstream tasks come first in topological order, so their outputs are current)."""
         task.reset_input()
-        incoming = self.graph.incoming(task.id)
-        if not incoming:
-            for port_id, value in inputs.items():
-                if task.input_port(port_id) is not None:
-                    task.add_input(port_id, value)
-        for flow in incoming:
+        task.run_input.update(route_inputs(self.graph, inputs).get(task.id, {}))
+        for flow in self.graph.incoming(task.id):
             source = self.graph.get_task(flow.source_task)
             if flow.source_port in source.run_output:
                 task.add_input(flow.target_port, source.run_output[flow.source_port])

@@ -170,8 +170,24 @@ async def test_graph_inputs_reach_root_tasks_only() -> None:
         [Square(id="sq"), Add(id="add", defaults={"b": 1}), Echo(id="echo")],
         [df("sq", "add", target_port="a")],
     )
-    result = await TaskGraphRunner(graph).run({"input": 3, "b": 100, "value": "v"})
+    result = await TaskGraphRunner(graph).run({"input": 3, "value": "v"})
     assert result.outputs == {"sq": {"output": 9}, "add": {"sum": 10}, "echo": {"value": "v"}}
+
+
+async def test_task_port_inputs_reach_one_task_root_or_not() -> None:
+    graph = TaskGraph(
+        [Square(id="sq"), Add(id="add", defaults={"b": 1}), Echo(id="echo")],
+        [df("sq", "add", target_port="a")],
+    )
+    result = await TaskGraphRunner(graph).run({"sq.input": 3, "add.b": 100, "value": "v"})
+    assert result.outputs == {"sq": {"output": 9}, "add": {"sum": 109}, "echo": {"value": "v"}}
+
+
+async def test_an_input_that_reaches_no_task_is_an_error_naming_it() -> None:
+    graph = TaskGraph([Square(id="sq")])
+    with pytest.raises(GraphValidationError, match="input 'nope' reaches no task") as info:
+        await TaskGraphRunner(graph).run({"nope": 1, "sq.missing": 2})
+    assert [issue.port for issue in info.value.issues] == ["nope", "sq.missing"]
 
 
 async def test_graph_inputs_satisfy_required_root_inputs() -> None:
@@ -186,7 +202,8 @@ async def test_a_required_input_given_nowhere_is_still_an_error() -> None:
     graph = TaskGraph([Needs(id="root"), Add(id="add", defaults={"a": 1})])
     with pytest.raises(GraphValidationError) as info:
         await TaskGraphRunner(graph).run({"other": 1})
-    assert [(i.task_id, i.port) for i in info.value.issues] == [("root", "text"), ("add", "b")]
+    issues = [(i.task_id, i.port) for i in info.value.issues]
+    assert issues == [(None, "other"), ("root", "text"), ("add", "b")]
 
 
 async def test_graph_inputs_do_not_satisfy_non_root_inputs() -> None:
