@@ -12,18 +12,26 @@ Prints one JSON line. Overhead = graphmesh time per task minus the baseline's.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
+import os
+import sys
 
-import dask.threaded
+# Run as a script, this folder comes first on sys.path, and bench/queue.py would shadow the
+# standard library's ``queue`` (which dask and asyncio import): drop the folder first.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-from graphmesh.orchestrator.graph import DataFlow, TaskGraph
-from graphmesh.orchestrator.runner import TaskGraphRunner
-from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import dask.threaded  # noqa: E402
+
+from graphmesh.orchestrator.graph import DataFlow, TaskGraph  # noqa: E402
+from graphmesh.orchestrator.runner import TaskGraphRunner  # noqa: E402
+from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput  # noqa: E402
 
 DEEP = 5_000
 WIDE = 4_998  # + the fan-out root and the join = 10,000 tasks in all
@@ -58,7 +66,9 @@ def build_graph() -> TaskGraph:
     graph = TaskGraph(NoopTask(id=task_id) for task_id in task_ids())
     for source, target in edges():
         graph.add_dataflow(
-            DataFlow(source_task=source, source_port="output", target_task=target, target_port="input")
+            DataFlow(
+                source_task=source, source_port="output", target_task=target, target_port="input"
+            )
         )
     return graph
 

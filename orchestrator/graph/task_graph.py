@@ -17,6 +17,8 @@ class TaskGraph:
         self._incoming: dict[str, list[DataFlow]] = {}
         self._outgoing: dict[str, list[DataFlow]] = {}
         self._dataflows: list[DataFlow] = []
+        self._flow_set: set[DataFlow] = set()
+        self.revision = 0  # bumped by every change of nodes or edges (caches key on it)
         for task in tasks:
             self.add_task(task)
         for flow in dataflows:
@@ -48,6 +50,7 @@ class TaskGraph:
         self._tasks[task.id] = task
         self._incoming[task.id] = []
         self._outgoing[task.id] = []
+        self.revision += 1
         return task
 
     def remove_task(self, task_id: str) -> Task:
@@ -56,6 +59,7 @@ class TaskGraph:
         for flow in dict.fromkeys([*self._incoming[task_id], *self._outgoing[task_id]]):
             self.remove_dataflow(flow)
         del self._tasks[task_id], self._incoming[task_id], self._outgoing[task_id]
+        self.revision += 1
         return task
 
     # -- edges -------------------------------------------------------------------------
@@ -67,17 +71,21 @@ class TaskGraph:
         for task_id in (flow.source_task, flow.target_task):
             if task_id not in self._tasks:
                 raise GraphError(f"dataflow {flow} names unknown task {task_id!r}")
-        if flow in self._dataflows:
+        if flow in self._flow_set:
             return flow
         self._dataflows.append(flow)
+        self._flow_set.add(flow)
         self._outgoing[flow.source_task].append(flow)
         self._incoming[flow.target_task].append(flow)
+        self.revision += 1
         return flow
 
     def remove_dataflow(self, flow: DataFlow) -> None:
-        if flow not in self._dataflows:
+        if flow not in self._flow_set:
             raise GraphError(f"no dataflow {flow} in the graph")
         self._dataflows.remove(flow)
+        self._flow_set.discard(flow)
+        self.revision += 1
         self._outgoing[flow.source_task].remove(flow)
         self._incoming[flow.target_task].remove(flow)
 

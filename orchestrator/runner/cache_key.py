@@ -17,7 +17,9 @@ _UNCACHEABLE_KINDS = frozenset({TaskKind.OUTPUT, TaskKind.COMPOUND, TaskKind.ARR
 
 def canonical_json(value: Any) -> str:
     """JSON with keys sorted at every depth and no insignificant whitespace."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def is_cacheable(task: Task) -> bool:

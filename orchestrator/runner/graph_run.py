@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -94,7 +95,8 @@ class GraphRun:
             task.reset_input()
             self.waiting[task.id] = len(graph.incoming(task.id))
         for task_id, values in route_inputs(graph, inputs).items():
-            graph.get_task(task_id).run_input.update(values)
+            # Copies: array ports are extended in place, and the caller keeps its inputs.
+            graph.get_task(task_id).run_input.update(copy.deepcopy(values))
 
     def _start(self, task: Task) -> None:
         if task.id in self.dead:
@@ -117,7 +119,9 @@ class GraphRun:
                 if source.status == TaskStatus.FAILED and source.error is not None:
                     task.add_input(flow.target_port, _error_payload(source, source.error))
             elif flow.source_port in source.run_output:
-                task.add_input(flow.target_port, source.run_output[flow.source_port])
+                port = source.output_port(flow.source_port)
+                spread = None if port is None else port.is_array
+                task.add_input(flow.target_port, source.run_output[flow.source_port], spread=spread)
 
     async def _run_task(self, task: Task) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,7 @@ class TaskGraphRunner:
             models=models, listener=listener, resources=resources or {}, task_timeout=task_timeout
         )
         self._current: asyncio.Task[RunResult] | None = None
+        self._checked: tuple[int, frozenset[str]] | None = None
 
     def layers(self) -> list[list[Task]]:
         """Tasks grouped by dependency depth (for inspection; scheduling has no barriers)."""
@@ -83,18 +85,25 @@ class TaskGraphRunner:
             self._current = None
 
     def _check(self, inputs: Mapping[str, Any]) -> None:
-        """Validate the graph, counting routed inputs as given for the tasks they reach."""
+        """Validate the graph, counting routed inputs as given for the tasks they reach.
+
+        A graph that passed is not validated again until its nodes or edges change (a
+        required input removed from a task's defaults meanwhile still fails, at run time,
+        naming the port)."""
+        checked = (self.graph.revision, frozenset(inputs))
+        if checked == self._checked:
+            return
         routed, issues = resolve_inputs(self.graph, inputs)
         issues += [
             issue
             for issue in self.graph.validate()
             if not (
-                issue.code == "missing_input"
-                and issue.port in routed.get(issue.task_id or "", {})
+                issue.code == "missing_input" and issue.port in routed.get(issue.task_id or "", {})
             )
         ]
         if issues:
             raise GraphValidationError(issues)
+        self._checked = checked
 
     def cancel(self) -> None:
         """Abort the current run: running tasks are cancelled, pending ones skipped."""
@@ -119,11 +128,13 @@ class TaskGraphRunner:
         """Fresh inputs for a PENDING task, gathered from its upstream tasks in dataflow order
         (upstream tasks come first in topological order, so their outputs are current)."""
         task.reset_input()
-        task.run_input.update(route_inputs(self.graph, inputs).get(task.id, {}))
+        task.run_input.update(copy.deepcopy(route_inputs(self.graph, inputs).get(task.id, {})))
         for flow in self.graph.incoming(task.id):
             source = self.graph.get_task(flow.source_task)
             if flow.source_port in source.run_output:
-                task.add_input(flow.target_port, source.run_output[flow.source_port])
+                port = source.output_port(flow.source_port)
+                spread = None if port is None else port.is_array
+                task.add_input(flow.target_port, source.run_output[flow.source_port], spread=spread)
         return task.run_input
 
 

@@ -166,10 +166,12 @@ class Task:
         self.progress = 0.0
         self.error = None
 
-    def add_input(self, port_id: str, value: Any) -> None:
-        """Merge a value arriving over a dataflow: array ports append, scalars overwrite."""
+    def add_input(self, port_id: str, value: Any, *, spread: bool | None = None) -> None:
+        """Merge a value arriving over a dataflow: array ports append, scalars overwrite
+        (see :func:`~graphmesh.orchestrator.task.ports.merge_input` for ``spread``)."""
         port = self.input_port(port_id)  # not the index: a compound's ports follow its subgraph
-        self.run_input[port_id] = merge_input(port, self.run_input.get(port_id, MISSING), value)
+        current = self.run_input.get(port_id, MISSING)
+        self.run_input[port_id] = merge_input(port, current, value, spread=spread)
 
     def missing_inputs(self) -> list[str]:
         return [p.id for p in self.input_ports if p.required and p.id not in self.run_input]

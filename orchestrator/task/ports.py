@@ -133,14 +133,28 @@ def _is_json(value: Any) -> bool:
     return False
 
 
-def merge_input(port: Port | None, current: Any, incoming: Any) -> Any:
-    """Merge an incoming value into a port's current value: arrays append, scalars overwrite."""
+def merge_input(
+    port: Port | None, current: Any, incoming: Any, *, spread: bool | None = None
+) -> Any:
+    """Merge an incoming value into a port's current value: arrays append, scalars overwrite.
+
+    Into an array port, ``spread`` (the source port is itself an array) extends by the
+    incoming items, otherwise the value is appended as one item — so one vector flowing
+    into an array of vectors stays one vector. Unknown (None): lists and tuples spread.
+    The current list is extended in place: it is always the run's own copy.
+    """
     if port is None or not port.is_array:
         return incoming
-    collected = [] if current is MISSING or current is None else _as_list(current)
-    collected.extend(_as_list(incoming))
+    if spread is None:
+        spread = isinstance(incoming, list | tuple)
+    if current is MISSING or current is None:
+        collected: list[Any] = []
+    elif isinstance(current, list):
+        collected = current
+    else:
+        collected = list(current) if isinstance(current, tuple) else [current]
+    if spread:
+        collected.extend(incoming if isinstance(incoming, list | tuple) else [incoming])
+    else:
+        collected.append(incoming)
     return collected
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]

@@ -21,9 +21,7 @@ class TaskRegistry:
         name = task_class.type
         existing = self._types.get(name)
         if existing is not None and _qualified(existing) != _qualified(task_class):
-            raise ValueError(
-                f"task type {name!r} is already registered by {_qualified(existing)}"
-            )
+            raise ValueError(f"task type {name!r} is already registered by {_qualified(existing)}")
         self._types[name] = task_class
         return task_class
 

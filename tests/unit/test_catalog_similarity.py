@@ -105,3 +105,30 @@ async def test_semantic_search_pipeline_finds_the_query_text_first() -> None:
     output = result.raise_for_status().outputs["s"]
     assert output["indices"][0] == 1
     assert output["scores"][0] == pytest.approx(1.0)
+
+
+async def test_single_vectors_wired_into_items_stay_one_item_each() -> None:
+    from graphmesh.orchestrator.ai.testing import FakeModelClient
+    from graphmesh.orchestrator.graph import DataFlow, TaskGraph
+    from graphmesh.orchestrator.runner import TaskGraphRunner
+    from graphmesh.orchestrator.catalog.ai import TextEmbeddingTask
+    from graphmesh.orchestrator.catalog.similarity import SimilarityTask
+
+    def flow(source: str, port: str) -> DataFlow:
+        return DataFlow(
+            source_task=source, source_port="vector", target_task="rank", target_port=port
+        )
+
+    graph = TaskGraph(
+        [
+            TextEmbeddingTask(id="query", defaults={"text": "cats"}),
+            TextEmbeddingTask(id="a", defaults={"text": "dogs"}),
+            TextEmbeddingTask(id="b", defaults={"text": "cats"}),
+            SimilarityTask(id="rank"),
+        ],
+        [flow("query", "query"), flow("a", "items"), flow("b", "items")],
+    )
+    result = await TaskGraphRunner(graph, models=FakeModelClient()).run()
+    result.raise_for_status()
+    assert result.outputs["rank"]["indices"] == [1, 0]
+    assert len(result.outputs["rank"]["items"]) == 2

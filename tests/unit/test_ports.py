@@ -181,11 +181,20 @@ def test_array_ports_append_values_and_extend_lists() -> None:
     assert merge_input(port, 1, 2) == [1, 2]  # a scalar already there becomes the first item
 
 
-def test_merge_does_not_mutate_the_current_list() -> None:
-    current = [1]
-    merged = merge_input(Port(id="p", is_array=True), current, [2])
+def test_merge_never_mutates_the_incoming_value() -> None:
+    incoming = [1]
+    merged = merge_input(Port(id="p", is_array=True), MISSING, incoming)
+    merge_input(Port(id="p", is_array=True), merged, [2])
     assert merged == [1, 2]
-    assert current == [1]
+    assert incoming == [1]
+
+
+def test_one_vector_into_an_array_of_vectors_stays_one_item() -> None:
+    vectors = Port(id="items", value_type=ValueType.VECTOR, is_array=True)
+    merged = merge_input(vectors, MISSING, [0.1, 0.2], spread=False)
+    merged = merge_input(vectors, merged, [0.3, 0.4], spread=False)
+    assert merged == [[0.1, 0.2], [0.3, 0.4]]
+    assert merge_input(vectors, MISSING, [[0.1, 0.2]], spread=True) == [[0.1, 0.2]]
 
 
 def test_add_input_merges_by_port_kind() -> None:
