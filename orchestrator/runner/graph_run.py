@@ -16,7 +16,7 @@ from graphmesh.orchestrator.errors import (
 from graphmesh.orchestrator.graph.dataflow import DataFlow
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
-from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
+from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
 from graphmesh.orchestrator.runner.result import RunnerEvent, RunResult, RunStatus, TaskResult
 from graphmesh.orchestrator.task.base import (
     Task,
@@ -54,6 +54,8 @@ class GraphRun:
         self.waiting: dict[str, int] = {}
         self.dead: set[str] = set()
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.started: set[str] = set()
+        self.stopped: list[asyncio.Task[None]] = []  # cancelled before they ever ran
         self.provenance: dict[str, Mapping[str, Any]] = {}
         self.failure: TaskError | None = None
         self.finished: asyncio.Future[None] | None = None
@@ -104,11 +106,7 @@ class GraphRun:
             return
         self._gather_inputs(task)
         task.status = TaskStatus.PROCESSING
-        runner = asyncio.get_running_loop().create_task(self._run_task(task))
-        self.running[task.id] = runner
-        # A done callback, not a ``finally``: a task cancelled before its coroutine ever ran
-        # never executes its body, and would otherwise stay "running" forever.
-        runner.add_done_callback(lambda _: self._settle(task))
+        self.running[task.id] = asyncio.get_running_loop().create_task(self._run_task(task))
 
     def _gather_inputs(self, task: Task) -> None:
         """Merge upstream values in dataflow order, so array ports collect deterministically
@@ -124,6 +122,7 @@ class GraphRun:
                 task.add_input(flow.target_port, source.run_output[flow.source_port], spread=spread)
 
     async def _run_task(self, task: Task) -> None:
+        self.started.add(task.id)
         try:
             output = await self._call(task)
         except asyncio.CancelledError:
@@ -134,13 +133,9 @@ class GraphRun:
             self._handle_failure(task, _wrap(task, exc))
         else:
             self._complete(task, output)
-
-    def _settle(self, task: Task) -> None:
-        del self.running[task.id]
-        if task.status in (TaskStatus.PROCESSING, TaskStatus.ABORTING):
-            # Cancelled before its coroutine started, so _run_task recorded nothing.
-            self._fail(task, TaskAbortedError(task.id, "aborted"), TaskEvent.ABORT)
-        self._finish_if_idle()
+        finally:
+            self.running.pop(task.id, None)
+            self._finish_if_idle()
 
     async def _call(self, task: Task) -> TaskOutput:
         missing = task.missing_inputs()
@@ -160,7 +155,9 @@ class GraphRun:
             resources=self.env.resources,
         )
         timeout = task.config.get("timeout", self.env.task_timeout)
-        if timeout is None:
+        if timeout is None and self.handler is invoke_task:
+            output = await task.run(task.run_input, context)  # no middleware: skip the chain
+        elif timeout is None:
             output = await self.handler(TaskCall(task=task, inputs=task.run_input, context=context))
         else:
             output = await _with_timeout(
@@ -169,6 +166,8 @@ class GraphRun:
                 TaskCall(task=task, inputs=task.run_input, context=context),
                 timeout,
             )
+        if type(output) is dict:
+            return output
         if not isinstance(output, Mapping):
             raise TaskFailedError(
                 task.id, f"run() returned {type(output).__name__}, expected a dict of outputs"
@@ -235,19 +234,23 @@ class GraphRun:
 
     # -- aborting --------------------------------------------------------------------------
     def _abort_running(self, reason: str) -> None:
-        for task_id, runner in self.running.items():
+        for task_id, runner in list(self.running.items()):
             task = self.graph.get_task(task_id)
             if task.status != TaskStatus.PROCESSING:
                 continue  # the failing task itself, already FAILED: keep its status and error
             task.status = TaskStatus.ABORTING
             self._emit(task, TaskEvent.ABORT, message=reason)
             runner.cancel()
+            if task_id not in self.started:
+                # Its coroutine will never run (so never reach its ``finally``): settle it here.
+                self.stopped.append(self.running.pop(task_id))
+                self._fail(task, TaskAbortedError(task.id, "aborted"), TaskEvent.ABORT)
 
     async def _abort(self, reason: str) -> None:
         """Stop what still runs and mark what never started, so every task ends settled."""
         if self.running:
             self._abort_running(reason)
-            await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await asyncio.gather(*self.running.values(), *self.stopped, return_exceptions=True)
         for task in self.graph:
             if task.status == TaskStatus.PENDING:
                 task.status = TaskStatus.SKIPPED
