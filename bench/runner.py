@@ -20,18 +20,18 @@ import sys
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
 
-import dask.threaded  # noqa: E402
+import dask.threaded
 
-from graphmesh.orchestrator.graph import DataFlow, TaskGraph  # noqa: E402
-from graphmesh.orchestrator.runner import TaskGraphRunner  # noqa: E402
-from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput  # noqa: E402
+from graphmesh.orchestrator.graph import DataFlow, TaskGraph
+from graphmesh.orchestrator.runner import TaskGraphRunner
+from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput
 
 DEEP = 5_000
 WIDE = 4_998  # + the fan-out root and the join = 10,000 tasks in all

@@ -32,5 +32,6 @@ __all__ = [
     "__version__",
     "code_to_graph",
     "graph_from_json",
+    "graph_to_code",
     "graph_to_json",
 ]

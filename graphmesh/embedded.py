@@ -6,7 +6,7 @@ to the model server's backends without going through gRPC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
@@ -18,7 +18,6 @@ from graphmesh.orchestrator.runner import RunnerEvent, RunResult, TaskGraphRunne
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteOutputRepository
 from graphmesh.settings import EmbeddedSettings
-from collections.abc import Callable
 
 
 class EmbeddedEngine:
@@ -44,11 +43,15 @@ class EmbeddedEngine:
         if self.models is None:
             from graphmesh.local_models import LocalModelClient
 
-            self.models = await self._stack.enter_async_context(LocalModelClient(task_max_new_tokens=self.settings.max_new_tokens))
+            self.models = await self._stack.enter_async_context(
+                LocalModelClient(task_max_new_tokens=self.settings.max_new_tokens)
+            )
         if self.repository is None and self.settings.cache:
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
             path = self.settings.state_dir / "cache.sqlite"
-            self.repository = await self._stack.enter_async_context(SqliteOutputRepository.open(path))
+            self.repository = await self._stack.enter_async_context(
+                SqliteOutputRepository.open(path)
+            )
         return self
 
     async def __aexit__(
@@ -59,7 +62,9 @@ class EmbeddedEngine:
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    def runner(self, graph: TaskGraph, listener: Callable[[RunnerEvent], None] | None = None) -> TaskGraphRunner:
+    def runner(
+        self, graph: TaskGraph, listener: Callable[[RunnerEvent], None] | None = None
+    ) -> TaskGraphRunner:
         return TaskGraphRunner(
             graph,
             repository=self.repository,
@@ -74,6 +79,6 @@ class EmbeddedEngine:
         inputs: Mapping[str, Any] | None = None,
         *,
         listener: Callable[[RunnerEvent], None] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (a TIMED_OUT result, not an exception)
     ) -> RunResult:
         return await self.runner(graph, listener).run(inputs, timeout=timeout)

@@ -19,4 +19,6 @@ class EmbeddedSettings(BaseSettings):
     state_dir: Path = Field(default=Path(".graphmesh"))
     cache: bool = True
     task_timeout: float | None = None
-    max_new_tokens: int = Field(default=96, ge=1, description="cap for summaries, rewrites, translations, answers")
+    max_new_tokens: int = Field(
+        default=96, ge=1, description="cap for summaries, rewrites, translations, answers"
+    )

@@ -1,14 +1,14 @@
 """The engine's exception tree. Foreign errors are translated into it at the seam.
 
-    GraphmeshError
-    ├── GraphError
-    │   ├── GraphValidationError   (carries every GraphIssue found)
-    │   ├── UnknownTaskTypeError
-    │   └── AutoConnectError       (builder could not wire a new task)
-    └── TaskError                  (one task's run went wrong; names the task)
-        ├── TaskFailedError        (the task raised)
-        ├── TaskTimeoutError       (task or graph deadline)
-        └── TaskAbortedError       (cancelled, or a sibling failed)
+GraphmeshError
+├── GraphError
+│   ├── GraphValidationError   (carries every GraphIssue found)
+│   ├── UnknownTaskTypeError
+│   └── AutoConnectError       (builder could not wire a new task)
+└── TaskError                  (one task's run went wrong; names the task)
+    ├── TaskFailedError        (the task raised)
+    ├── TaskTimeoutError       (task or graph deadline)
+    └── TaskAbortedError       (cancelled, or a sibling failed)
 """
 
 from __future__ import annotations

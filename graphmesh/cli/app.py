@@ -61,9 +61,14 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="graph JSON file (graph or dependency form)")],
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="KEY=VALUE for root task inputs (JSON values)")] = None,
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="KEY=VALUE for root task inputs (JSON values)"),
+    ] = None,
     state_dir: Annotated[Path | None, typer.Option(help="where the SQLite cache lives")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write the output cache")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="do not read or write the output cache")
+    ] = False,
     timeout: Annotated[float | None, typer.Option(help="graph timeout in seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the full result as JSON")] = False,
 ) -> None:
@@ -85,12 +90,20 @@ def run(
     async def execute() -> Any:
         async with EmbeddedEngine(settings) as engine:
             with RunProgress(graph, errors if as_json else console) as view:
-                return await engine.run(graph, _parse_inputs(input or []), listener=view.on_event, timeout=timeout)
+                return await engine.run(
+                    graph, _parse_inputs(input or []), listener=view.on_event, timeout=timeout
+                )
 
     result = asyncio.run(execute())
     if as_json:
-        console.print_json(data={"run_id": result.run_id, "status": result.status,
-                                 "error": result.error, "outputs": result.outputs})
+        console.print_json(
+            data={
+                "run_id": result.run_id,
+                "status": result.status,
+                "error": result.error,
+                "outputs": result.outputs,
+            }
+        )
     else:
         console.print(result_table(result))
     if not result.ok:
@@ -113,16 +126,25 @@ def tasks(
     for column in ("type", "category", "inputs", "outputs", "side effects"):
         table.add_column(column, overflow="fold")
     for entry in entries:
-        table.add_row(entry["type"], entry["category"], _ports(entry["inputs"]),
-                      _ports(entry["outputs"]), "yes" if entry["side_effects"] else "")
+        table.add_row(
+            entry["type"],
+            entry["category"],
+            _ports(entry["inputs"]),
+            _ports(entry["outputs"]),
+            "yes" if entry["side_effects"] else "",
+        )
     console.print(table)
 
 
 def _ports(ports: list[dict[str, Any]]) -> str:
-    return ", ".join(
-        f"{p['id']}: {p['value_type']}{'[]' if p['is_array'] else ''}{'' if p.get('required', True) else '?'}"
-        for p in ports
-    )
+    """``text: text, items: vector[], top_k: integer?`` (``?`` marks an optional input)."""
+    return ", ".join(_port(port) for port in ports)
+
+
+def _port(port: dict[str, Any]) -> str:
+    array = "[]" if port["is_array"] else ""
+    optional = "" if port.get("required", True) else "?"
+    return f"{port['id']}: {port['value_type']}{array}{optional}"
 
 
 @app.command()

@@ -18,7 +18,9 @@ class EmbeddingRowsTask(Task):
     inputs = (
         Port(id="text", value_type=ValueType.TEXT, is_array=True),
         Port(id="vector", value_type=ValueType.VECTOR, is_array=True),
-        Port(id="source", value_type=ValueType.TEXT, optional=True, description="a constant column"),
+        Port(
+            id="source", value_type=ValueType.TEXT, optional=True, description="a constant column"
+        ),
     )
     outputs = (Port(id="rows", value_type=ValueType.JSON, is_array=True),)
 

@@ -62,7 +62,10 @@ def _check_required_inputs(graph: TaskGraph, task_id: str) -> list[GraphIssue]:
     return [
         GraphIssue(
             code="missing_input",
-            message=f"task {task_id!r} ({task.type}) needs input {port.id!r}: give a default or wire a dataflow",
+            message=(
+                f"task {task_id!r} ({task.type}) needs input {port.id!r}: "
+                "give a default or wire a dataflow"
+            ),
             task_id=task_id,
             port=port.id,
         )

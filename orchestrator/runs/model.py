@@ -142,7 +142,7 @@ class RunService(Protocol):
     def watch_run(
         self, run_id: str, *, tenant: str, from_seq: int = 0
     ) -> AsyncIterator[RunEventRecord]:
-        """Events with ``seq > from_seq``: the stored ones first, then live; ends when the run ends."""
+        """Events with ``seq > from_seq``: stored ones first, then live; ends with the run."""
         ...
 
     async def get_task_output(self, run_id: str, task_id: str, *, tenant: str) -> JsonObject: ...

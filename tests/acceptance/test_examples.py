@@ -32,7 +32,9 @@ def workdir(tmp_path: Path) -> Path:
 
 def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GRAPHMESH_STATE_DIR": str(cwd / ".graphmesh"), "COLUMNS": "200"}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -108,8 +110,10 @@ def test_readme_python_snippet_runs(workdir: Path, index: int) -> None:
     snippet = readme_blocks("python")[index]
     (workdir / "snippet.py").write_text(snippet, encoding="utf-8")
     done = run([sys.executable, "snippet.py"], workdir)
-    expected = {0: "COMPLETED ['GRAPHS RUN TASKS.', 'TASKS PASS DATA ALONG DATAFLOWS.']",
-                1: "{'count': 3}"}
+    expected = {
+        0: "COMPLETED ['GRAPHS RUN TASKS.', 'TASKS PASS DATA ALONG DATAFLOWS.']",
+        1: "{'count': 3}",
+    }
     assert expected[index] in done.stdout
 
 
@@ -118,7 +122,7 @@ def test_readme_cli_commands_run(workdir: Path) -> None:
     block = next(b for b in readme_blocks("bash") if "graphmesh tasks" in b)
     for line in block.splitlines():
         command = line.split("#")[0].strip()
-        if not command or "seed_pipeline.json" in command and " run " in command:
+        if not command or ("seed_pipeline.json" in command and " run " in command):
             continue
         args = __import__("shlex").split(command.replace(".venv/bin/graphmesh", str(GRAPHMESH)))
         run(args, workdir)

@@ -81,12 +81,16 @@ def test_run_reports_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_run_rejects_a_malformed_input_option() -> None:
-    result = runner.invoke(app, ["run", str(ROOT / "examples/semantic_search.json"), "-i", "novalue"])
+    result = runner.invoke(
+        app, ["run", str(ROOT / "examples/semantic_search.json"), "-i", "novalue"]
+    )
     assert result.exit_code != 0
     assert "KEY=VALUE" in result.output
 
 
-@pytest.mark.parametrize("name", ["seed_pipeline.json", "semantic_search.json", "summarize_translate.json"])
+@pytest.mark.parametrize(
+    "name", ["seed_pipeline.json", "semantic_search.json", "summarize_translate.json"]
+)
 def test_codegen_output_rebuilds_the_same_graph(name: str) -> None:
     source = (ROOT / "examples" / name).read_text()
     result = runner.invoke(app, ["codegen", str(ROOT / "examples" / name)])
@@ -100,8 +104,11 @@ def test_run_without_models_prints_the_result_table(tmp_path: Path) -> None:
         json.dumps(
             {
                 "tasks": [
-                    {"id": "square", "type": "JavaScriptTask",
-                     "defaults": {"code": "return input * input", "input": 7}},
+                    {
+                        "id": "square",
+                        "type": "JavaScriptTask",
+                        "defaults": {"code": "return input * input", "input": 7},
+                    },
                 ]
             }
         )

@@ -367,7 +367,10 @@ def _flow(source: str, source_port: str, target: str, target_port: str) -> DataF
 
 class AcLeveledLogTask(_Passthrough):
     type = "AcLeveledLogTask"
-    inputs = (port("message", ANY, default=None), port("level", ValueType.LOG_LEVEL, default="info"))
+    inputs = (
+        port("message", ANY, default=None),
+        port("level", ValueType.LOG_LEVEL, default="info"),
+    )
     outputs = (port("message", ANY),)
 
 

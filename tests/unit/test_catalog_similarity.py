@@ -109,10 +109,10 @@ async def test_semantic_search_pipeline_finds_the_query_text_first() -> None:
 
 async def test_single_vectors_wired_into_items_stay_one_item_each() -> None:
     from graphmesh.orchestrator.ai.testing import FakeModelClient
-    from graphmesh.orchestrator.graph import DataFlow, TaskGraph
-    from graphmesh.orchestrator.runner import TaskGraphRunner
     from graphmesh.orchestrator.catalog.ai import TextEmbeddingTask
     from graphmesh.orchestrator.catalog.similarity import SimilarityTask
+    from graphmesh.orchestrator.graph import DataFlow, TaskGraph
+    from graphmesh.orchestrator.runner import TaskGraphRunner
 
     def flow(source: str, port: str) -> DataFlow:
         return DataFlow(
