@@ -1,0 +1,77 @@
+"""The wheel installs everything under ``graphmesh.*`` and imports without the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("graphmesh-*.whl")
+    return built
+
+
+def test_wheel_has_one_namespace_with_sql_and_stubs(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.startswith("graphmesh-")}
+    assert top_level == {"graphmesh"}
+    for expected in (
+        "graphmesh/orchestrator/runner/runner.py",
+        "graphmesh/model_server/registry.py",
+        "graphmesh/services/__init__.py",
+        "graphmesh/v1/orchestrator_pb2.py",
+        "graphmesh/v1/orchestrator_pb2.pyi",
+        "graphmesh/orchestrator/storage/sql/postgres/0001_storage.sql",
+        "graphmesh/orchestrator/py.typed",
+    ):
+        assert expected in names
+
+
+def test_installed_wheel_imports_away_from_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import graphmesh, graphmesh.orchestrator.catalog, graphmesh.orchestrator.storage.sql;"
+        "from graphmesh.orchestrator.storage.migrations import load_migrations;"
+        "print(graphmesh.__file__); print(len(load_migrations('sqlite')) > 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    location, migrations = done.stdout.split()
+    assert Path(location).is_relative_to(target)
+    assert migrations == "True"
