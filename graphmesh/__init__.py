@@ -5,6 +5,7 @@ task catalog but loads no model runtime (models load on first use).
 """
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
+from graphmesh.client import Client
 from graphmesh.embedded import EmbeddedEngine
 from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph, graph_to_code
 from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
@@ -15,6 +16,7 @@ from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskStatus, Val
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "DataFlow",
     "EmbeddedEngine",
     "GraphValidationError",

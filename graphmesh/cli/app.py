@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graphmesh.cli.display import RunProgress, result_table
+from graphmesh.cli.remote import register as register_remote_commands
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import TaskGraph, loads_graph
 from graphmesh.settings import EmbeddedSettings
@@ -164,3 +165,6 @@ def validate(file: Annotated[Path, typer.Argument(help="graph JSON file")]) -> N
         _print_issues(file, GraphValidationError(issues))
         raise typer.Exit(1)
     console.print(f"[green]{file}: valid ({len(graph)} tasks, {len(graph.dataflows)} dataflows)")
+
+
+register_remote_commands(app)

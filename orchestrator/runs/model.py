@@ -93,6 +93,10 @@ class RunRecord:
     error: str | None = None
     last_seq: int = 0
     tasks: tuple[TaskState, ...] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    # Set only on what create_run returns: the idempotency key matched this existing run.
+    deduplicated: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +120,10 @@ class RunStateError(GraphmeshError):
     """The run is not in a state that allows the operation (e.g. resuming a running run)."""
 
 
+class InvalidPageTokenError(GraphmeshError):
+    """A page token was not produced by this listing (or was tampered with)."""
+
+
 class RunService(Protocol):
     """What the OrchestratorService exposes about runs; tenants never see each other's runs."""
 
@@ -127,7 +135,13 @@ class RunService(Protocol):
         tenant: str,
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
-    ) -> RunRecord: ...
+        timeout: float | None = None,  # noqa: ASYNC109 (the run's deadline, not this call's)
+    ) -> RunRecord:
+        """Validate and start a run; ``timeout`` (seconds) fails it if it has not ended by then.
+
+        A known ``idempotency_key`` of the tenant returns that run with ``deduplicated=True``.
+        """
+        ...
 
     async def get_run(self, run_id: str, *, tenant: str) -> RunRecord: ...
 
@@ -135,7 +149,7 @@ class RunService(Protocol):
         self, run_filter: RunFilter, *, page_size: int = 50, page_token: str = ""
     ) -> Page[RunRecord]: ...
 
-    async def cancel_run(self, run_id: str, *, tenant: str) -> RunRecord: ...
+    async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord: ...
 
     async def resume_run(self, run_id: str, *, tenant: str) -> RunRecord: ...
 

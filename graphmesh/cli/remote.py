@@ -1,0 +1,327 @@
+"""``graphmesh serve orchestrator | submit | watch | runs | cancel | resume``: the service.
+
+The client commands talk to an orchestrator through :class:`graphmesh.Client`; the address
+and token come from ``--address``/``--token`` or ``GRAPHMESH_ADDRESS``/``GRAPHMESH_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graphmesh.client import Client
+from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
+from graphmesh.orchestrator.runs.model import (
+    RunEventKind,
+    RunEventRecord,
+    RunRecord,
+    RunService,
+    RunState,
+)
+from graphmesh.orchestrator.storage.base import TaskGraphRepository
+
+T = TypeVar("T")
+STORES = ("memory", "sqlite", "postgres")
+console = Console()
+errors = Console(stderr=True)
+
+Address = Annotated[
+    str, typer.Option("--address", envvar="GRAPHMESH_ADDRESS", help="orchestrator HOST:PORT")
+]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", envvar="GRAPHMESH_TOKEN", help="bearer token", show_default=False),
+]
+Timeout = Annotated[float, typer.Option("--timeout", help="deadline of each call, seconds")]
+
+serve_app = typer.Typer(help="Run a graphmesh service.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to the ``graphmesh`` app."""
+    app.add_typer(serve_app, name="serve")
+    for command in (submit, watch, runs, cancel, resume):
+        app.command()(command)
+
+
+# -- serve -------------------------------------------------------------------------------
+@serve_app.command("orchestrator")
+def serve_orchestrator(
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT (port 0: any free port)")] = None,
+    store: Annotated[
+        str, typer.Option(help="where runs live: memory, sqlite, postgres")
+    ] = "memory",
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="accept every caller as tenant 'default'")
+    ] = False,
+    local_models: Annotated[
+        bool, typer.Option("--local-models", help="serve AI tasks with in-process models")
+    ] = False,
+) -> None:
+    """Serve the OrchestratorService until SIGTERM/SIGINT (settings: GRAPHMESH_* env)."""
+    from graphmesh.services.kit.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    updates: dict[str, Any] = {"auth": settings.auth and not no_auth}
+    if listen is not None:
+        updates["listen"] = listen
+    settings = settings.model_copy(update=updates)
+    tokens = settings.token_tenants() if settings.auth else None
+    if tokens is not None and not tokens:
+        _fail(
+            "auth is on but no tokens are configured: set GRAPHMESH_TOKENS or "
+            "GRAPHMESH_TOKENS_FILE, or pass --no-auth for local development"
+        )
+    if store not in STORES:
+        _fail(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
+    asyncio.run(_serve(settings, store, tokens, local_models))
+
+
+async def _serve(settings: Any, store: str, tokens: dict[str, str] | None, local: bool) -> None:
+    import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
+    from graphmesh.orchestrator.api.server import OrchestratorServer
+
+    async with contextlib.AsyncExitStack() as stack:
+        models = await _models(stack, local)
+        runs, graphs = await _open_store(stack, store, models)
+        server = await stack.enter_async_context(
+            OrchestratorServer(
+                runs,
+                graphs,
+                tokens=tokens,
+                address=settings.listen,
+                tls=settings.tls(),
+                grace_period=settings.grace_period,
+            )
+        )
+        auth = "off" if tokens is None else f"{len(tokens)} token(s)"
+        print(f"graphmesh orchestrator listening on {server.target} (store {store}, auth {auth})")
+        sys.stdout.flush()
+        await server.serve_until_signal()
+
+
+async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:
+    if not local:
+        return None  # AI tasks fail with a clear error until a remote ModelClient exists
+    from graphmesh.local_models import LocalModelClient
+
+    return await stack.enter_async_context(LocalModelClient())
+
+
+async def _open_store(
+    stack: contextlib.AsyncExitStack, store: str, models: Any
+) -> tuple[RunService, TaskGraphRepository]:
+    """The RunService and graph repository for ``--store``.
+
+    The durable SQLite/Postgres RunService plugs in here (open it on
+    ``settings.database_url`` and return it with the matching graph repository)."""
+    from graphmesh.orchestrator.runs.memory import MemoryRunService
+    from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
+
+    if store != "memory":
+        _fail(f"--store {store} is not available yet: only 'memory' exists so far")
+    runs: RunService = await stack.enter_async_context(MemoryRunService(models))
+    graphs: TaskGraphRepository = await stack.enter_async_context(MemoryGraphRepository.open())
+    return runs, graphs
+
+
+# -- client commands ---------------------------------------------------------------------
+def submit(
+    file: Annotated[Path, typer.Argument(help="graph JSON file (graph or dependency form)")],
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", help="KEY=VALUE (JSON value); KEY is a root port or TASK.PORT"
+        ),
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="retry-safe submission key")] = None,
+    watch_run: Annotated[bool, typer.Option("--watch", "-w", help="follow the run")] = False,
+    address: Address = "localhost:50051",
+    token: Token = None,
+    timeout: Timeout = 30.0,
+) -> None:
+    """Submit a graph to an orchestrator; print the run id (or follow it with --watch)."""
+    from graphmesh.cli.app import _parse_inputs
+
+    inputs = _parse_inputs(input or [])
+    labels = _labels(label or [])
+
+    async def call(client: Client) -> RunRecord:
+        run = await client.submit(
+            file, inputs=inputs, labels=labels, idempotency_key=idempotency_key
+        )
+        if not watch_run:
+            return run
+        errors.print(f"run {run.run_id}")
+        return await _follow(client, run.run_id)
+
+    run = _remote(address, token, timeout, call)
+    if not watch_run:
+        typer.echo(run.run_id)
+    _exit_for(run, watch_run)
+
+
+def watch(
+    run_id: Annotated[str, typer.Argument(help="the run to follow")],
+    address: Address = "localhost:50051",
+    token: Token = None,
+    timeout: Timeout = 30.0,
+) -> None:
+    """Follow a run with a progress bar per task until it ends."""
+    run = _remote(address, token, timeout, lambda client: _follow(client, run_id))
+    _exit_for(run, True)
+
+
+def runs(
+    status: Annotated[
+        list[RunState] | None, typer.Option("--status", "-s", help="only runs in this status")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many runs")] = 20,
+    address: Address = "localhost:50051",
+    token: Token = None,
+    timeout: Timeout = 30.0,
+) -> None:
+    """List runs, newest first."""
+    labels = _labels(label or [])
+
+    async def call(client: Client) -> list[RunRecord]:
+        found: list[RunRecord] = []
+        async for run in client.runs(statuses=status or (), labels=labels):
+            found.append(run)
+            if len(found) >= limit:
+                break
+        return found
+
+    console.print(_runs_table(_remote(address, token, timeout, call)))
+
+
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="the run to cancel")],
+    reason: Annotated[str, typer.Option(help="recorded as the run's error")] = "",
+    address: Address = "localhost:50051",
+    token: Token = None,
+    timeout: Timeout = 30.0,
+) -> None:
+    """Cancel a run: running tasks are aborted, pending ones skipped."""
+    run = _remote(address, token, timeout, lambda client: client.cancel(run_id, reason=reason))
+    console.print(f"run {run.run_id}: {run.status}")
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="the failed or cancelled run")],
+    address: Address = "localhost:50051",
+    token: Token = None,
+    timeout: Timeout = 30.0,
+) -> None:
+    """Resume a failed or cancelled run; completed tasks are kept."""
+    run = _remote(address, token, timeout, lambda client: client.resume(run_id))
+    console.print(f"run {run.run_id}: {run.status}")
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _remote(
+    address: str, token: str | None, timeout: float, call: Callable[[Client], Awaitable[T]]
+) -> T:
+    async def main() -> T:
+        async with Client(address, token=token, timeout=timeout) as client:
+            return await call(client)
+
+    try:
+        return asyncio.run(main())
+    except GraphValidationError as exc:
+        errors.print("[red]invalid graph:")
+        for issue in exc.issues:
+            errors.print(f"  - {issue.message}")
+        raise typer.Exit(2) from None
+    except GraphmeshError as exc:
+        _fail(str(exc))
+
+
+async def _follow(client: Client, run_id: str) -> RunRecord:
+    run = await client.get(run_id)
+    with EventProgress([task.task_id for task in run.tasks], console) as view:
+        async for event in client.watch(run_id):
+            view.on_event(event)
+    return await client.get(run_id)
+
+
+def _exit_for(run: RunRecord, show: bool) -> None:
+    if show:
+        style = "green" if run.status == RunState.COMPLETED else "red"
+        console.print(f"[{style}]run {run.run_id}: {run.status}")
+    if run.status.finished and run.status != RunState.COMPLETED:
+        if run.error:
+            errors.print(f"[red]{run.error}")
+        raise typer.Exit(1)
+
+
+def _runs_table(found: Sequence[RunRecord]) -> Table:
+    table = Table(title="graphmesh runs")
+    for column in ("run", "status", "created", "labels", "error"):
+        table.add_column(column, overflow="fold")
+    for run in found:
+        labels = ", ".join(f"{key}={value}" for key, value in sorted(run.labels.items()))
+        created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(run.run_id, str(run.status), created, labels, (run.error or "")[:60])
+    return table
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+def _fail(message: str) -> NoReturn:
+    errors.print(f"[red]{message}")
+    raise typer.Exit(1)
+
+
+class EventProgress:
+    """One progress bar per top-level task, driven by run events (``parent/child`` task
+    ids of compound tasks count toward the parent's note)."""
+
+    def __init__(self, task_ids: Sequence[str], out: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.fields[status]:<10}"),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=out,
+        )
+        self.bars: dict[str, TaskID] = {
+            task_id: self.progress.add_task(task_id, total=100, status="PENDING", note="")
+            for task_id in task_ids
+        }
+
+    def __enter__(self) -> EventProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def on_event(self, event: RunEventRecord) -> None:
+        bar = self.bars.get(event.task_id)
+        if bar is None or event.status is None:
+            return
+        completed = 100.0 if event.kind == RunEventKind.TASK_COMPLETED else event.progress
+        note = event.message or (event.error or "")
+        self.progress.update(bar, completed=completed, status=str(event.status), note=note[:60])

@@ -1,0 +1,367 @@
+"""Protobuf <-> domain conversion for the OrchestratorService, in one place (run events
+are in :mod:`convert_events`). Server and Python SDK both use these functions.
+
+Numbers in ``google.protobuf.Struct`` are doubles, so a JSON ``3`` arrives as ``3.0``;
+:func:`struct_to_dict` turns integral doubles back into ints, since ports typed integer
+reject floats. Clients that need exact JSON send ``graph_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct, Value
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from graphmesh.orchestrator.api.convert_events import (
+    run_status_from_proto,
+    run_status_to_proto,
+    task_status_from_proto,
+    task_status_to_proto,
+)
+from graphmesh.orchestrator.api.graphs import SavedGraph
+from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError
+from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, TaskState
+from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.v1 import common_pb2, orchestrator_pb2
+
+ROOT_INPUTS = "*"
+"""``CreateRunRequest.inputs`` key whose ports reach every root task having them."""
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_SETTLED = (TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED)
+_MAX_EXACT_INT = 2**53
+
+
+# -- JSON values -----------------------------------------------------------------------
+def dict_to_struct(data: Mapping[str, Any]) -> Struct:
+    struct = Struct()
+    struct.update(json.loads(json.dumps(data, default=repr)))
+    return struct
+
+
+def struct_to_dict(struct: Struct) -> JsonObject:
+    return _restore_ints(MessageToDict(struct))  # type: ignore[no-any-return]
+
+
+def value_to_proto(value: Any) -> Value:
+    message = Value()
+    message.MergeFrom(dict_to_struct({"v": value}).fields["v"])
+    return message
+
+
+def value_from_proto(message: Value) -> Any:
+    return _restore_ints(MessageToDict(message))
+
+
+def _restore_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_EXACT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _restore_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_ints(item) for item in value]
+    return value
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def page_size(requested: int) -> int:
+    """0 means the default; anything above the cap is capped."""
+    return DEFAULT_PAGE_SIZE if requested <= 0 else min(requested, MAX_PAGE_SIZE)
+
+
+# -- graphs ------------------------------------------------------------------------------
+def graph_to_proto(data: Mapping[str, Any]) -> common_pb2.Graph:
+    """Graph JSON as a ``Graph`` message (field for field)."""
+    return common_pb2.Graph(
+        tasks=[_task_to_proto(task) for task in data.get("tasks", [])],
+        dataflows=[common_pb2.DataFlow(**flow) for flow in data.get("dataflows", [])],
+    )
+
+
+def _task_to_proto(task: Mapping[str, Any]) -> common_pb2.Task:
+    message = common_pb2.Task(id=task["id"], type=task["type"])
+    message.defaults.CopyFrom(dict_to_struct(task.get("defaults") or {}))
+    message.config.CopyFrom(dict_to_struct(task.get("config") or {}))
+    if task.get("subgraph") is not None:
+        message.subgraph.CopyFrom(graph_to_proto(task["subgraph"]))
+    return message
+
+
+def graph_from_proto(message: common_pb2.Graph) -> JsonObject:
+    """A ``Graph`` message as graph JSON."""
+    return {
+        "tasks": [_task_from_proto(task) for task in message.tasks],
+        "dataflows": [
+            {
+                "source_task": flow.source_task,
+                "source_port": flow.source_port,
+                "target_task": flow.target_task,
+                "target_port": flow.target_port,
+            }
+            for flow in message.dataflows
+        ],
+    }
+
+
+def _task_from_proto(message: common_pb2.Task) -> JsonObject:
+    task: JsonObject = {
+        "id": message.id,
+        "type": message.type,
+        "defaults": struct_to_dict(message.defaults),
+        "config": struct_to_dict(message.config),
+    }
+    if message.HasField("subgraph"):
+        task["subgraph"] = graph_from_proto(message.subgraph)
+    return task
+
+
+def graph_source(request: Any) -> Any:
+    """The graph of a request's ``graph_source`` oneof, ``graph`` or ``graph_json``, as
+    graph JSON (a dependency-JSON list stays a list). ``graph_id`` is the caller's to load."""
+    which = request.WhichOneof("graph_source")
+    if which == "graph":
+        return graph_from_proto(request.graph)
+    if which == "graph_json":
+        try:
+            return json.loads(request.graph_json)
+        except json.JSONDecodeError as exc:
+            raise GraphValidationError(
+                [GraphIssue(code="bad_shape", message=f"graph_json is not valid JSON: {exc}")]
+            ) from None
+    raise GraphValidationError([GraphIssue(code="bad_shape", message="the request names no graph")])
+
+
+# -- run inputs --------------------------------------------------------------------------
+def inputs_from_proto(inputs: Mapping[str, Struct]) -> JsonObject:
+    """``{task_id: {port: value}}`` as runner input keys: ``task.port``, or ``port`` for
+    the :data:`ROOT_INPUTS` entry."""
+    flat: JsonObject = {}
+    for task_id, values in inputs.items():
+        for port, value in struct_to_dict(values).items():
+            flat[port if task_id == ROOT_INPUTS else f"{task_id}.{port}"] = value
+    return flat
+
+
+def inputs_to_proto(inputs: Mapping[str, Any]) -> dict[str, Struct]:
+    """Runner input keys (``port`` or ``task.port``) grouped by task for the request."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for key, value in inputs.items():
+        task_id, dot, port = key.rpartition(".")
+        grouped.setdefault(task_id if dot else ROOT_INPUTS, {})[port] = value
+    return {task_id: dict_to_struct(values) for task_id, values in grouped.items()}
+
+
+# -- runs --------------------------------------------------------------------------------
+def run_to_proto(
+    record: RunRecord, view: orchestrator_pb2.RunView.ValueType = orchestrator_pb2.RUN_VIEW_FULL
+) -> orchestrator_pb2.Run:
+    message = orchestrator_pb2.Run(
+        run_id=record.run_id,
+        status=run_status_to_proto(record.status),
+        labels=dict(record.labels),
+        idempotency_key=record.idempotency_key or "",
+        progress=run_progress(record.tasks),
+        last_seq=record.last_seq,
+    )
+    message.create_time.CopyFrom(timestamp(record.created_at))
+    message.update_time.CopyFrom(timestamp(record.updated_at))
+    if record.started_at is not None:
+        message.start_time.CopyFrom(timestamp(record.started_at))
+    if record.ended_at is not None:
+        message.end_time.CopyFrom(timestamp(record.ended_at))
+    if record.error is not None:
+        message.error.CopyFrom(
+            common_pb2.Error(reason=f"RUN_{record.status}", message=record.error)
+        )
+    if view != orchestrator_pb2.RUN_VIEW_BASIC:
+        message.graph.CopyFrom(graph_to_proto(record.graph))
+        message.tasks.extend(task_state_to_proto(task) for task in record.tasks)
+    return message
+
+
+def run_progress(tasks: tuple[TaskState, ...]) -> float:
+    """Mean task progress, settled tasks counting as done."""
+    if not tasks:
+        return 0.0
+    return sum(100.0 if t.status in _SETTLED else t.progress for t in tasks) / len(tasks)
+
+
+def task_state_to_proto(task: TaskState) -> orchestrator_pb2.TaskState:
+    message = orchestrator_pb2.TaskState(
+        task_id=task.task_id,
+        status=task_status_to_proto(task.status),
+        progress=task.progress,
+        attempt=task.attempts,
+        output_ref=task.output_ref,
+    )
+    if task.error is not None:
+        message.error.CopyFrom(common_pb2.Error(message=task.error, task_id=task.task_id))
+    return message
+
+
+def run_from_proto(message: orchestrator_pb2.Run) -> RunRecord:
+    """The SDK's view of a run; ``tenant`` and ``inputs`` are not part of the API."""
+    graph = graph_from_proto(message.graph) if message.HasField("graph") else {}
+    types = {task["id"]: task["type"] for task in graph.get("tasks", [])}
+    return RunRecord(
+        run_id=message.run_id,
+        tenant="",
+        status=run_status_from_proto(message.status),
+        graph=graph,
+        inputs={},
+        labels=dict(message.labels),
+        idempotency_key=message.idempotency_key or None,
+        created_at=from_timestamp(message.create_time),
+        updated_at=from_timestamp(message.update_time),
+        error=message.error.message if message.HasField("error") else None,
+        last_seq=message.last_seq,
+        tasks=tuple(_task_state_from_proto(task, types) for task in message.tasks),
+        started_at=_optional_time(message, "start_time"),
+        ended_at=_optional_time(message, "end_time"),
+    )
+
+
+def _task_state_from_proto(
+    message: orchestrator_pb2.TaskState, types: Mapping[str, str]
+) -> TaskState:
+    return TaskState(
+        task_id=message.task_id,
+        type=types.get(message.task_id, ""),
+        status=task_status_from_proto(message.status) or TaskStatus.PENDING,
+        progress=message.progress,
+        error=message.error.message if message.HasField("error") else None,
+        attempts=message.attempt,
+        output_ref=message.output_ref,
+    )
+
+
+def _optional_time(message: Any, name: str) -> datetime | None:
+    return from_timestamp(getattr(message, name)) if message.HasField(name) else None
+
+
+# -- catalog -----------------------------------------------------------------------------
+def task_type_to_proto(entry: Mapping[str, Any], version: int = 1) -> orchestrator_pb2.TaskType:
+    """A :func:`~graphmesh.orchestrator.catalog.catalog_entries` entry as a ``TaskType``."""
+    return orchestrator_pb2.TaskType(
+        type=entry["type"],
+        category=entry["category"],
+        description=entry["description"],
+        side_effects=entry["side_effects"],
+        cacheable=entry["cacheable"],
+        version=str(version),
+        inputs=[port_to_proto(port) for port in entry["inputs"]],
+        outputs=[port_to_proto(port) for port in entry["outputs"]],
+        compound=entry.get("kind") == "compound",
+    )
+
+
+def port_to_proto(port: Mapping[str, Any]) -> common_pb2.Port:
+    message = common_pb2.Port(
+        id=port["id"],
+        name=port["name"],
+        value_type=port["value_type"],
+        json_schema=json.dumps(port["json_schema"]),
+        is_array=port["is_array"],
+        required=port.get("required", False),
+    )
+    if not message.required:
+        message.default.CopyFrom(value_to_proto(port.get("default")))
+    return message
+
+
+def task_type_from_proto(message: orchestrator_pb2.TaskType) -> JsonObject:
+    """Back to the catalog-entry JSON form (what ``graphmesh tasks --json`` prints)."""
+    return {
+        "type": message.type,
+        "category": message.category,
+        "description": message.description,
+        "side_effects": message.side_effects,
+        "cacheable": message.cacheable,
+        "version": message.version,
+        "compound": message.compound,
+        "inputs": [_port_from_proto(port) for port in message.inputs],
+        "outputs": [_port_from_proto(port) for port in message.outputs],
+    }
+
+
+def _port_from_proto(message: common_pb2.Port) -> JsonObject:
+    return {
+        "id": message.id,
+        "name": message.name,
+        "value_type": message.value_type,
+        "json_schema": json.loads(message.json_schema) if message.json_schema else None,
+        "is_array": message.is_array,
+        "required": message.required,
+        "default": value_from_proto(message.default) if message.HasField("default") else None,
+    }
+
+
+# -- saved graphs ------------------------------------------------------------------------
+def saved_graph_to_proto(saved: SavedGraph) -> orchestrator_pb2.SavedGraph:
+    message = orchestrator_pb2.SavedGraph(
+        graph_id=saved.graph_id,
+        name=saved.name,
+        description=saved.description,
+        labels=dict(saved.labels),
+        version=saved.version,
+    )
+    if saved.graph:
+        message.graph.CopyFrom(graph_to_proto(saved.graph))
+    message.create_time.CopyFrom(timestamp(saved.created_at))
+    message.update_time.CopyFrom(timestamp(saved.updated_at))
+    return message
+
+
+def saved_graph_from_proto(message: orchestrator_pb2.SavedGraph) -> SavedGraph:
+    return SavedGraph(
+        graph_id=message.graph_id,
+        name=message.name,
+        description=message.description,
+        graph=graph_from_proto(message.graph) if message.HasField("graph") else {},
+        labels=dict(message.labels),
+        created_at=from_timestamp(message.create_time),
+        updated_at=from_timestamp(message.update_time),
+        version=message.version,
+    )
+
+
+# -- graph issues ------------------------------------------------------------------------
+def issue_field(issue: GraphIssue) -> str:
+    """Where an issue is: ``tasks[<id>].<port>``, ``tasks[<id>]``, ``inputs[<key>]`` or
+    ``graph``."""
+    if issue.task_id is None:
+        return "graph" if issue.port is None else f"inputs[{issue.port}]"
+    return f"tasks[{issue.task_id}]" + ("" if issue.port is None else f".{issue.port}")
+
+
+def issue_from_field(field: str, description: str, reason: str) -> GraphIssue:
+    """The inverse of :func:`issue_field` (the SDK rebuilds issues from violations)."""
+    task_id: str | None = None
+    port: str | None = None
+    if field.startswith("tasks[") and field.endswith("]"):
+        task_id = field[len("tasks[") : -1]
+    elif field.startswith("tasks["):
+        task_id, _, port = field[len("tasks[") :].rpartition("].")
+    elif field.startswith("inputs[") and field.endswith("]"):
+        port = field[len("inputs[") : -1]
+    return GraphIssue(code=reason.lower(), message=description, task_id=task_id, port=port)
+
+
+def violation_to_proto(issue: GraphIssue) -> orchestrator_pb2.GraphViolation:
+    return orchestrator_pb2.GraphViolation(
+        field=issue_field(issue), description=issue.message, task_id=issue.task_id or ""
+    )

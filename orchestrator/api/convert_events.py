@@ -1,0 +1,92 @@
+"""RunEventRecord <-> ``graphmesh.v1.RunEvent``: the one place run events change shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
+from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.v1 import common_pb2, events_pb2
+
+
+def task_status_to_proto(status: TaskStatus | None) -> common_pb2.TaskStatus.ValueType:
+    if status is None:
+        return common_pb2.TASK_STATUS_UNSPECIFIED
+    return common_pb2.TaskStatus.Value(f"TASK_STATUS_{status.value}")
+
+
+def task_status_from_proto(value: common_pb2.TaskStatus.ValueType) -> TaskStatus | None:
+    name = common_pb2.TaskStatus.Name(value).removeprefix("TASK_STATUS_")
+    return None if name == "UNSPECIFIED" else TaskStatus(name)
+
+
+def run_status_to_proto(status: RunState) -> common_pb2.RunStatus.ValueType:
+    return common_pb2.RunStatus.Value(f"RUN_STATUS_{status.value}")
+
+
+def run_status_from_proto(value: common_pb2.RunStatus.ValueType) -> RunState:
+    return RunState(common_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_"))
+
+
+def event_to_proto(event: RunEventRecord) -> events_pb2.RunEvent:
+    """The protobuf form of a stored event (what WatchRun streams and NATS carries)."""
+    message = events_pb2.RunEvent(
+        run_id=event.run_id,
+        seq=event.seq,
+        kind=events_pb2.RunEventKind.Value(f"RUN_EVENT_KIND_{event.kind.value}"),
+        task_id=event.task_id,
+        status=task_status_to_proto(event.status),
+        progress=event.progress,
+        message=event.message,
+        output_ref=event.output_ref,
+        run_status=run_status_to_proto(event.run_status),
+    )
+    message.time.CopyFrom(_timestamp(event.time))
+    if event.error is not None:
+        message.error.CopyFrom(
+            common_pb2.Error(
+                message=event.error, reason=event.error_type or "", task_id=event.task_id
+            )
+        )
+    if event.details:
+        details = Struct()
+        details.update(event.details)
+        message.details.CopyFrom(details)
+    return message
+
+
+def event_from_proto(message: events_pb2.RunEvent) -> RunEventRecord:
+    """Back to the domain form (subscribers and the Python SDK use this)."""
+    has_error = message.HasField("error")
+    return RunEventRecord(
+        run_id=message.run_id,
+        seq=message.seq,
+        time=message.time.ToDatetime(tzinfo=UTC),
+        kind=RunEventKind(
+            events_pb2.RunEventKind.Name(message.kind).removeprefix("RUN_EVENT_KIND_")
+        ),
+        run_status=run_status_from_proto(message.run_status),
+        task_id=message.task_id,
+        status=task_status_from_proto(message.status),
+        progress=message.progress,
+        message=message.message,
+        error=message.error.message if has_error else None,
+        error_type=(message.error.reason or None) if has_error else None,
+        output_ref=message.output_ref,
+        details=_struct_to_dict(message.details) if message.HasField("details") else None,
+    )
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return stamp
+
+
+def _struct_to_dict(struct: Struct) -> dict[str, object]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(struct)

@@ -1,0 +1,88 @@
+"""The orchestrator's gRPC server: OrchestratorService with auth and error mapping, on the
+shared service bootstrap (health, reflection, TLS/mTLS, graceful stop).
+
+``async with OrchestratorServer(runs, graphs, tokens=...) as server`` serves until the
+block ends; :meth:`OrchestratorServer.serve_until_signal` waits for SIGTERM/SIGINT first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from graphmesh.orchestrator.api.auth import BearerAuthInterceptor
+from graphmesh.orchestrator.api.errors import ErrorInterceptor
+from graphmesh.orchestrator.api.graphs import SavedGraphStore
+from graphmesh.orchestrator.api.servicer import OrchestratorServicer
+from graphmesh.orchestrator.runs.model import RunService
+from graphmesh.orchestrator.storage.base import TaskGraphRepository
+from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+from graphmesh.services.kit.server import (
+    GrpcServer,
+    ServiceRegistration,
+    TlsFiles,
+    wait_for_shutdown_signal,
+)
+from graphmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+logger = logging.getLogger(__name__)
+
+
+class OrchestratorServer:
+    """A started orchestrator server. ``tokens`` maps bearer token to tenant; ``None``
+    turns auth off (every caller is tenant ``default``). ``address`` port 0 picks a free
+    port (see :attr:`port` and :attr:`target`)."""
+
+    def __init__(
+        self,
+        runs: RunService,
+        graphs: TaskGraphRepository,
+        *,
+        tokens: Mapping[str, str] | None,
+        address: str = "127.0.0.1:0",
+        tls: TlsFiles | None = None,
+        grace_period: float = 10.0,
+        registry: TaskRegistry = default_registry,
+    ) -> None:
+        servicer = OrchestratorServicer(runs, SavedGraphStore(graphs, registry), registry)
+
+        def add(server: grpc.aio.Server) -> None:
+            orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
+
+        self.grpc = GrpcServer(
+            address=address,
+            services=[ServiceRegistration(name=SERVICE_NAME, add=add)],
+            interceptors=[BearerAuthInterceptor(tokens), ErrorInterceptor()],
+            tls=tls,
+            grace_period=grace_period,
+        )
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    @property
+    def target(self) -> str:
+        return self.grpc.target
+
+    async def __aenter__(self) -> Self:
+        await self.grpc.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.grpc.stop()
+
+    async def serve_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT; leaving the ``async with`` then stops gracefully."""
+        received = await wait_for_shutdown_signal()
+        logger.info("received %s, stopping (grace %.1f s)", received.name, self.grpc.grace_period)

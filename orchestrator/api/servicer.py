@@ -1,0 +1,187 @@
+"""OrchestratorService: a thin adapter, protobuf -> domain -> core call -> protobuf.
+
+Runs go to any :class:`RunService`; saved graphs to :class:`SavedGraphStore`; the catalog
+and code export come from the engine. Exceptions are not handled here: the
+:class:`~graphmesh.orchestrator.api.errors.ErrorInterceptor` maps them through one table,
+and the caller's tenant comes from :func:`~graphmesh.orchestrator.api.auth.current_tenant`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphmesh.orchestrator.api import convert
+from graphmesh.orchestrator.api.auth import current_tenant
+from graphmesh.orchestrator.api.convert_events import (
+    event_to_proto,
+    run_status_from_proto,
+    task_status_to_proto,
+)
+from graphmesh.orchestrator.api.graphs import SavedGraphStore, canonical_graph, check_graph
+from graphmesh.orchestrator.builder.codegen import graph_to_code
+from graphmesh.orchestrator.catalog import catalog_entries
+from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
+from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+from graphmesh.v1 import orchestrator_pb2 as pb
+from graphmesh.v1 import orchestrator_pb2_grpc
+
+Context = Any  # grpc.aio.ServicerContext; unused by the methods
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(
+        self,
+        runs: RunService,
+        graphs: SavedGraphStore,
+        registry: TaskRegistry = default_registry,
+    ) -> None:
+        self.runs = runs
+        self.graphs = graphs
+        self.registry = registry
+
+    async def ListTaskTypes(
+        self, request: pb.ListTaskTypesRequest, context: Context
+    ) -> pb.ListTaskTypesResponse:
+        entries = [
+            entry
+            for entry in catalog_entries(self.registry)
+            if not request.category or entry["category"] == request.category
+        ]
+        return pb.ListTaskTypesResponse(
+            task_types=[
+                convert.task_type_to_proto(entry, self.registry.get(entry["type"]).version)
+                for entry in sorted(entries, key=lambda entry: str(entry["type"]))
+            ]
+        )
+
+    async def ValidateGraph(
+        self, request: pb.ValidateGraphRequest, context: Context
+    ) -> pb.ValidateGraphResponse:
+        data = convert.graph_source(request)
+        canonical, issues = check_graph(data, self.registry)
+        response = pb.ValidateGraphResponse(
+            valid=not issues, violations=[convert.violation_to_proto(i) for i in issues]
+        )
+        if canonical is not None:
+            response.graph.CopyFrom(convert.graph_to_proto(canonical))
+        return response
+
+    async def CreateRun(
+        self, request: pb.CreateRunRequest, context: Context
+    ) -> pb.CreateRunResponse:
+        record = await self.runs.create_run(
+            graph=await self._graph_of(request),
+            inputs=convert.inputs_from_proto(request.inputs),
+            tenant=current_tenant(),
+            idempotency_key=request.idempotency_key or None,
+            labels=dict(request.labels),
+            timeout=request.timeout.ToTimedelta().total_seconds()
+            if request.HasField("timeout")
+            else None,
+        )
+        return pb.CreateRunResponse(
+            run=convert.run_to_proto(record), deduplicated=record.deduplicated
+        )
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
+        record = await self.runs.get_run(request.run_id, tenant=current_tenant())
+        return pb.GetRunResponse(run=convert.run_to_proto(record, request.view or pb.RUN_VIEW_FULL))
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        run_filter = RunFilter(
+            tenant=current_tenant(),
+            statuses=frozenset(run_status_from_proto(s) for s in request.statuses),
+            labels=dict(request.labels),
+        )
+        page = await self.runs.list_runs(
+            run_filter,
+            page_size=convert.page_size(request.page_size),
+            page_token=request.page_token,
+        )
+        view = request.view or pb.RUN_VIEW_BASIC
+        return pb.ListRunsResponse(
+            runs=[convert.run_to_proto(record, view) for record in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def CancelRun(
+        self, request: pb.CancelRunRequest, context: Context
+    ) -> pb.CancelRunResponse:
+        record = await self.runs.cancel_run(
+            request.run_id, tenant=current_tenant(), reason=request.reason
+        )
+        return pb.CancelRunResponse(run=convert.run_to_proto(record))
+
+    async def ResumeRun(
+        self, request: pb.ResumeRunRequest, context: Context
+    ) -> pb.ResumeRunResponse:
+        record = await self.runs.resume_run(request.run_id, tenant=current_tenant())
+        return pb.ResumeRunResponse(run=convert.run_to_proto(record))
+
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRunResponse]:
+        # The API's from_seq is the first seq to deliver; the RunService's is the last seen.
+        events = self.runs.watch_run(
+            request.run_id, tenant=current_tenant(), from_seq=max(0, request.from_seq - 1)
+        )
+        async for event in events:
+            yield pb.WatchRunResponse(event=event_to_proto(event))
+
+    async def GetTaskOutput(
+        self, request: pb.GetTaskOutputRequest, context: Context
+    ) -> pb.GetTaskOutputResponse:
+        tenant = current_tenant()
+        output = await self.runs.get_task_output(request.run_id, request.task_id, tenant=tenant)
+        record = await self.runs.get_run(request.run_id, tenant=tenant)
+        state = next(task for task in record.tasks if task.task_id == request.task_id)
+        return pb.GetTaskOutputResponse(
+            output=convert.dict_to_struct(output),
+            status=task_status_to_proto(state.status),
+            output_ref=state.output_ref,
+        )
+
+    async def SaveGraph(
+        self, request: pb.SaveGraphRequest, context: Context
+    ) -> pb.SaveGraphResponse:
+        saved = await self.graphs.save(
+            tenant=current_tenant(),
+            graph=convert.graph_source(request),
+            graph_id=request.graph_id,
+            name=request.name,
+            description=request.description,
+            labels=dict(request.labels),
+        )
+        return pb.SaveGraphResponse(graph=convert.saved_graph_to_proto(saved))
+
+    async def GetGraph(self, request: pb.GetGraphRequest, context: Context) -> pb.GetGraphResponse:
+        saved = await self.graphs.get(tenant=current_tenant(), graph_id=request.graph_id)
+        return pb.GetGraphResponse(graph=convert.saved_graph_to_proto(saved))
+
+    async def ListGraphs(
+        self, request: pb.ListGraphsRequest, context: Context
+    ) -> pb.ListGraphsResponse:
+        page = await self.graphs.list_graphs(
+            tenant=current_tenant(),
+            labels=dict(request.labels),
+            page_size=convert.page_size(request.page_size),
+            page_token=request.page_token,
+        )
+        return pb.ListGraphsResponse(
+            graphs=[convert.saved_graph_to_proto(saved) for saved in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ExportCode(
+        self, request: pb.ExportCodeRequest, context: Context
+    ) -> pb.ExportCodeResponse:
+        graph = canonical_graph(await self._graph_of(request), self.registry)
+        return pb.ExportCodeResponse(python_source=graph_to_code(graph, registry=self.registry))
+
+    async def _graph_of(self, request: pb.CreateRunRequest | pb.ExportCodeRequest) -> JsonObject:
+        """The request's graph as canonical graph JSON, loading a saved one by id."""
+        if request.WhichOneof("graph_source") == "graph_id":
+            saved = await self.graphs.get(tenant=current_tenant(), graph_id=request.graph_id)
+            return saved.graph
+        return canonical_graph(convert.graph_source(request), self.registry)
