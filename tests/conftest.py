@@ -4,6 +4,8 @@
 ``tests/support/postgres.py``; ``GRAPHMESH_TEST_PG_DSN=embedded`` forces the embedded one).
 ``postgres_dsn`` gives each test its own empty database, dropped afterwards.
 ``sqlite_path`` is a database file path in the test's temporary directory.
+``nats_url`` (session) finds a NATS server with JetStream or starts one (see
+``tests/support/nats.py``; ``GRAPHMESH_TEST_NATS_URL=embedded`` forces our own).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.nats import nats_server
 from support.postgres import PostgresServer, fresh_database, postgres_server
 
 
@@ -33,3 +36,10 @@ def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
 def sqlite_path(tmp_path: Path) -> Path:
     """A SQLite database path (not yet created) in this test's temporary directory."""
     return tmp_path / "graphmesh.sqlite"
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """The URL of a NATS server with JetStream, for the whole session."""
+    with nats_server() as server:
+        yield server.url

@@ -30,6 +30,10 @@ EXPECTED_TABLES = {
     "graphmesh_task_graphs",
     "graphmesh_models",
     "graphmesh_task_models",
+    "graphmesh_jobs",
+    "graphmesh_limiter_keys",
+    "graphmesh_limiter_permits",
+    "graphmesh_run_events",
 }
 Schema = dict[str, set[str]]
 

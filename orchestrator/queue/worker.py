@@ -1,0 +1,405 @@
+"""Runs a handler on the jobs of a :class:`JobQueue`.
+
+::
+
+    async def handler(job: Job, context: JobContext) -> dict[str, Any] | None:
+        ...  # raise PermanentJobError / RetryableJobError to choose how failures go
+
+    async with Worker(queue, handler, queues=["default"], concurrency=8):
+        ...  # jobs run while the block is open
+
+The worker claims jobs in batches as slots free up (and as soon as an enqueue wakes it),
+runs each handler call as its own asyncio task, and acknowledges results in batches. A
+housekeeping loop heartbeats every in-flight attempt; an attempt whose job got a cancel
+request, or that lost its lease to a rescue, has its task cancelled. A handler that runs
+past the job's start-to-close timeout is cancelled and the attempt failed as a timeout.
+
+Leaving the block is a graceful shutdown: claiming stops, in-flight handlers get
+``shutdown_grace_s`` to finish, and those still running then are cancelled and their
+attempts handed back to the queue, due again at once and not counted as failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Self
+
+from graphmesh.orchestrator.queue.base import (
+    DEFAULT_LEASE_S,
+    DEFAULT_QUEUE,
+    AttemptToken,
+    Completion,
+    ErrorKind,
+    Job,
+    JobError,
+    JobQueue,
+    JsonObject,
+    Wakeup,
+)
+from graphmesh.orchestrator.queue.errors import (
+    PermanentJobError,
+    RetryableJobError,
+    StaleAttemptError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class JobContext:
+    """What a handler gets besides its job: progress reports and the cancel flag."""
+
+    def __init__(self, queue: JobQueue, job: Job) -> None:
+        self.job = job
+        self._queue = queue
+        self.cancel_requested = False
+
+    async def report_progress(self, percent: float) -> None:
+        """Persist progress (clamped to 0-100); raises ``StaleAttemptError`` when this
+        attempt no longer holds the job, which also stops the handler."""
+        await self._queue.report_progress(self.job.token, percent)
+
+
+Handler = Callable[[Job, JobContext], Awaitable[JsonObject | None]]
+
+
+class _Stop(Enum):
+    """Why the worker cancelled a handler's task."""
+
+    CANCEL_REQUESTED = "cancel_requested"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(kw_only=True, eq=False)
+class _InFlight:
+    job: Job
+    token: AttemptToken
+    context: JobContext
+    task: asyncio.Task[None] | None = None
+    stop: _Stop | None = None
+    handler_done: bool = False  # only its acknowledgement is left: never cancel it
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """How a :class:`Worker` claims, leases and cleans up.
+
+    ``batch_size`` caps one claim (default: the worker's concurrency). Heartbeats run every
+    ``heartbeat_interval_s`` (default: a third of the lease). An idle worker claims again
+    when woken by an enqueue, or every ``poll_interval_s`` (delayed jobs, other
+    processes). ``finished_ttl_s`` turns on TTL cleanup of finished jobs. Completions wait
+    up to ``ack_delay_s`` to be written together.
+    """
+
+    batch_size: int | None = None
+    lease_s: float = DEFAULT_LEASE_S
+    heartbeat_interval_s: float | None = None
+    poll_interval_s: float = 1.0
+    maintenance_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    finished_ttl_s: float | None = None
+    retry_pause_s: float = 0.5
+    ack_delay_s: float = 0.002
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Seconds between heartbeats."""
+        return self.heartbeat_interval_s or self.lease_s / 3
+
+
+class Worker:
+    """Claims jobs of ``queues`` from ``queue`` and runs ``handler`` on them, at most
+    ``concurrency`` at a time (see the module docs and :class:`WorkerOptions`)."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handler: Handler,
+        *,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        concurrency: int = 10,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        if isinstance(queues, str) or not queues:
+            raise ValueError("queues must be a non-empty sequence of queue names")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self._queue = queue
+        self._handler = handler
+        self._queues = tuple(queues)
+        self._concurrency = concurrency
+        self.options = options or WorkerOptions()
+        self._claim_size = self.options.batch_size or concurrency
+        self._in_flight: dict[AttemptToken, _InFlight] = {}
+        self._completions: list[Completion] = []
+        self._wake = asyncio.Event()  # jobs enqueued, a slot freed, or stopping
+        self._waiting_for_slot = False
+        self._flush = asyncio.Event()
+        self._stopping = False  # no more claims
+        self._closing = False  # no more completions will come
+        self._ack_lock = asyncio.Lock()
+        self._stack = AsyncExitStack()
+        self._background: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        wakeup = await self._stack.enter_async_context(self._queue.wakeups(self._queues))
+        self._background = [
+            asyncio.create_task(self._relay(wakeup), name="graphmesh-worker-wakeup"),
+            asyncio.create_task(self._housekeeping(), name="graphmesh-worker-housekeeping"),
+        ]
+        self._flusher = asyncio.create_task(self._flush_loop(), name="graphmesh-worker-acks")
+        self._claimer = asyncio.create_task(self._claim_loop(), name="graphmesh-worker-claims")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stopping = True
+        self._wake.set()
+        try:
+            if self._claimer is not None:
+                await self._claimer
+            await self._drain()
+        finally:
+            self._closing = True
+            self._flush.set()
+            if self._flusher is not None:
+                await self._flusher
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            await self._stack.aclose()
+
+    @property
+    def in_flight(self) -> int:
+        """How many handler calls are running now."""
+        return len(self._in_flight)
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def _relay(self, wakeup: Wakeup) -> None:
+        """Turn the queue's wakeups into the worker's one wake event."""
+        while True:
+            if await wakeup.wait(3600.0):
+                wakeup.clear()
+                self._wake.set()
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            free = self._concurrency - len(self._in_flight)
+            if free <= 0:
+                self._waiting_for_slot = True
+                await self._sleep()
+                continue
+            wanted = min(free, self._claim_size)
+            self._wake.clear()
+            jobs = await self._claim(wanted)
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < wanted:
+                await self._sleep()
+
+    async def _claim(self, limit: int) -> list[Job]:
+        options = self.options
+        try:
+            return await self._queue.claim(self._queues, limit=limit, lease_s=options.lease_s)
+        except Exception:
+            # The database may be restarting: keep the worker alive and try again later.
+            log.exception("claiming jobs failed; retrying in %.1f s", options.retry_pause_s)
+            await asyncio.sleep(options.retry_pause_s)
+            return []
+
+    async def _sleep(self) -> None:
+        """Until something changes (a slot, an enqueue, shutdown) or the poll interval."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.options.poll_interval_s):
+                await self._wake.wait()
+
+    def _start(self, job: Job) -> None:
+        flight = _InFlight(job=job, token=job.token, context=JobContext(self._queue, job))
+        self._in_flight[flight.token] = flight
+        flight.task = asyncio.create_task(self._run(flight), name=f"graphmesh-job-{job.id}")
+
+    # -- running one job --------------------------------------------------------------
+
+    async def _run(self, flight: _InFlight) -> None:
+        try:
+            await self._attempt(flight)
+        finally:
+            del self._in_flight[flight.token]
+            # Only a full worker waits for slots; an idle one would claim for nothing.
+            if self._waiting_for_slot:
+                self._waiting_for_slot = False
+                self._wake.set()
+
+    async def _attempt(self, flight: _InFlight) -> None:
+        job = flight.job
+        deadline = asyncio.timeout(job.start_to_close_timeout_s)
+        try:
+            async with deadline:
+                result = await self._handler(job, flight.context)
+        except asyncio.CancelledError:
+            if flight.stop is None:
+                raise  # not ours: let it propagate
+            _uncancel()
+            await self._stopped(flight)
+        except Exception as error:
+            flight.handler_done = True
+            await self._fail(job, _job_error(error, timed_out=deadline.expired()))
+        else:
+            flight.handler_done = True
+            self._completions.append(Completion(token=flight.token, result=result))
+            self._flush.set()
+
+    async def _stopped(self, flight: _InFlight) -> None:
+        """A handler the worker cancelled: record why (a shutdown hands back later)."""
+        if flight.stop is _Stop.CANCEL_REQUESTED:
+            error = JobError(
+                kind=ErrorKind.CANCELLED, message="cancelled on request", retryable=False
+            )
+            await self._fail(flight.job, error)
+
+    async def _fail(self, job: Job, error: JobError) -> None:
+        try:
+            await self._queue.fail(job.token, error)
+        except StaleAttemptError:
+            log.info("job %s attempt %s lost its lease before failing", job.id, job.attempt)
+        except Exception:
+            # The lease will expire and the job will be rescued and retried.
+            log.exception("recording the failure of job %s failed", job.id)
+
+    # -- acknowledgements -------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while not (self._closing and not self._completions):
+            await self._flush.wait()
+            if self.options.ack_delay_s and not self._closing:
+                # Let a few more completions join the batch: one commit for many jobs.
+                await asyncio.sleep(self.options.ack_delay_s)
+            self._flush.clear()
+            await self._flush_completions()
+
+    async def _flush_completions(self) -> None:
+        """Write every buffered completion in one batch; they piled up while the previous
+        batch was being written, which is what makes batches big under load."""
+        while self._completions:
+            batch, self._completions = self._completions, []
+            try:
+                async with self._ack_lock:
+                    rejected = await self._queue.complete_many(batch)
+            except Exception:
+                if self._closing:
+                    # Their leases will expire and the jobs run again: at-least-once.
+                    log.exception("acknowledging %d jobs failed at shutdown", len(batch))
+                    return
+                log.exception("acknowledging %d jobs failed; retrying", len(batch))
+                self._completions[:0] = batch
+                await asyncio.sleep(self.options.retry_pause_s)
+                continue
+            for token in rejected:
+                log.info("job %s attempt %s completed after losing its lease", *_ids(token))
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_maintenance = next_cleanup = loop.time()
+        while True:
+            await asyncio.sleep(self.options.heartbeat_s)
+            await self._guard(self._heartbeat)
+            if loop.time() >= next_maintenance:
+                next_maintenance = loop.time() + self.options.maintenance_interval_s
+                await self._guard(self._queue.maintain)
+            if self.options.finished_ttl_s is not None and loop.time() >= next_cleanup:
+                next_cleanup = loop.time() + self._cleanup_interval_s(self.options.finished_ttl_s)
+                await self._guard(self._cleanup)
+
+    def _cleanup_interval_s(self, ttl: float) -> float:
+        return max(ttl / 10, self.options.maintenance_interval_s)
+
+    async def _cleanup(self) -> None:
+        if self.options.finished_ttl_s is not None:
+            await self._queue.delete_finished(self.options.finished_ttl_s)
+
+    async def _guard(self, step: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await step()
+        except Exception:
+            log.exception("job queue housekeeping step failed")
+
+    async def _heartbeat(self) -> None:
+        flights = sorted(self._in_flight.values(), key=lambda flight: flight.job.id)
+        tokens = [flight.token for flight in flights if flight.stop is None]
+        if not tokens:
+            return
+        async with self._ack_lock:
+            states = await self._queue.heartbeat_many(tokens, lease_s=self.options.lease_s)
+        for token in tokens:
+            flight = self._in_flight.get(token)
+            state = states.get(token)
+            if flight is None:
+                continue
+            if state is None:
+                self._stop(flight, _Stop.LEASE_LOST)
+            elif state.cancel_requested:
+                flight.context.cancel_requested = True
+                self._stop(flight, _Stop.CANCEL_REQUESTED)
+
+    def _stop(self, flight: _InFlight, reason: _Stop) -> None:
+        if flight.stop is None and not flight.handler_done and flight.task is not None:
+            flight.stop = reason
+            flight.task.cancel()
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let in-flight handlers finish within the grace period, then hand back the rest."""
+        tasks = [flight.task for flight in self._in_flight.values() if flight.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.options.shutdown_grace_s)
+        leftovers = list(self._in_flight.values())
+        for flight in leftovers:
+            self._stop(flight, _Stop.SHUTDOWN)
+        await asyncio.gather(*(f.task for f in leftovers if f.task), return_exceptions=True)
+        handed_back = [f.token for f in leftovers if f.stop is _Stop.SHUTDOWN]
+        if handed_back:
+            await self._queue.release(handed_back)
+
+
+def _job_error(error: Exception, *, timed_out: bool) -> JobError:
+    """The queue's record of a handler's exception."""
+    if timed_out:
+        return JobError(
+            kind=ErrorKind.START_TO_CLOSE_TIMEOUT,
+            message="the handler ran past the job's start-to-close timeout",
+        )
+    message = f"{type(error).__name__}: {error}"
+    if isinstance(error, PermanentJobError):
+        return JobError(message=message, retryable=False)
+    if isinstance(error, RetryableJobError):
+        return JobError(message=message, retry_after_s=error.retry_after_s)
+    return JobError(message=message)
+
+
+def _uncancel() -> None:
+    # The worker cancelled this task on purpose and handled it; clear the request so
+    # the task can still await (record the failure) and ends normally.
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _ids(token: AttemptToken) -> tuple[int, int]:
+    return token.job_id, token.attempt
