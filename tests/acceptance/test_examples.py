@@ -7,13 +7,16 @@ of the checkout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,16 +108,48 @@ def readme_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
+README_OUTPUTS = {
+    0: "COMPLETED ['GRAPHS RUN TASKS.', 'TASKS PASS DATA ALONG DATAFLOWS.']",
+    1: "{'count': 3}",
+    2: "{'output': 42}",
+}
+
+
 @pytest.mark.parametrize("index", range(len(readme_blocks("python"))))
 def test_readme_python_snippet_runs(workdir: Path, index: int) -> None:
     snippet = readme_blocks("python")[index]
     (workdir / "snippet.py").write_text(snippet, encoding="utf-8")
-    done = run([sys.executable, "snippet.py"], workdir)
-    expected = {
-        0: "COMPLETED ['GRAPHS RUN TASKS.', 'TASKS PASS DATA ALONG DATAFLOWS.']",
-        1: "{'count': 3}",
-    }
-    assert expected[index] in done.stdout
+    with contextlib.ExitStack() as stack:
+        if "Client(" in snippet:
+            stack.enter_context(readme_orchestrator(workdir))
+        done = run([sys.executable, "snippet.py"], workdir)
+    assert README_OUTPUTS[index] in done.stdout
+
+
+@contextlib.contextmanager
+def readme_orchestrator(workdir: Path) -> Iterator[None]:
+    """The README's ``graphmesh serve orchestrator`` line, run for the length of a test."""
+    block = next(b for b in readme_blocks("bash") if "serve orchestrator" in b)
+    serve = next(line for line in block.splitlines() if "serve orchestrator" in line)
+    args = shlex.split(serve.rstrip("& ").replace(".venv/bin/graphmesh", str(GRAPHMESH)))
+    with subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            assert "listening on" in server.stdout.readline()
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_readme_service_commands_run(workdir: Path) -> None:
+    block = next(b for b in readme_blocks("bash") if "serve orchestrator" in b)
+    with readme_orchestrator(workdir):
+        for line in block.splitlines():
+            if line.strip() and "serve orchestrator" not in line:
+                command = line.replace(".venv/bin/graphmesh", str(GRAPHMESH))
+                done = run(shlex.split(command), workdir)
+                assert "FAILED" not in done.stdout
 
 
 def test_readme_cli_commands_run(workdir: Path) -> None:
@@ -124,5 +159,5 @@ def test_readme_cli_commands_run(workdir: Path) -> None:
         command = line.split("#")[0].strip()
         if not command or ("seed_pipeline.json" in command and " run " in command):
             continue
-        args = __import__("shlex").split(command.replace(".venv/bin/graphmesh", str(GRAPHMESH)))
+        args = shlex.split(command.replace(".venv/bin/graphmesh", str(GRAPHMESH)))
         run(args, workdir)
