@@ -17,7 +17,7 @@ from graphmesh.orchestrator.graph.dataflow import DataFlow
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
-from graphmesh.orchestrator.runner.result import RunnerEvent, RunResult, RunStatus, TaskResult
+from graphmesh.orchestrator.runner.result import RunnerEvent, RunResult, RunStatus, TaskResults
 from graphmesh.orchestrator.task.base import (
     Task,
     TaskContext,
@@ -56,6 +56,8 @@ class GraphRun:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.started: set[str] = set()
         self.stopped: list[asyncio.Task[None]] = []  # cancelled before they ever ran
+        self.accepting_handoff = False
+        self.handoff: Task | None = None
         self.provenance: dict[str, Mapping[str, Any]] = {}
         self.failure: TaskError | None = None
         self.finished: asyncio.Future[None] | None = None
@@ -106,7 +108,10 @@ class GraphRun:
             return
         self._gather_inputs(task)
         task.status = TaskStatus.PROCESSING
-        self.running[task.id] = asyncio.get_running_loop().create_task(self._run_task(task))
+        if self.accepting_handoff and self.handoff is None:
+            self.handoff = task  # the finishing task's asyncio task runs it next (see _run_task)
+        else:
+            self.running[task.id] = asyncio.get_running_loop().create_task(self._run_task(task))
 
     def _gather_inputs(self, task: Task) -> None:
         """Merge upstream values in dataflow order, so array ports collect deterministically
@@ -121,8 +126,26 @@ class GraphRun:
                 spread = None if port is None else port.is_array
                 task.add_input(flow.target_port, source.run_output[flow.source_port], spread=spread)
 
-    async def _run_task(self, task: Task) -> None:
-        self.started.add(task.id)
+    async def _run_task(self, first: Task) -> None:
+        """Run ``first``, then go on with a dependent it made ready, if any: a chain of
+        tasks runs in one asyncio task instead of paying for a new one per link. The
+        asyncio task is registered under whichever graph task it is running, so aborting
+        that graph task cancels it as usual."""
+        runner = asyncio.current_task()
+        upcoming: Task | None = first
+        while upcoming is not None:
+            task, upcoming = upcoming, None
+            self.started.add(task.id)
+            try:
+                upcoming = await self._attempt(task)
+            finally:
+                self.running.pop(task.id, None)
+                if upcoming is not None and runner is not None:
+                    self.running[upcoming.id] = runner
+                self._finish_if_idle()
+
+    async def _attempt(self, task: Task) -> Task | None:
+        """Run and settle one task; return a dependent it made ready to run next, if any."""
         try:
             output = await self._call(task)
         except asyncio.CancelledError:
@@ -132,10 +155,14 @@ class GraphRun:
         except Exception as exc:
             self._handle_failure(task, _wrap(task, exc))
         else:
-            self._complete(task, output)
-        finally:
-            self.running.pop(task.id, None)
-            self._finish_if_idle()
+            self.accepting_handoff = True
+            try:
+                self._complete(task, output)
+            finally:
+                self.accepting_handoff = False
+            handoff, self.handoff = self.handoff, None
+            return handoff
+        return None
 
     async def _call(self, task: Task) -> TaskOutput:
         missing = task.missing_inputs()
@@ -318,20 +345,21 @@ class GraphRun:
             )
 
     def _result(self, status: RunStatus, error: str | None) -> RunResult:
-        tasks = {
-            task.id: TaskResult(
-                task_id=task.id,
-                type=task.type,
-                status=task.status,
-                output=task.run_output,
-                error=None if task.error is None else str(task.error),
-                provenance=self.provenance.get(task.id, _NO_PROVENANCE),
+        provenance = self.provenance
+        rows = {
+            task.id: (
+                task.id,
+                task.type,
+                task.status,
+                task.run_output,
+                None if task.error is None else str(task.error),
+                provenance.get(task.id, _NO_PROVENANCE),
             )
             for task in self.graph
         }
         sinks = tuple(task.id for task in self.graph.sinks())
         return RunResult(
-            run_id=self.run_id, status=status, tasks=tasks, sink_ids=sinks, error=error
+            run_id=self.run_id, status=status, tasks=TaskResults(rows), sink_ids=sinks, error=error
         )
 
 

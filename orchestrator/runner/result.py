@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,7 +18,7 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TaskResult:
     task_id: str
     type: str
@@ -26,6 +26,44 @@ class TaskResult:
     output: TaskOutput
     error: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+
+
+TaskRow = tuple[str, str, TaskStatus, TaskOutput, "str | None", Mapping[str, Any]]
+
+
+class TaskResults(Mapping[str, TaskResult]):
+    """Every task's result by task id, each built on first access: a 10,000-task run does
+    not pay for 10,000 result objects that nobody reads."""
+
+    __slots__ = ("_built", "_rows")
+
+    def __init__(self, rows: Mapping[str, TaskRow]) -> None:
+        self._rows = rows
+        self._built: dict[str, TaskResult] = {}
+
+    def __getitem__(self, task_id: str) -> TaskResult:
+        result = self._built.get(task_id)
+        if result is None:
+            task, kind, status, output, error, provenance = self._rows[task_id]
+            result = TaskResult(
+                task_id=task,
+                type=kind,
+                status=status,
+                output=output,
+                error=error,
+                provenance=provenance,
+            )
+            self._built[task_id] = result
+        return result
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"<TaskResults of {len(self)} tasks>"
 
 
 class RunFailedError(GraphmeshError):
