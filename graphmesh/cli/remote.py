@@ -128,7 +128,9 @@ async def _open_store(
     from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 
     if store != "memory":
-        _fail(f"--store {store} is not available yet: only 'memory' exists so far")
+        from graphmesh.orchestrator.runs.durable_main import DurableSettings, open_durable
+
+        return await open_durable(stack, store, DurableSettings(), models)
     runs: RunService = await stack.enter_async_context(MemoryRunService(models))
     graphs: TaskGraphRepository = await stack.enter_async_context(MemoryGraphRepository.open())
     return runs, graphs

@@ -34,6 +34,8 @@ EXPECTED_TABLES = {
     "graphmesh_limiter_keys",
     "graphmesh_limiter_permits",
     "graphmesh_run_events",
+    "graphmesh_runs",
+    "graphmesh_run_tasks",
 }
 Schema = dict[str, set[str]]
 

@@ -1,0 +1,285 @@
+"""DurableRunService: runs as data in SQLite or Postgres, tasks as jobs on the job queue.
+
+Every change of a run is one transaction that also appends its events to
+``graphmesh_run_events`` (the outbox; seq per run from 1, no gaps) and enqueues the jobs of
+the tasks it makes ready: creating a run enqueues its root tasks, and a completing task
+enqueues its ready dependents (see :mod:`.scheduler`). Tasks run in any process that
+holds a :class:`~.durable_worker.RunWorker` on the same database, so any orchestrator
+replica can pick up any run, and a killed one loses nothing: completed tasks never run
+again, in-flight ones run again (at-least-once) with the same idempotency key.
+
+Open one with :class:`~.durable_postgres.PostgresRunService` or
+:class:`~.durable_sqlite.SqliteRunService`; both run tasks in-process unless told not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
+from graphmesh.orchestrator.runs.durable_plan import GraphPlan
+from graphmesh.orchestrator.runs.durable_rows import (
+    RunRow,
+    TaskRow,
+    dumps,
+    event_record,
+    run_record,
+)
+from graphmesh.orchestrator.runs.durable_store import RunStore
+from graphmesh.orchestrator.runs.memory import check_run_inputs
+from graphmesh.orchestrator.runs.model import (
+    InvalidPageTokenError,
+    JsonObject,
+    Page,
+    RunEventRecord,
+    RunFilter,
+    RunNotFoundError,
+    RunRecord,
+    RunState,
+    RunStateError,
+)
+from graphmesh.orchestrator.runs.scheduler import Scheduler
+from graphmesh.orchestrator.runs.scheduler_state import TxnState
+from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.task.registry import TaskRegistry
+
+Change = Callable[[Scheduler, RunRow], Awaitable[None]]
+EVENT_PAGE = 500
+WATCH_POLL_S = 1.0  # a watcher re-reads this often even without a signal
+NO_TOKEN = 2**62
+
+
+class DurableRunService:
+    """The :class:`~graphmesh.orchestrator.runs.model.RunService` over a :class:`RunStore`."""
+
+    def __init__(self, store: RunStore, *, registry: TaskRegistry) -> None:
+        self.store = store
+        self._registry = registry
+
+    # -- RunService --------------------------------------------------------------------
+    async def create_run(
+        self,
+        *,
+        graph: JsonObject,
+        inputs: JsonObject,
+        tenant: str,
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the run's deadline, not this call's)
+    ) -> RunRecord:
+        """Validate the graph, then store the run, its tasks and RUN_CREATED and enqueue the
+        root tasks, all in one transaction."""
+        key = idempotency_key or None
+        if key is not None:
+            existing = await self._by_key(tenant, key)
+            if existing is not None:
+                return await self._record(existing, tenant, deduplicated=True)
+        task_graph = graph_from_json(graph, self._registry)
+        check_run_inputs(task_graph, inputs)
+        run_id = uuid.uuid4().hex
+        plan = GraphPlan(run_id, task_graph, json.loads(dumps(inputs)), self._registry)
+        if await self._insert(plan, tenant, key, dict(labels or {}), timeout_s=timeout):
+            return await self._record(run_id, tenant)
+        # A concurrent call with the same key created the run first.
+        found = await self._by_key(tenant, key or "")
+        if found is None:
+            raise RunStateError("the run of this idempotency key vanished; try again")
+        return await self._record(found, tenant, deduplicated=True)
+
+    async def get_run(self, run_id: str, *, tenant: str) -> RunRecord:
+        return await self._record(run_id, tenant)
+
+    async def list_runs(
+        self, run_filter: RunFilter, *, page_size: int = 50, page_token: str = ""
+    ) -> Page[RunRecord]:
+        size = max(1, page_size)
+        params = {
+            "tenant": run_filter.tenant,
+            "before": _decode_token(page_token) if page_token else NO_TOKEN,
+            "statuses": sorted(s.value for s in run_filter.statuses) or None,
+            "labels": dumps(dict(run_filter.labels)),
+            "limit": size + 1,
+        }
+        rows = await self.store.fetch("list_runs", params)
+        records = [await self._with_tasks(row) for row in rows[:size]]
+        token = _encode_token(rows[size - 1][-1]) if len(rows) > size else ""
+        return Page(items=records, next_page_token=token)
+
+    async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord:
+        await self._change(run_id, tenant, lambda scheduler, run: scheduler.cancel(run, reason))
+        return await self._record(run_id, tenant)
+
+    async def resume_run(self, run_id: str, *, tenant: str) -> RunRecord:
+        await self._change(run_id, tenant, lambda scheduler, run: scheduler.resume(run))
+        return await self._record(run_id, tenant)
+
+    async def watch_run(
+        self, run_id: str, *, tenant: str, from_seq: int = 0
+    ) -> AsyncIterator[RunEventRecord]:
+        """Stored events after ``from_seq``, then new ones as they commit (woken by the
+        run's signals, re-reading every :data:`WATCH_POLL_S` anyway); ends once the run
+        has ended and its last event was given."""
+        await self._check_visible(run_id, tenant)
+        seq = max(0, from_seq)
+        with self.store.signals.waiter(run_id) as changed:
+            while True:
+                changed.clear()
+                rows = await self.store.fetch(
+                    "events_after", {"run_id": run_id, "seq": seq, "limit": EVENT_PAGE}
+                )
+                for row in rows:
+                    event = event_record(row)
+                    seq = event.seq
+                    yield event
+                if len(rows) == EVENT_PAGE:
+                    continue
+                status, last_seq = (await self.store.fetch("run_progress", {"run_id": run_id}))[0]
+                if seq < last_seq:
+                    continue
+                if RunState(status).finished:
+                    return
+                await _wait(changed, WATCH_POLL_S)
+
+    async def get_task_output(self, run_id: str, task_id: str, *, tenant: str) -> JsonObject:
+        params = {"run_id": run_id, "tenant": tenant, "task_id": task_id}
+        rows = await self.store.fetch("task_output", params)
+        if not rows:
+            await self._check_visible(run_id, tenant)
+            raise RunNotFoundError(f"run {run_id} has no task {task_id!r}")
+        status, output = rows[0]
+        if status != TaskStatus.COMPLETED or output is None:
+            raise RunStateError(f"task {task_id!r} of run {run_id} has no output ({status})")
+        result: JsonObject = json.loads(output)
+        return result
+
+    # -- helpers -----------------------------------------------------------------------
+    async def _insert(
+        self,
+        plan: GraphPlan,
+        tenant: str,
+        key: str | None,
+        labels: dict[str, str],
+        *,
+        timeout_s: float | None,
+    ) -> bool:
+        graph = plan.graph
+        tasks = {
+            task.id: _new_task(plan.run_id, task.id, len(graph.incoming(task.id))) for task in graph
+        }
+        params = {
+            "run_id": plan.run_id,
+            "tenant": tenant,
+            "status": RunState.PENDING.value,
+            "graph": dumps(graph_to_json(graph)),
+            "inputs": dumps(plan.inputs),
+            "labels": dumps(labels),
+            "idempotency_key": key,
+            "open_tasks": len(tasks),
+            "timeout_s": timeout_s,
+        }
+        async with self.store.transaction() as tx:
+            if not await tx.fetch("insert_run", params):
+                return False
+            if tasks:
+                await tx.write_rows("insert_tasks", _task_rows(plan, tasks))
+            state = TxnState(tx, self.store.plans)
+            self.store.plans.adopt(plan)
+            run = _new_run(plan.run_id, tenant, len(tasks), timeout_s)
+            Scheduler(state).created(run, plan, tasks)
+            await state.write()
+        return True
+
+    async def _change(self, run_id: str, tenant: str, change: Change) -> None:
+        async with self.store.transaction() as tx:
+            state = TxnState(tx, self.store.plans)
+            run = (await state.lock([run_id])).get(run_id)
+            if run is None or run.tenant != tenant:
+                raise RunNotFoundError(f"no run {run_id!r}")
+            await change(Scheduler(state), run)
+            await state.write()
+
+    async def _by_key(self, tenant: str, key: str) -> str | None:
+        rows = await self.store.fetch("run_by_key", {"tenant": tenant, "idempotency_key": key})
+        return str(rows[0][0]) if rows else None
+
+    async def _record(self, run_id: str, tenant: str, *, deduplicated: bool = False) -> RunRecord:
+        rows = await self.store.fetch("get_run", {"run_id": run_id, "tenant": tenant})
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r}")
+        return await self._with_tasks(rows[0], deduplicated=deduplicated)
+
+    async def _with_tasks(self, row: Sequence[Any], *, deduplicated: bool = False) -> RunRecord:
+        tasks = await self.store.fetch("run_task_states", {"run_id": row[0]})
+        return run_record(row, tasks, deduplicated=deduplicated)
+
+    async def _check_visible(self, run_id: str, tenant: str) -> None:
+        if not await self.store.fetch("run_exists", {"run_id": run_id, "tenant": tenant}):
+            raise RunNotFoundError(f"no run {run_id!r}")
+
+
+def _new_run(run_id: str, tenant: str, tasks: int, timeout_s: float | None) -> RunRow:
+    return RunRow(
+        run_id=run_id,
+        tenant=tenant,
+        status=RunState.PENDING,
+        last_seq=0,
+        open_tasks=tasks,
+        generation=0,
+        error=None,
+        cancel_reason="",
+        timeout_s=timeout_s,
+    )
+
+
+def _new_task(run_id: str, task_id: str, remaining: int) -> TaskRow:
+    return TaskRow(
+        run_id=run_id,
+        task_id=task_id,
+        status=TaskStatus.PENDING,
+        progress=0.0,
+        attempts=0,
+        remaining=remaining,
+        dead=False,
+        job_id=None,
+        error=None,
+    )
+
+
+def _task_rows(plan: GraphPlan, tasks: Mapping[str, TaskRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": plan.run_id,
+            "task_id": task.id,
+            "position": position,
+            "type": task.type,
+            "remaining": tasks[task.id].remaining,
+        }
+        for position, task in enumerate(plan.graph)
+    ]
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        pass
+
+
+def _encode_token(ordinal: int) -> str:
+    return base64.urlsafe_b64encode(f"runs:{ordinal}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        kind, _, ordinal = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "runs" and ordinal.isdigit():
+            return int(ordinal)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidPageTokenError("invalid page token")

@@ -1,0 +1,226 @@
+"""Batched writes of a run worker: many task starts, progress reports and completions in
+one transaction.
+
+Every handler of a :class:`~.durable_worker.RunWorker` hands its writes (:class:`Op`) to
+one :class:`Committer`. Ops that arrive while a transaction is being written go into the
+next one, so under load a transaction carries many tasks' starts and completions (one
+run-row lock, one statement per kind of write) and when idle an op is written at once.
+Within a transaction the ops apply in arrival order, so a task's events keep their order.
+A failing transaction is retried op by op, so one bad op fails only its own caller.
+Ops nobody waits for (starts, progress) wait up to :data:`POST_DELAY_S` for one that
+somebody does, so a task's start is usually written with its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphmesh.orchestrator.queue.base import ErrorKind, Job, JobError
+from graphmesh.orchestrator.runs.durable_plan import GraphPlan
+from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
+from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.runs.scheduler import Scheduler
+from graphmesh.orchestrator.runs.scheduler_state import TaskKey, TxnState
+
+log = logging.getLogger(__name__)
+POST_DELAY_S = 0.05
+MAX_BATCH = 128  # ops per transaction: the first commits come sooner, so work overlaps
+
+
+@dataclass(frozen=True, kw_only=True)
+class Op:
+    """One write about the task a job runs."""
+
+    job: Job
+
+    @property
+    def run_id(self) -> str:
+        return str(self.job.payload["run_id"])
+
+    @property
+    def task_id(self) -> str:
+        return str(self.job.payload["task_id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start(Op):
+    """The task started (TASK_STARTED, one more attempt); ``False`` for a stale job or a
+    run that stopped meanwhile, whose completion will then be discarded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress(Op):
+    percent: float
+    message: str
+    details: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note(Op):
+    """An event of a task inside the job's compound task."""
+
+    kind: RunEventKind
+    fields: JsonObject
+
+
+@dataclass(frozen=True, kw_only=True)
+class Complete(Op):
+    """Store the output, release dependents and complete the job (fenced)."""
+
+    output: JsonObject
+    provenance: JsonObject
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fail(Op):
+    """The task failed for good: dead-letter the job (fenced) and fail the task."""
+
+    error: str
+    payload: JsonObject
+
+
+@dataclass(frozen=True, kw_only=True)
+class Abort(Op):
+    """The task was stopped. With ``settle_job`` this write also ends the job (the run was
+    cancelled here); without, the queue worker does (cancel request, lost lease, shutdown)."""
+
+    reason: str
+    settle_job: bool
+
+
+class Committer:
+    """Writes ops of many handlers in shared transactions (see the module docs)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[Op, asyncio.Future[Any] | None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def submit(self, op: Op) -> Any:
+        """Write ``op`` with whatever else is waiting; its result once committed."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((op, future))
+        self._kick()
+        return await future
+
+    def post(self, op: Op) -> None:
+        """Write ``op`` soon (within :data:`POST_DELAY_S`); nobody waits for it."""
+        self._waiting.append((op, None))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(POST_DELAY_S, self._kick)
+
+    async def close(self) -> None:
+        """Write everything submitted or posted."""
+        self._kick()
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiting and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write(), name="graphmesh-run-commits")
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                results = await apply_ops(self._store, [op for op, _ in batch])
+            except Exception as error:
+                if len(batch) == 1:
+                    _settle(batch[0][1], error=error)
+                else:
+                    await self._one_by_one(batch)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                _settle(future, result=result)
+
+    async def _one_by_one(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
+        for op, future in batch:
+            try:
+                (result,) = await apply_ops(self._store, [op])
+            except Exception as error:
+                _settle(future, error=error)
+            else:
+                _settle(future, result=result)
+
+
+def _settle(
+    future: asyncio.Future[Any] | None, *, result: Any = None, error: Exception | None = None
+) -> None:
+    if future is None:
+        if error is not None:
+            log.warning("a run write nobody waits for failed: %s", error)
+        return
+    if future.done():  # its caller was cancelled and no longer waits
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def apply_ops(store: RunStore, ops: list[Op]) -> list[Any]:
+    """Apply ``ops`` in one transaction; one result per op.
+
+    The reads are sent before the first one is waited for (the run locks first, then the
+    task rows), so on Postgres they share one round trip with the completions of the
+    fenced jobs."""
+    async with store.transaction() as tx:
+        state = TxnState(tx, store.plans)
+        plans = {run_id: await state.plan(run_id) for run_id in sorted({op.run_id for op in ops})}
+        locked = await tx.send("lock_runs", {"run_ids": list(plans)})
+        tasks = await tx.send("task_states", state.task_params(_touched(ops, plans)))
+        completions = [op.job.token for op in ops if isinstance(op, Complete)]
+        stale = await tx.complete_jobs(completions) if completions else set()
+        state.adopt_runs(await locked.rows())
+        state.adopt_tasks(await tasks.rows())
+        scheduler = Scheduler(state)
+        results = [await _apply(scheduler, tx, op, stale) for op in ops]
+        await state.write()
+    return results
+
+
+def _touched(ops: list[Op], plans: Mapping[str, GraphPlan]) -> set[TaskKey]:
+    """The task rows the ops touch: their own, and the tasks a completion releases."""
+    keys: set[TaskKey] = set()
+    for op in ops:
+        keys.add((op.run_id, op.task_id))
+        if isinstance(op, Complete | Fail):
+            flows = plans[op.run_id].outgoing(op.task_id)
+            keys.update((op.run_id, flow.target_task) for flow in flows)
+    return keys
+
+
+async def _apply(scheduler: Scheduler, tx: Tx, op: Op, stale: set[Any]) -> Any:
+    run = scheduler.state.runs.get(op.run_id)
+    if run is None:
+        return None
+    job_id = op.job.id
+    if isinstance(op, Start):
+        return await scheduler.start(run, op.task_id, job_id)
+    if isinstance(op, Progress):
+        await scheduler.progress(run, op.task_id, job_id, op.percent, op.message, op.details)
+    elif isinstance(op, Note):
+        await scheduler.note(run, op.task_id, job_id, op.kind, op.fields)
+    elif isinstance(op, Complete):
+        return op.job.token not in stale and await scheduler.complete(
+            run, op.task_id, job_id, op.output, op.provenance
+        )
+    elif isinstance(op, Fail):
+        job_error = JobError(message=op.error, retryable=False)
+        return await tx.fail_job(op.job.token, job_error) and await scheduler.fail(
+            run, op.task_id, job_id, op.error, op.payload
+        )
+    elif isinstance(op, Abort):
+        if op.settle_job:
+            job_error = JobError(kind=ErrorKind.CANCELLED, message=op.reason, retryable=False)
+            await tx.fail_job(op.job.token, job_error)
+        return await scheduler.abort(run, op.task_id, job_id, op.reason)
+    return None

@@ -1,0 +1,175 @@
+"""One execution of one task of a durable run, inside its job.
+
+Inputs are merged as the in-process runner merges them (``runner/graph_run.py``): the
+task's defaults, then the run inputs routed to it, then each incoming dataflow in dataflow
+order (array ports append; the source port's ``is_array`` decides whether a list is one
+item or many; an ``[error]`` dataflow delivers the failed source's error payload). A
+compound or array task runs its subgraph in this process, inside this job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphmesh.orchestrator.errors import TaskError, TaskFailedError, TaskTimeoutError
+from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.queue.base import Job
+from graphmesh.orchestrator.runner.graph_run import GraphRun, RunEnvironment
+from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
+from graphmesh.orchestrator.runner.result import RunnerEvent
+from graphmesh.orchestrator.runs.durable_batch import Committer, Note, Progress
+from graphmesh.orchestrator.runs.durable_plan import GraphPlan
+from graphmesh.orchestrator.runs.durable_rows import Upstream
+from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.task.base import (
+    Task,
+    TaskContext,
+    TaskEvent,
+    TaskInput,
+    TaskOutput,
+    TaskStatus,
+)
+
+if TYPE_CHECKING:
+    from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+
+_NESTED_EVENT = {
+    TaskEvent.START: RunEventKind.TASK_STARTED,
+    TaskEvent.PROGRESS: RunEventKind.TASK_PROGRESS,
+    TaskEvent.COMPLETE: RunEventKind.TASK_COMPLETED,
+    TaskEvent.ERROR: RunEventKind.TASK_FAILED,
+    TaskEvent.ABORT: RunEventKind.TASK_ABORTED,
+}
+
+
+@dataclass(kw_only=True, eq=False)
+class TaskExecution:
+    """Runs the task of ``job`` once; :meth:`run` returns its output and provenance."""
+
+    plan: GraphPlan
+    job: Job
+    upstream: Mapping[str, Upstream]
+    chain: Handler
+    settings: WorkerSettings
+    committer: Committer
+
+    @property
+    def task_id(self) -> str:
+        return str(self.job.payload["task_id"])
+
+    async def run(self) -> tuple[JsonObject, JsonObject]:
+        with self.plan.instance(self.task_id) as task:
+            provenance = self._prepare(task)
+            missing = task.missing_inputs()
+            if missing:
+                names = ", ".join(map(repr, missing))
+                raise TaskFailedError(task.id, f"missing required input(s) {names}")
+            output = await self._call(task, self._context(task, provenance))
+            return output, provenance
+
+    def _prepare(self, task: Task) -> JsonObject:
+        """Merge the inputs (see the module docs); return the task's provenance."""
+        task.reset_input()
+        task.run_input.update(copy.deepcopy(self.plan.routed.get(task.id, {})))
+        provenance: JsonObject = {}
+        graph = self.plan.graph
+        for flow in self.plan.incoming(task.id):
+            source = self.upstream[flow.source_task]
+            provenance.update(source.provenance)
+            if flow.carries_error:
+                if source.status == TaskStatus.FAILED and source.error_payload is not None:
+                    task.add_input(flow.target_port, source.error_payload)
+            elif source.output is not None and flow.source_port in source.output:
+                port = graph.get_task(flow.source_task).output_port(flow.source_port)
+                spread = None if port is None else port.is_array
+                task.add_input(flow.target_port, source.output[flow.source_port], spread=spread)
+        provenance.update(task.config.get("provenance") or {})
+        return provenance
+
+    def _context(self, task: Task, provenance: JsonObject) -> TaskContext:
+        return TaskContext(
+            run_id=self.plan.run_id,
+            task_id=task.id,
+            provenance=provenance,
+            models=self.settings.models,
+            report_progress=self._progress,
+            run_subgraph=lambda graph, inputs: self._subgraph(task, graph, inputs, provenance),
+            resources=self.settings.resources,
+        )
+
+    async def _call(self, task: Task, context: TaskContext) -> JsonObject:
+        call = TaskCall(task=task, inputs=task.run_input, context=context)
+        seconds = task.config.get("timeout", self.settings.task_timeout)
+        try:
+            async with asyncio.timeout(seconds):
+                output = await self.chain(call)
+        except TimeoutError:
+            raise TaskTimeoutError(task.id, f"timed out after {seconds} s") from None
+        if not isinstance(output, Mapping):
+            raise TaskFailedError(
+                task.id, f"run() returned {type(output).__name__}, expected a dict of outputs"
+            )
+        return dict(output)
+
+    def _progress(self, percent: float, message: str, details: Mapping[str, Any] | None) -> None:
+        self.committer.post(
+            Progress(job=self.job, percent=percent, message=message, details=_plain(details))
+        )
+
+    async def _subgraph(
+        self, parent: Task, graph: TaskGraph, inputs: TaskInput, provenance: JsonObject
+    ) -> dict[str, TaskOutput]:
+        env = RunEnvironment(
+            models=self.settings.models,
+            listener=self._nested_event,
+            resources=self.settings.resources,
+            task_timeout=self.settings.task_timeout,
+        )
+        nested = GraphRun(
+            graph,
+            run_id=self.plan.run_id,
+            handler=self.chain,
+            env=env,
+            provenance=provenance,
+            path=f"{parent.id}/",
+        )
+        result = await nested.execute(inputs)
+        if not result.ok:
+            raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
+        return result.outputs
+
+    def _nested_event(self, event: RunnerEvent) -> None:
+        kind = _NESTED_EVENT[event.kind]
+        if event.kind == TaskEvent.ABORT and event.status == TaskStatus.SKIPPED:
+            kind = RunEventKind.TASK_SKIPPED
+        fields: JsonObject = {
+            "task_id": event.task_id,
+            "status": event.status,
+            "progress": event.progress,
+            "message": event.message,
+            "error": event.error,
+            "error_type": kind.value if event.error else None,
+            "details": _plain(event.details),
+        }
+        self.committer.post(Note(job=self.job, kind=kind, fields=fields))
+
+
+def describe_failure(task_id: str, error: BaseException) -> tuple[str, JsonObject]:
+    """The run's error message for a failed task (as the in-process runner words it) and
+    the payload its ``[error]`` dataflows deliver: the original exception's type and text."""
+    wrapped = (
+        error
+        if isinstance(error, TaskError)
+        else TaskFailedError(task_id, f"{type(error).__name__}: {error}")
+    )
+    cause = error.__cause__ if isinstance(error, TaskError) and error.__cause__ else error
+    payload = {"type": type(cause).__name__, "message": str(cause), "task_id": task_id}
+    return str(wrapped), payload
+
+
+def _plain(details: Mapping[str, Any] | None) -> JsonObject | None:
+    return None if not details else dict(details)

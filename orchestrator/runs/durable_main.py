@@ -1,0 +1,129 @@
+"""Opening the durable run services from settings, and a process that only runs tasks.
+
+``graphmesh serve orchestrator --store postgres|sqlite`` opens its RunService with
+:func:`open_durable`. A process that only runs tasks (scale workers apart from the API)::
+
+    GRAPHMESH_DATABASE_URL=postgresql://... python -m graphmesh.orchestrator.runs.durable_main
+
+Settings (environment, prefix ``GRAPHMESH_``): ``DATABASE_URL`` (a libpq URL or
+conninfo for Postgres; ``sqlite:///PATH`` or a path for SQLite), ``WORKER_CONCURRENCY``,
+``WORKER_LEASE_S`` (how long a dead worker's tasks wait before they run elsewhere),
+``RUN_TASKS`` (``false``: this process serves the API only) and ``TASK_MODULES``
+(comma-separated modules to import, which register task types beyond the catalog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.queue.worker import WorkerOptions
+from graphmesh.orchestrator.runs.durable import DurableRunService
+from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.storage.base import TaskGraphRepository
+from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
+from graphmesh.orchestrator.storage.sqlite import SqliteGraphRepository
+
+SQLITE_PREFIX = "sqlite:///"
+DEFAULT_SQLITE = "graphmesh.sqlite"
+
+
+class DurableSettings(BaseSettings):
+    """Where durable runs live and how this process runs their tasks."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHMESH_", extra="ignore")
+
+    database_url: SecretStr | None = None
+    run_tasks: bool = True
+    worker_concurrency: int = Field(default=64, ge=1)
+    worker_lease_s: float = Field(default=30.0, gt=0)
+    task_modules: str = ""
+
+    def worker(self, models: ModelClient | None = None) -> WorkerSettings:
+        """The run worker's settings (heartbeats at a third of the lease)."""
+        return WorkerSettings(
+            concurrency=self.worker_concurrency,
+            models=models,
+            queue=WorkerOptions(lease_s=self.worker_lease_s),
+        )
+
+    def import_task_modules(self) -> None:
+        for name in filter(None, (part.strip() for part in self.task_modules.split(","))):
+            importlib.import_module(name)
+
+    def url(self) -> str | None:
+        return None if self.database_url is None else self.database_url.get_secret_value()
+
+
+def sqlite_path(url: str | None) -> Path:
+    """The database file of a ``sqlite:///PATH`` URL or a plain path (default
+    ``graphmesh.sqlite`` in the working directory)."""
+    if not url:
+        return Path(DEFAULT_SQLITE)
+    return Path(url.removeprefix(SQLITE_PREFIX))
+
+
+async def open_durable(
+    stack: AsyncExitStack, store: str, settings: DurableSettings, models: Any = None
+) -> tuple[DurableRunService, TaskGraphRepository]:
+    """The durable RunService (``store`` ``postgres`` or ``sqlite``) and the graph
+    repository of the same database, closed with ``stack``."""
+    settings.import_task_modules()
+    worker = settings.worker(models)
+    url = settings.url()
+    if store == "postgres":
+        if not url:
+            raise ValueError("--store postgres needs GRAPHMESH_DATABASE_URL")
+        runs: DurableRunService = await stack.enter_async_context(
+            PostgresRunService.open(url, run_tasks=settings.run_tasks, worker=worker)
+        )
+        graphs: TaskGraphRepository = await stack.enter_async_context(
+            PostgresGraphRepository.open(url)
+        )
+        return runs, graphs
+    path = sqlite_path(url)
+    runs = await stack.enter_async_context(
+        SqliteRunService.open(path, run_tasks=settings.run_tasks, worker=worker)
+    )
+    graphs = await stack.enter_async_context(SqliteGraphRepository.open(path))
+    return runs, graphs
+
+
+async def run_worker_until_signal(settings: DurableSettings) -> None:
+    """Run tasks of the Postgres runs until SIGTERM or SIGINT."""
+    import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
+
+    settings.import_task_modules()
+    url = settings.url()
+    if not url:
+        raise SystemExit("set GRAPHMESH_DATABASE_URL to the Postgres database of the runs")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with (
+        PostgresRunStore.open(url) as store,
+        RunWorker(store, store.queue, settings.worker()),
+    ):
+        print("graphmesh run worker started", flush=True)
+        await stop.wait()
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker_until_signal(DurableSettings()))
+
+
+if __name__ == "__main__":
+    main()

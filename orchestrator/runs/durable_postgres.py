@@ -1,0 +1,198 @@
+"""The durable runs on Postgres: the store, and :class:`PostgresRunService`.
+
+One autocommit pool serves the runs and the job queue (``PostgresJobQueue``); a run
+transaction runs the queue's operations on its own connection (``queue.within``), so a
+completion, its events and the jobs it enqueues commit together. At commit every changed
+run is announced with ``NOTIFY graphmesh_run_events, '<run_id> <status>'``: watchers in any
+process wake, workers stop tasks of runs that stopped, and the outbox relay (which LISTENs
+on the same channel) publishes the new events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
+from graphmesh.orchestrator.queue.postgres import CONNECTION_SETTINGS, PostgresJobQueue
+from graphmesh.orchestrator.runs.durable import DurableRunService
+from graphmesh.orchestrator.runs.durable_plan import PlanCache
+from graphmesh.orchestrator.runs.durable_store import (
+    Query,
+    Row,
+    RunSignals,
+    parse_signal,
+    signal_payload,
+)
+from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
+from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+
+Connection = psycopg.AsyncConnection[TupleRow]
+Pool = AsyncConnectionPool[Connection]
+RELISTEN_PAUSE_S = 1.0
+log = logging.getLogger(__name__)
+
+
+class PostgresPending:
+    """A query sent in pipeline mode; reading its rows waits for them."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[TupleRow]) -> None:
+        self._cursor = cursor
+
+    async def rows(self) -> list[Row]:
+        return await self._cursor.fetchall()
+
+
+class PostgresTx:
+    """A run transaction on one pooled connection."""
+
+    def __init__(self, connection: Connection, queue: PostgresJobQueue) -> None:
+        self._connection = connection
+        self._queue = queue.within(connection)
+        self.changed: dict[str, RunState] = {}
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+        cursor = await self._connection.execute(QUERIES[query], params)
+        return await cursor.fetchall()
+
+    async def send(self, query: str, params: Mapping[str, Any]) -> PostgresPending:
+        return PostgresPending(await self._connection.execute(QUERIES[query], params))
+
+    async def write_rows(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        # One statement for every row: the rows travel as one JSON array (json_to_recordset).
+        await self._connection.execute(QUERIES[query], {"rows": json.dumps(rows)})
+
+    async def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
+        return await self._queue.enqueue_many(specs)
+
+    async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:
+        return set(await self._queue.complete_many([Completion(token=t) for t in tokens]))
+
+    async def fail_job(self, token: AttemptToken, error: JobError) -> bool:
+        try:
+            await self._queue.fail(token, error)
+        except StaleAttemptError:
+            return False
+        return True
+
+    async def cancel_jobs(self, job_ids: Sequence[int]) -> None:
+        for job_id in job_ids:
+            with contextlib.suppress(JobNotFoundError):  # cleaned up already: nothing to stop
+                await self._queue.cancel(job_id)
+
+    def signal(self, run_id: str, status: RunState) -> None:
+        self.changed[run_id] = status
+
+
+class PostgresRunStore:
+    """Runs, tasks and events in Postgres, beside the job queue of the same pool."""
+
+    def __init__(
+        self, pool: Pool, queue: PostgresJobQueue, *, registry: TaskRegistry = default_registry
+    ) -> None:
+        self.pool = pool
+        self.queue = queue
+        self.signals = RunSignals()
+        self.plans = PlanCache(registry)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, dsn: str, *, max_size: int = 8, registry: TaskRegistry = default_registry
+    ) -> AsyncIterator[Self]:
+        """A store with its own pool on ``dsn`` (migrated), listening for run signals."""
+        pool: Pool = AsyncConnectionPool(
+            dsn, min_size=2, max_size=max_size, open=False, kwargs=CONNECTION_SETTINGS
+        )
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as connection:
+                await migrate_postgres(connection)
+            queue = PostgresJobQueue(pool)
+            store = cls(pool, queue, registry=registry)
+            listener = asyncio.create_task(store._listen(dsn), name="graphmesh-run-signals")
+            try:
+                yield store
+            finally:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+                await queue.close()
+        finally:
+            await pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTx]:
+        """A transaction; its changed runs are NOTIFYed (delivered at commit) and then
+        signalled in this process. It runs in pipeline mode: writes are sent without
+        waiting for their results, so most of a transaction costs one round trip."""
+        async with self.pool.connection() as connection, connection.pipeline():
+            async with connection.transaction():
+                tx = PostgresTx(connection, self.queue)
+                yield tx
+                if tx.changed:
+                    payloads = [signal_payload(run, status) for run, status in tx.changed.items()]
+                    await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
+        for run_id, status in tx.changed.items():
+            self.signals.notify(run_id, status)
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+        async with self.pool.connection() as connection:
+            cursor = await connection.execute(QUERIES[query], params)
+            return await cursor.fetchall()
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        async with self.pool.connection() as connection, connection.pipeline():
+            cursors = [await connection.execute(QUERIES[name], params) for name, params in queries]
+            return [await cursor.fetchall() for cursor in cursors]
+
+    async def _listen(self, dsn: str) -> None:
+        """Relay NOTIFYs of other processes to :attr:`signals`; reconnect when lost."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute(QUERIES["listen_runs"])
+                    async for notice in conn.notifies():
+                        parsed = parse_signal(notice.payload)
+                        if parsed is not None:
+                            self.signals.notify(*parsed)
+            except psycopg.Error as error:
+                log.warning("run signals LISTEN failed (%s); watchers poll meanwhile", error)
+            await asyncio.sleep(RELISTEN_PAUSE_S)
+
+
+class PostgresRunService(DurableRunService):
+    """The durable RunService on Postgres (``async with PostgresRunService.open(dsn)``)."""
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        run_tasks: bool = True,
+        worker: WorkerSettings | None = None,
+        registry: TaskRegistry = default_registry,
+        max_pool_size: int = 8,
+    ) -> AsyncIterator[Self]:
+        """A service on ``dsn`` (migrated). With ``run_tasks`` it also runs tasks in this
+        process, with a :class:`RunWorker` configured by ``worker``."""
+        async with PostgresRunStore.open(dsn, max_size=max_pool_size, registry=registry) as store:
+            service = cls(store, registry=registry)
+            if not run_tasks:
+                yield service
+                return
+            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+                yield service

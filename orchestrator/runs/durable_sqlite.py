@@ -1,0 +1,186 @@
+"""The durable runs on SQLite, for the embedded mode and development: one process.
+
+The run tables live in the database file of the job queue (``SqliteJobQueue``). Run
+transactions use a connection of their own (the queue keeps its own for claims and
+heartbeats), ``BEGIN IMMEDIATE`` takes the database's write lock, and the queue's
+operations join them through ``queue.within``. One asyncio lock keeps this process's run
+transactions and reads from interleaving on that connection. Signals reach this process's
+watchers and workers directly; other processes on the same file find changes by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
+from graphmesh.orchestrator.queue.sqlite import SqliteJobQueue
+from graphmesh.orchestrator.runs.durable import DurableRunService
+from graphmesh.orchestrator.runs.durable_plan import PlanCache
+from graphmesh.orchestrator.runs.durable_store import Query, Row, RunSignals
+from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
+from graphmesh.orchestrator.storage.sqlite import SqliteConnection
+from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+
+T = TypeVar("T")
+
+
+class SqlitePending:
+    """Rows read at once (SQLite has no pipeline)."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self._rows = rows
+
+    async def rows(self) -> list[Row]:
+        return self._rows
+
+
+class SqliteTx:
+    """A run transaction on the store's connection (its thread runs every statement)."""
+
+    def __init__(self, connection: SqliteConnection, queue: SqliteJobQueue) -> None:
+        self._connection = connection
+        self._queue = queue
+        self.changed: dict[str, RunState] = {}
+        self.queues: set[str] = set()
+
+    async def _call(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._connection.call(function)
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+        sql, values = QUERIES[query], _params(params)
+        return await self._call(lambda db: db.execute(sql, values).fetchall())
+
+    async def send(self, query: str, params: Mapping[str, Any]) -> SqlitePending:
+        return SqlitePending(await self.fetch(query, params))
+
+    async def write_rows(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql, values = QUERIES[query], [_params(row) for row in rows]
+        await self._call(lambda db: db.executemany(sql, values))
+
+    async def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
+        self.queues.update(spec.queue for spec in specs)
+        return await self._call(lambda db: self._queue.within(db).enqueue_many(specs))
+
+    async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:
+        completions = [Completion(token=token) for token in tokens]
+        rejected = await self._call(lambda db: self._queue.within(db).complete_many(completions))
+        return set(rejected)
+
+    async def fail_job(self, token: AttemptToken, error: JobError) -> bool:
+        try:
+            await self._call(lambda db: self._queue.within(db).fail(token, error))
+        except StaleAttemptError:
+            return False
+        return True
+
+    async def cancel_jobs(self, job_ids: Sequence[int]) -> None:
+        await self._call(lambda db: _cancel_all(self._queue, db, job_ids))
+
+    def signal(self, run_id: str, status: RunState) -> None:
+        self.changed[run_id] = status
+
+
+class SqliteRunStore:
+    """Runs, tasks and events in the SQLite file of the job queue."""
+
+    def __init__(
+        self,
+        connection: SqliteConnection,
+        queue: SqliteJobQueue,
+        *,
+        registry: TaskRegistry = default_registry,
+    ) -> None:
+        self._connection = connection
+        self.queue = queue
+        self.signals = RunSignals()
+        self.plans = PlanCache(registry)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: Path | str, *, registry: TaskRegistry = default_registry
+    ) -> AsyncIterator[Self]:
+        """A store on the database file at ``path`` (created and migrated)."""
+        async with SqliteJobQueue.open(path) as queue:
+            connection = await SqliteConnection.open(path)
+            try:
+                yield cls(connection, queue, registry=registry)
+            finally:
+                await connection.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTx]:
+        async with self._lock:
+            await self._connection.call(lambda db: db.execute("BEGIN IMMEDIATE"))
+            tx = SqliteTx(self._connection, self.queue)
+            try:
+                yield tx
+            except BaseException:
+                await self._connection.call(lambda db: db.execute("ROLLBACK"))
+                raise
+            await self._connection.call(lambda db: db.execute("COMMIT"))
+        if tx.queues:
+            self.queue.notify(sorted(tx.queues))
+        for run_id, status in tx.changed.items():
+            self.signals.notify(run_id, status)
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+        return (await self.fetch_many([(query, params)]))[0]
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        statements = [(QUERIES[name], _params(params)) for name, params in queries]
+        async with self._lock:
+            return await self._connection.call(
+                lambda db: [db.execute(sql, values).fetchall() for sql, values in statements]
+            )
+
+
+class SqliteRunService(DurableRunService):
+    """The durable RunService on SQLite (``async with SqliteRunService.open(path)``)."""
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        run_tasks: bool = True,
+        worker: WorkerSettings | None = None,
+        registry: TaskRegistry = default_registry,
+    ) -> AsyncIterator[Self]:
+        """A service on the database at ``path``; with ``run_tasks`` it also runs tasks in
+        this process (a :class:`RunWorker` configured by ``worker``)."""
+        async with SqliteRunStore.open(path, registry=registry) as store:
+            service = cls(store, registry=registry)
+            if not run_tasks:
+                yield service
+                return
+            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+                yield service
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """SQLite values: lists and dicts as JSON text (read back with ``json_each``)."""
+    return {
+        key: json.dumps(value) if isinstance(value, list | dict) else value
+        for key, value in params.items()
+    }
+
+
+def _cancel_all(queue: SqliteJobQueue, db: sqlite3.Connection, job_ids: Sequence[int]) -> None:
+    operations = queue.within(db)
+    for job_id in job_ids:
+        try:
+            operations.cancel(job_id)
+        except JobNotFoundError:
+            continue

@@ -1,0 +1,235 @@
+"""RunWorker: runs the tasks of durable runs, as jobs of the job queue.
+
+::
+
+    async with PostgresRunStore.open(dsn) as store, RunWorker(store, store.queue):
+        ...  # tasks of every run on this database run here while the block is open
+
+Each job names one task of one run. Its handler loads the run's graph (parsed once per
+process), records the start (TASK_STARTED) and reads the outputs of the task's upstream
+tasks, gathers its inputs in dataflow order (array ports append), and runs it through the
+runner's middleware chain (output cache, model client). A success is one transaction:
+output, TASK_COMPLETED, the dependents it makes ready enqueued, the job completed with its
+fencing token (a stale token writes nothing); see :mod:`.durable_batch`. A failure that may
+pass is retried by the queue; a permanent one, or the last attempt, fails the task (and the
+run, unless its ``[error]`` port is wired). When a run stops (cancelled, failed, timed
+out) the tasks it still runs here are cancelled at once, remote calls included.
+
+A sweep, every ``sweep_interval_s``, fails runs past their deadline and settles tasks
+whose job ended without them (a worker that died on the last attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.queue.base import Job, JobQueue
+from graphmesh.orchestrator.queue.errors import PermanentJobError, RetryableJobError
+from graphmesh.orchestrator.queue.worker import JobContext, Worker, WorkerOptions
+from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
+from graphmesh.orchestrator.runs.durable_batch import (
+    Abort,
+    Committer,
+    Complete,
+    Fail,
+    Start,
+)
+from graphmesh.orchestrator.runs.durable_exec import TaskExecution, describe_failure
+from graphmesh.orchestrator.runs.durable_inputs import StartReader
+from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
+from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN
+from graphmesh.orchestrator.runs.durable_store import RunStore
+from graphmesh.orchestrator.runs.durable_sweep import sweep
+from graphmesh.orchestrator.runs.model import JsonObject, RunState
+from graphmesh.orchestrator.storage.base import TaskOutputRepository
+
+ALL_TASK_QUEUES = (TASK_QUEUE, *(task_queue(p) for p in ("hf", "triton", "openai", "anthropic")))
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """How a :class:`RunWorker` runs tasks.
+
+    ``queues``: the job queues it serves (job-queue tasks go to ``runs.<queue_name>``);
+    ``concurrency``: tasks at once; ``models``/``repository``/``middleware``/``resources``:
+    what the in-process runner takes; ``task_timeout``: seconds, unless a task's config
+    sets ``timeout``; ``queue``: the queue worker's leases, heartbeats and polling.
+    """
+
+    queues: tuple[str, ...] = ALL_TASK_QUEUES
+    concurrency: int = 64
+    models: ModelClient | None = None
+    repository: TaskOutputRepository | None = None
+    middleware: Sequence[Middleware] = ()
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    task_timeout: float | None = None
+    queue: WorkerOptions = field(default_factory=WorkerOptions)
+    sweep_interval_s: float = 1.0
+
+
+class RunWorker:
+    """Runs the tasks of durable runs from ``queue`` (an async context manager)."""
+
+    def __init__(self, store: RunStore, queue: JobQueue, settings: WorkerSettings) -> None:
+        self._store = store
+        self._queue = queue
+        self._settings = settings
+        self._committer = Committer(store)
+        self._reader = StartReader(store)
+        cache = [CacheMiddleware(settings.repository)] if settings.repository is not None else []
+        self._chain = build_chain([*settings.middleware, *cache])
+        self._running: dict[str, set[asyncio.Task[Any]]] = {}
+        self._stopped: OrderedDict[str, RunState] = OrderedDict()
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        self._stack.push_async_callback(self._committer.close)
+        self._stack.push_async_callback(self._reader.close)
+        self._stack.enter_context(self._store.signals.listening(self._on_signal))
+        settings = self._settings
+        worker = _FullAwareWorker(
+            self._queue,
+            self._handle,
+            queues=settings.queues,
+            concurrency=settings.concurrency,
+            options=settings.queue,
+        )
+        await self._stack.enter_async_context(worker)
+        sweeper = asyncio.create_task(self._sweep_loop(), name="graphmesh-run-sweep")
+        self._stack.push_async_callback(_stop, sweeper)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # The sweep stops, then the queue worker drains (handlers finish or are handed
+        # back), then the last writes are committed.
+        await self._stack.aclose()
+
+    # -- the job handler ---------------------------------------------------------------
+    async def _handle(self, job: Job, context: JobContext) -> JsonObject | None:
+        if job.task != RUN_TASK_JOB:
+            raise PermanentJobError(f"a run worker cannot run {job.task!r} jobs")
+        plan = await self._store.plans.get(str(job.payload["run_id"]), self._store.fetch)
+        upstream = await self._reader.read(job, plan)
+        if upstream is None:
+            return {"skipped": True}  # stale, or the run stopped: nothing to run
+        # Not waited for: the start is written with (or before) the task's outcome.
+        self._committer.post(Start(job=job))
+        execution = TaskExecution(
+            plan=plan,
+            job=job,
+            upstream=upstream,
+            chain=self._chain,
+            settings=self._settings,
+            committer=self._committer,
+        )
+        await self._run(job, asyncio.create_task(execution.run()))
+        return None
+
+    async def _run(self, job: Job, task: asyncio.Task[tuple[JsonObject, JsonObject]]) -> None:
+        run_id = str(job.payload["run_id"])
+        running = self._running.setdefault(run_id, set())
+        running.add(task)
+        if run_id in self._stopped:  # stopped between our start and now
+            task.cancel()
+        try:
+            output, provenance = await task
+        except asyncio.CancelledError:
+            if _cancelling():
+                # The queue worker stopped us (cancel request, lost lease, shutdown): it
+                # settles the job; the task is marked aborted only if its run stopped.
+                self._committer.post(Abort(job=job, reason="aborted", settle_job=False))
+                raise
+            # The run stopped: this write ends the job and the task together.
+            await self._committer.submit(Abort(job=job, reason="aborted", settle_job=True))
+            return
+        except Exception as error:
+            await self._failed(job, error)
+            return
+        finally:
+            running.discard(task)
+            if not running:
+                self._running.pop(run_id, None)
+        await self._committer.submit(Complete(job=job, output=output, provenance=provenance))
+
+    async def _failed(self, job: Job, error: Exception) -> None:
+        retryable, retry_after = _retryable(error)
+        last_attempt = len(job.history) + 1 >= job.retry.max_attempts
+        message, payload = describe_failure(str(job.payload["task_id"]), error)
+        if retryable and not last_attempt:
+            raise RetryableJobError(message, retry_after_s=retry_after) from error
+        await self._committer.submit(Fail(job=job, error=message, payload=payload))
+
+    # -- stopping runs -----------------------------------------------------------------
+    def _on_signal(self, run_id: str, status: RunState) -> None:
+        if status in ACTIVE_RUN:
+            self._stopped.pop(run_id, None)  # resumed
+            return
+        self._stopped[run_id] = status
+        while len(self._stopped) > 1024:
+            self._stopped.popitem(last=False)
+        for task in self._running.get(run_id, ()):
+            task.cancel()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            try:
+                await sweep(self._store)
+            except Exception:
+                log.exception("sweeping runs failed; trying again later")
+
+
+class _FullAwareWorker(Worker):
+    """Stopgap for a busy loop in ``Worker._claim_loop`` (reported to the queue's owner):
+    a full worker whose wake event is set (an enqueue NOTIFY arrived) sleeps on that set
+    event, returns at once and loops without ever yielding, so no handler can finish.
+    Here a full worker forgets such a wake: it waits for a slot (the worker sets the event
+    when one frees) or the poll interval. Remove once the queue worker handles it."""
+
+    async def _sleep(self) -> None:
+        wake = getattr(self, "_wake", None)
+        full = self.in_flight >= getattr(self, "_concurrency", math.inf)
+        if isinstance(wake, asyncio.Event) and full and not getattr(self, "_stopping", True):
+            wake.clear()
+        await super()._sleep()
+
+
+def _retryable(error: BaseException) -> tuple[bool, float | None]:
+    """Whether a task's failure may pass on retry: a model error that says so, or a
+    :class:`RetryableJobError`, anywhere in the cause chain. Anything else fails the task,
+    as in the in-process runner."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RetryableJobError):
+            return True, seen.retry_after_s
+        if getattr(seen, "retryable", False) is True:
+            return True, getattr(seen, "retry_after", None)
+        seen = seen.__cause__ or seen.__context__
+    return False, None
+
+
+def _cancelling() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

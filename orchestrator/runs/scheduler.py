@@ -1,0 +1,290 @@
+"""The durable scheduler's decisions: what one event does to a locked run.
+
+Each method changes the rows of a :class:`~.scheduler_state.TxnState` (which writes them,
+with the events and jobs, in the same transaction). The semantics are the in-process
+runner's (``runner/graph_run.py``): a task is ready when every incoming dataflow's source
+has settled; a success kills the ``[error]`` branches below it, a failure with a wired
+``[error]`` port kills the other branches and feeds the handlers; a dead task that becomes
+ready is skipped, and so is everything below it; an unhandled failure fails the run.
+
+Checks against stale workers: a task only starts, progresses, completes or fails for the
+job that currently holds it (``job_id``), and only while its run has not ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from graphmesh.orchestrator.runs.durable_plan import GraphPlan
+from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, output_ref
+from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, RunState, RunStateError
+from graphmesh.orchestrator.runs.scheduler_state import TxnState
+from graphmesh.orchestrator.task.base import TaskStatus
+
+NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
+CANCELLED = "the run was cancelled"
+
+
+class Scheduler:
+    """Decisions on runs locked in ``state``."""
+
+    def __init__(self, state: TxnState) -> None:
+        self.state = state
+
+    # -- a task's life -----------------------------------------------------------------
+    async def start(self, run: RunRow, task_id: str, job_id: int) -> bool:
+        """The job's worker is about to run the task; ``False``: it must not."""
+        task = await self._held(run, task_id, job_id)
+        if task is None or not run.active:
+            return False
+        if run.status == RunState.PENDING:
+            run.status, run.started, run.dirty = RunState.RUNNING, True, True
+            self.state.event(run, RunEventKind.RUN_STARTED)
+        task.status, task.progress, task.error = TaskStatus.PROCESSING, 0.0, None
+        task.attempts += 1
+        task.started = task.dirty = True
+        self.state.event(run, RunEventKind.TASK_STARTED, task_id=task_id, status=task.status)
+        return True
+
+    async def progress(
+        self,
+        run: RunRow,
+        task_id: str,
+        job_id: int,
+        percent: float,
+        message: str,
+        details: Mapping[str, Any] | None,
+    ) -> None:
+        task = await self._held(run, task_id, job_id)
+        if task is None or task.status != TaskStatus.PROCESSING or run.status.finished:
+            return
+        task.progress, task.dirty = percent, True
+        self.state.event(
+            run,
+            RunEventKind.TASK_PROGRESS,
+            task_id=task_id,
+            status=task.status,
+            progress=percent,
+            message=message,
+            details=details,
+        )
+
+    async def note(
+        self, run: RunRow, parent_id: str, job_id: int, kind: RunEventKind, fields: JsonObject
+    ) -> None:
+        """An event of a task inside a compound task's subgraph (``parent/child``)."""
+        task = await self._held(run, parent_id, job_id)
+        if task is not None and task.status == TaskStatus.PROCESSING and not run.status.finished:
+            self.state.event(run, kind, **fields)
+
+    async def complete(
+        self, run: RunRow, task_id: str, job_id: int, output: JsonObject, provenance: JsonObject
+    ) -> bool:
+        """Store the output and release the tasks it feeds; ``False``: a stale attempt."""
+        task = await self._held(run, task_id, job_id)
+        if task is None or task.status != TaskStatus.PROCESSING or run.status.finished:
+            return False
+        task.progress = 100.0
+        self.state.settle(run, task, TaskStatus.COMPLETED)
+        self.state.store_output(task, output, provenance)
+        self.state.event(
+            run,
+            RunEventKind.TASK_COMPLETED,
+            task_id=task_id,
+            status=task.status,
+            progress=100.0,
+            output_ref=output_ref(run.run_id, task_id),
+        )
+        await self._release(run, await self.state.plan(run.run_id), task_id, failed=False)
+        self._close_if_done(run)
+        return True
+
+    async def fail(
+        self, run: RunRow, task_id: str, job_id: int | None, error: str, payload: JsonObject
+    ) -> bool:
+        """A task failed for good (``job_id`` ``None``: whatever job holds it). Its
+        ``[error]`` handlers get ``payload``; without handlers the run fails."""
+        task = await self._held(run, task_id, job_id)
+        if task is None or not task.open or run.status.finished:
+            return False
+        task.error, task.error_payload = error, payload
+        self.state.settle(run, task, TaskStatus.FAILED)
+        self._task_event(run, task, RunEventKind.TASK_FAILED, error=error)
+        plan = await self.state.plan(run.run_id)
+        if run.status == RunState.CANCELLING:
+            self._close_if_done(run)
+        elif plan.has_error_handlers(task_id):
+            await self._release(run, plan, task_id, failed=True)
+            self._close_if_done(run)
+        else:
+            await self.fail_run(run, error)
+        return True
+
+    async def abort(self, run: RunRow, task_id: str, job_id: int | None, reason: str) -> bool:
+        """A running task of a run that is being cancelled stopped; ``False`` when its run
+        still runs (the job runs it again) or the task was settled already."""
+        task = await self._held(run, task_id, job_id)
+        if task is None or task.status != TaskStatus.PROCESSING or run.active:
+            return False
+        task.error = reason
+        self.state.settle(run, task, TaskStatus.FAILED)
+        self._task_event(run, task, RunEventKind.TASK_ABORTED, error=reason)
+        self._close_if_done(run)
+        return True
+
+    # -- a run's life ------------------------------------------------------------------
+    async def fail_run(self, run: RunRow, error: str) -> None:
+        """Fail the run: running tasks are aborted, pending ones skipped, jobs cancelled."""
+        run.status, run.error, run.ended, run.dirty = RunState.FAILED, error, True, True
+        await self._stop_open_tasks(run, f"aborted: {error}")
+        self.state.event(run, RunEventKind.RUN_FAILED, error=error, error_type="FAILED")
+
+    async def cancel(self, run: RunRow, reason: str) -> None:
+        """Start cancelling: pending tasks are skipped now, running ones are asked to stop
+        (their jobs get a cancel request); the run is CANCELLED once none runs."""
+        if run.status.finished:
+            raise RunStateError(f"run {run.run_id} already ended ({run.status})")
+        if run.status == RunState.CANCELLING:
+            return
+        run.status, run.cancel_reason, run.dirty = RunState.CANCELLING, reason, True
+        self.state.event(run, RunEventKind.RUN_CANCELLING, message=reason)
+        for task in await self.state.open_tasks(run.run_id):
+            self.state.cancel_job(task)
+            if task.status == TaskStatus.PENDING:
+                self._skip_one(run, task, "not reached: the run was cancelled")
+        self._close_if_done(run)
+
+    async def resume(self, run: RunRow) -> None:
+        """Run again what did not complete: completed tasks keep their outputs."""
+        if run.status not in (RunState.FAILED, RunState.CANCELLED):
+            raise RunStateError(
+                f"only failed or cancelled runs can resume; {run.run_id} is {run.status}"
+            )
+        plan = await self.state.plan(run.run_id)
+        tasks = {task.task_id: task for task in await self.state.all_tasks(run.run_id)}
+        done = {task_id for task_id, task in tasks.items() if task.status == TaskStatus.COMPLETED}
+        run.generation += 1
+        run.status, run.error, run.cancel_reason = RunState.PENDING, None, ""
+        run.reopened, run.ended, run.dirty = True, False, True
+        run.open_tasks = len(tasks) - len(done)
+        for task_id, task in tasks.items():
+            if task_id not in done:
+                _reset(task, plan, done)
+        self.state.event(
+            run, RunEventKind.RUN_RESUMED, message=f"{len(done)} completed task(s) kept"
+        )
+        for node in plan.graph:
+            row = tasks[node.id]
+            if row.status == TaskStatus.PENDING and row.remaining == 0:
+                await self._ready(run, plan, row)
+        self._close_if_done(run)
+
+    async def time_out(self, run: RunRow) -> None:
+        """Fail the run if it is still going past its deadline."""
+        if run.active and run.overdue:
+            await self.fail_run(run, f"the run timed out after {run.timeout_s:g} s")
+
+    def created(self, run: RunRow, plan: GraphPlan, tasks: Mapping[str, TaskRow]) -> None:
+        """A run just inserted: log its creation and enqueue its root tasks."""
+        self.state.runs[run.run_id] = run
+        self.state.event(run, RunEventKind.RUN_CREATED)
+        for row in tasks.values():
+            self.state.tasks[run.run_id, row.task_id] = row
+            if row.remaining == 0:
+                self.state.enqueue(row)
+        self._close_if_done(run)
+
+    # -- helpers -----------------------------------------------------------------------
+    async def _held(self, run: RunRow, task_id: str, job_id: int | None) -> TaskRow | None:
+        task = await self.state.task(run.run_id, task_id)
+        if task is None or (job_id is not None and task.job_id != job_id):
+            return None
+        return task
+
+    async def _release(self, run: RunRow, plan: GraphPlan, source: str, *, failed: bool) -> None:
+        """``source`` settled: count it off the tasks it feeds and start those now ready."""
+        targets = await self.state.targets(plan, source)
+        for flow in plan.outgoing(source):
+            target = targets[flow.target_task]
+            target.remaining -= 1
+            # A success kills the error branches; a handled failure kills the others.
+            target.dead = target.dead or flow.carries_error != failed
+            target.dirty = True
+        for target in targets.values():
+            if target.remaining == 0 and target.status == TaskStatus.PENDING:
+                await self._ready(run, plan, target)
+
+    async def _ready(self, run: RunRow, plan: GraphPlan, task: TaskRow) -> None:
+        if task.dead:
+            await self._skip(run, plan, task)
+        elif run.active:
+            self.state.enqueue(task)
+
+    async def _skip(self, run: RunRow, plan: GraphPlan, first: TaskRow) -> None:
+        # A worklist, not recursion: a long chain below a dead task must not recurse.
+        stack = [first]
+        while stack:
+            task = stack.pop()
+            self._skip_one(run, task, NOT_REACHED)
+            targets = await self.state.targets(plan, task.task_id)
+            for flow in plan.outgoing(task.task_id):
+                target = targets[flow.target_task]
+                target.remaining -= 1
+                target.dead = target.dirty = True
+            stack.extend(
+                target
+                for target in targets.values()
+                if target.remaining == 0 and target.status == TaskStatus.PENDING
+            )
+
+    def _skip_one(self, run: RunRow, task: TaskRow, reason: str) -> None:
+        self.state.settle(run, task, TaskStatus.SKIPPED)
+        self.state.event(
+            run, RunEventKind.TASK_SKIPPED, task_id=task.task_id, status=task.status, message=reason
+        )
+
+    async def _stop_open_tasks(self, run: RunRow, reason: str) -> None:
+        for task in await self.state.open_tasks(run.run_id):
+            self.state.cancel_job(task)
+            if task.status == TaskStatus.PENDING:
+                self._skip_one(run, task, NOT_REACHED)
+            else:
+                task.error = reason
+                self.state.settle(run, task, TaskStatus.FAILED)
+                self._task_event(run, task, RunEventKind.TASK_ABORTED, error=reason)
+
+    def _task_event(self, run: RunRow, task: TaskRow, kind: RunEventKind, *, error: str) -> None:
+        self.state.event(
+            run,
+            kind,
+            task_id=task.task_id,
+            status=task.status,
+            progress=task.progress,
+            error=error,
+            error_type=kind.value,
+        )
+
+    def _close_if_done(self, run: RunRow) -> None:
+        """End the run once no task is open: COMPLETED, or CANCELLED when cancelling."""
+        if run.open_tasks > 0 or run.status.finished:
+            return
+        if run.status == RunState.CANCELLING:
+            run.status, run.error = RunState.CANCELLED, run.cancel_reason or CANCELLED
+            kind, error_type = RunEventKind.RUN_CANCELLED, "CANCELLED"
+        else:
+            run.status, run.error = RunState.COMPLETED, None
+            kind, error_type = RunEventKind.RUN_COMPLETED, None
+        run.ended = run.dirty = True
+        self.state.event(run, kind, error=run.error, error_type=error_type)
+
+
+def _reset(task: TaskRow, plan: GraphPlan, done: set[str]) -> None:
+    """A task that did not complete, made PENDING again for a resumed run."""
+    incoming = plan.incoming(task.task_id)
+    task.status, task.progress, task.error, task.error_payload = TaskStatus.PENDING, 0.0, None, None
+    task.remaining = sum(1 for flow in incoming if flow.source_task not in done)
+    # A completed task's [error] branch stays dead, as it was in the first attempt.
+    task.dead = any(flow.carries_error and flow.source_task in done for flow in incoming)
+    task.job_id = None
+    task.reset = task.dirty = True

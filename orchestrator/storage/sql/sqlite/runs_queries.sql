@@ -1,0 +1,157 @@
+-- Named queries of the durable runs (graphmesh.orchestrator.runs.durable_*), with the names
+-- and parameters of storage/sql/postgres/runs_queries.sql. Batch writes run once per row
+-- (executemany); list parameters arrive as JSON arrays (json_each).
+
+-- name: insert_run
+INSERT INTO graphmesh_runs (
+    run_id, ordinal, tenant, status, graph, inputs, labels, idempotency_key, open_tasks,
+    timeout_s, deadline
+)
+VALUES (
+    :run_id, (SELECT coalesce(max(ordinal), 0) + 1 FROM graphmesh_runs), :tenant, :status,
+    :graph, :inputs, :labels, :idempotency_key, :open_tasks, :timeout_s,
+    strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :timeout_s || ' seconds')
+)
+ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING run_id;
+
+-- name: run_by_key
+SELECT run_id FROM graphmesh_runs
+WHERE tenant = :tenant AND idempotency_key = :idempotency_key;
+
+-- name: insert_tasks
+INSERT INTO graphmesh_run_tasks (run_id, task_id, position, type, remaining)
+VALUES (:run_id, :task_id, :position, :type, :remaining);
+
+-- name: insert_events
+INSERT INTO graphmesh_run_events (
+    run_id, seq, kind, run_status, task_id, status, progress, message, error, error_type,
+    output_ref, details
+)
+VALUES (
+    :run_id, :seq, :kind, :run_status, :task_id, :status, :progress, :message, :error,
+    :error_type, :output_ref, :details
+);
+
+-- name: get_run
+SELECT run_id, tenant, status, graph, inputs, labels, idempotency_key, error, last_seq,
+       created_at, updated_at, started_at, ended_at
+FROM graphmesh_runs WHERE run_id = :run_id AND tenant = :tenant;
+
+-- name: run_task_states
+SELECT task_id, type, status, progress, error, attempts
+FROM graphmesh_run_tasks WHERE run_id = :run_id ORDER BY position;
+
+-- name: list_runs
+-- Newest first, from before the page token's ordinal; every wanted label must match.
+SELECT run_id, tenant, status, graph, inputs, labels, idempotency_key, error, last_seq,
+       created_at, updated_at, started_at, ended_at, ordinal
+FROM graphmesh_runs AS run
+WHERE tenant = :tenant AND ordinal < :before
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND NOT EXISTS (
+      SELECT 1 FROM json_each(:labels) AS wanted
+      WHERE NOT EXISTS (
+          SELECT 1 FROM json_each(run.labels) AS have
+          WHERE have.key = wanted.key AND have.value = wanted.value))
+ORDER BY ordinal DESC
+LIMIT :limit;
+
+-- name: task_output
+SELECT task.status, task.output
+FROM graphmesh_run_tasks AS task JOIN graphmesh_runs AS run USING (run_id)
+WHERE run.run_id = :run_id AND run.tenant = :tenant AND task.task_id = :task_id;
+
+-- name: run_exists
+SELECT 1 FROM graphmesh_runs WHERE run_id = :run_id AND tenant = :tenant;
+
+-- name: events_after
+SELECT run_id, seq, time, kind, run_status, task_id, status, progress, message, error,
+       error_type, output_ref, details, traceparent
+FROM graphmesh_run_events
+WHERE run_id = :run_id AND seq > :seq
+ORDER BY seq
+LIMIT :limit;
+
+-- name: run_progress
+SELECT status, last_seq FROM graphmesh_runs WHERE run_id = :run_id;
+
+-- name: run_plan
+SELECT graph, inputs FROM graphmesh_runs WHERE run_id = :run_id;
+
+-- name: lock_runs
+-- The caller holds the database write lock (BEGIN IMMEDIATE): no row locks are needed.
+SELECT run_id, tenant, status, last_seq, open_tasks, generation, error, cancel_reason,
+       timeout_s, coalesce(deadline < strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 0)
+FROM graphmesh_runs
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY run_id;
+
+-- name: task_states
+SELECT task.run_id, task.task_id, task.status, task.progress, task.attempts, task.remaining,
+       task.dead, task.job_id, task.error
+FROM json_each(:run_ids) AS run_key
+JOIN json_each(:task_ids) AS task_key ON task_key.key = run_key.key
+JOIN graphmesh_run_tasks AS task
+  ON task.run_id = run_key.value AND task.task_id = task_key.value;
+
+-- name: open_task_states
+SELECT run_id, task_id, status, progress, attempts, remaining, dead, job_id, error
+FROM graphmesh_run_tasks
+WHERE run_id = :run_id AND status IN ('PENDING', 'PROCESSING');
+
+-- name: all_task_states
+SELECT run_id, task_id, status, progress, attempts, remaining, dead, job_id, error
+FROM graphmesh_run_tasks WHERE run_id = :run_id;
+
+-- name: task_inputs
+SELECT task_id, status, output, error_payload, provenance
+FROM graphmesh_run_tasks
+WHERE run_id = :run_id AND task_id IN (SELECT value FROM json_each(:task_ids));
+
+-- name: update_tasks
+UPDATE graphmesh_run_tasks
+SET status = :status, progress = :progress, attempts = :attempts, remaining = :remaining,
+    dead = :dead, job_id = :job_id, error = :error,
+    error_payload = CASE WHEN :reset THEN NULL ELSE coalesce(:error_payload, error_payload) END,
+    output = CASE WHEN :has_output THEN :output WHEN :reset THEN NULL ELSE output END,
+    provenance = CASE WHEN :has_output THEN :provenance WHEN :reset THEN NULL
+                      ELSE provenance END,
+    started_at = CASE WHEN :started THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                      WHEN :reset THEN NULL ELSE started_at END,
+    ended_at = CASE WHEN :ended THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                    WHEN :reset THEN NULL ELSE ended_at END
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: update_runs
+UPDATE graphmesh_runs
+SET status = :status, last_seq = :last_seq, open_tasks = :open_tasks, error = :error,
+    cancel_reason = :cancel_reason, generation = :generation,
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+    started_at = CASE WHEN :started
+                      THEN coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                      ELSE started_at END,
+    ended_at = CASE WHEN :ended THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                    WHEN :reopened THEN NULL ELSE ended_at END,
+    deadline = CASE WHEN :reopened
+                    THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || timeout_s || ' seconds')
+                    ELSE deadline END
+WHERE run_id = :run_id;
+
+-- name: overdue_runs
+SELECT run_id FROM graphmesh_runs
+WHERE deadline IS NOT NULL AND deadline < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  AND status IN ('PENDING', 'RUNNING')
+LIMIT :limit;
+
+-- name: orphaned_tasks
+SELECT task.run_id, task.task_id, task.job_id, job.status, job.history
+FROM graphmesh_run_tasks AS task JOIN graphmesh_jobs AS job ON job.id = task.job_id
+WHERE task.job_id IS NOT NULL AND task.status IN ('PENDING', 'PROCESSING')
+  AND job.status IN ('dead_letter', 'cancelled')
+LIMIT :limit;
+
+-- name: start_checks
+SELECT task.task_id, task.status, task.job_id, run.status
+FROM graphmesh_run_tasks AS task JOIN graphmesh_runs AS run USING (run_id)
+WHERE task.run_id = :run_id AND task.task_id IN (SELECT value FROM json_each(:task_ids));

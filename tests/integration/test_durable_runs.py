@@ -1,0 +1,327 @@
+"""Durable runs on real Postgres (and SQLite): the semantics the RunService contract cannot
+see from outside — transactions, fencing, several workers, a worker that dies.
+
+Tasks record every execution in a side table keyed by idempotency key
+(``support.durable_tasks``), so "ran exactly once" is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from support.durable_tasks import (
+    BoomTask,
+    CollectTask,
+    create_executions_table,
+    execution_counts,
+    executions,
+    flow,
+    record,
+)
+
+from graphmesh.orchestrator.queue.worker import WorkerOptions
+from graphmesh.orchestrator.runs.durable import DurableRunService
+from graphmesh.orchestrator.runs.durable_batch import Complete, Start, apply_ops
+from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
+from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunRecord, RunState
+from graphmesh.orchestrator.task.base import TaskStatus
+
+TENANT = "acme"
+FAST = WorkerSettings(sweep_interval_s=0.2)
+
+
+def worker_settings(name: str, *, lease_s: float = 30.0) -> WorkerSettings:
+    options = WorkerOptions(lease_s=lease_s, maintenance_interval_s=0.2, shutdown_grace_s=0.2)
+    return WorkerSettings(resources={"worker": name}, queue=options, sweep_interval_s=0.2)
+
+
+@pytest.fixture
+async def dsn(postgres_dsn: str) -> str:
+    await create_executions_table(postgres_dsn)
+    return postgres_dsn
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def service(
+    request: pytest.FixtureRequest, dsn: str, tmp_path: Path
+) -> AsyncIterator[DurableRunService]:
+    opened: Any
+    if request.param == "postgres":
+        opened = PostgresRunService.open(dsn, worker=FAST)
+    else:
+        opened = SqliteRunService.open(tmp_path / "runs.sqlite", worker=FAST)
+    async with opened as runs:
+        yield runs
+
+
+@asynccontextmanager
+async def worker(dsn: str, settings: WorkerSettings) -> AsyncIterator[PostgresRunStore]:
+    """A run worker with a pool of its own, as another orchestrator replica has."""
+    async with PostgresRunStore.open(dsn) as store, RunWorker(store, store.queue, settings):
+        yield store
+
+
+async def events_of(runs: DurableRunService, run_id: str) -> list[RunEventRecord]:
+    return [event async for event in runs.watch_run(run_id, tenant=TENANT)]
+
+
+async def finished(runs: DurableRunService, run_id: str) -> RunRecord:
+    await events_of(runs, run_id)
+    return await runs.get_run(run_id, tenant=TENANT)
+
+
+async def until_started(runs: DurableRunService, run_id: str, task_id: str) -> None:
+    async for event in runs.watch_run(run_id, tenant=TENANT):
+        if event.kind == RunEventKind.TASK_STARTED and event.task_id == task_id:
+            return
+    raise AssertionError(f"the run ended before {task_id} started")
+
+
+def statuses(run: RunRecord) -> dict[str, TaskStatus]:
+    return {task.task_id: task.status for task in run.tasks}
+
+
+async def test_a_dag_completes_with_outputs_and_a_gap_free_event_log(
+    service: DurableRunService, dsn: str
+) -> None:
+    # b is slower than c, yet collect gathers in dataflow order, not completion order.
+    graph = {
+        "tasks": [
+            record("b", dsn, seconds=0.2, value=1),
+            record("c", dsn, value=2),
+            {"id": "collect", "type": CollectTask.type},
+            record("d", dsn),
+        ],
+        "dataflows": [
+            flow("b", "collect", port="items"),
+            flow("c", "collect", port="items"),
+            flow("collect", "d", source_port="items"),
+        ],
+    }
+    run = await finished(
+        service, (await service.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+    )
+    assert run.status == RunState.COMPLETED and set(statuses(run).values()) == {
+        TaskStatus.COMPLETED
+    }
+    assert await service.get_task_output(run.run_id, "collect", tenant=TENANT) == {"items": [1, 2]}
+    assert await service.get_task_output(run.run_id, "d", tenant=TENANT) == {"value": [1, 2]}
+    events = await events_of(service, run.run_id)
+    assert [event.seq for event in events] == list(range(1, run.last_seq + 1))
+    per_task = Counter((event.kind, event.task_id) for event in events if event.task_id)
+    assert set(per_task.values()) == {1} and len(per_task) == 8  # started + completed each
+    assert (
+        events[0].kind == RunEventKind.RUN_CREATED and events[-1].kind == RunEventKind.RUN_COMPLETED
+    )
+    assert await execution_counts(dsn) == Counter({"b": 1, "c": 1, "d": 1})
+
+
+async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_tokens_write_nothing(
+    dsn: str,
+) -> None:
+    graph = {"tasks": [record("a", dsn, value=7), record("b", dsn)], "dataflows": [flow("a", "b")]}
+    async with PostgresRunService.open(dsn, run_tasks=False) as runs:
+        store = runs.store
+        assert isinstance(store, PostgresRunStore)
+        run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+        (first,) = await store.queue.claim([TASK_QUEUE])
+        await store.queue.release([first.token])  # the attempt is lost; a new one takes over
+        (second,) = await store.queue.claim([TASK_QUEUE])
+        assert second.attempt == first.attempt + 1
+        stale = await apply_ops(
+            store, [Start(job=first), Complete(job=first, output={"value": 7}, provenance={})]
+        )
+        assert stale[1] is False
+        assert await job_of(dsn, run.run_id, "b") is None
+        # Starts are not fenced (a stale one only counts an attempt); the completion is.
+        assert statuses(await runs.get_run(run.run_id, tenant=TENANT))["a"] == TaskStatus.PROCESSING
+        done = await apply_ops(
+            store, [Start(job=second), Complete(job=second, output={"value": 7}, provenance={})]
+        )
+        assert done == [True, True]
+        # One snapshot after that one commit: a completed, its job done, b's job waiting.
+        assert await job_of(dsn, run.run_id, "a") == "succeeded"
+        assert await job_of(dsn, run.run_id, "b") == "pending"
+        record_now = await runs.get_run(run.run_id, tenant=TENANT)
+        assert statuses(record_now) == {"a": TaskStatus.COMPLETED, "b": TaskStatus.PENDING}
+        kinds = [event.kind for event in await events_upto(runs, run.run_id, record_now.last_seq)]
+        assert kinds[-1] == RunEventKind.TASK_COMPLETED
+
+
+async def job_of(dsn: str, run_id: str, task_id: str) -> str | None:
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute(
+            "SELECT job.status FROM graphmesh_run_tasks AS task"
+            " JOIN graphmesh_jobs AS job ON job.id = task.job_id"
+            " WHERE task.run_id = %s AND task.task_id = %s",
+            (run_id, task_id),
+        )
+        row = await cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def events_upto(runs: DurableRunService, run_id: str, last: int) -> list[RunEventRecord]:
+    found = []
+    async for event in runs.watch_run(run_id, tenant=TENANT):
+        found.append(event)
+        if event.seq == last:
+            break
+    return found
+
+
+async def test_a_permanent_failure_fails_the_run_and_stops_everything_else(
+    service: DurableRunService, dsn: str
+) -> None:
+    graph = {
+        "tasks": [
+            record("slow", dsn, seconds=30),
+            record("first", dsn),
+            {"id": "boom", "type": BoomTask.type, "config": {"message": "it broke"}},
+            record("after", dsn),
+        ],
+        "dataflows": [flow("first", "boom"), flow("boom", "after")],
+    }
+    run = await service.create_run(graph=graph, inputs={}, tenant=TENANT)
+    done = await asyncio.wait_for(finished(service, run.run_id), 10)
+    assert done.status == RunState.FAILED and "ValueError: it broke" in (done.error or "")
+    assert statuses(done) == {
+        "slow": TaskStatus.FAILED,  # aborted while running
+        "first": TaskStatus.COMPLETED,
+        "boom": TaskStatus.FAILED,
+        "after": TaskStatus.SKIPPED,
+    }
+    kinds = [event.kind for event in await events_of(service, run.run_id)]
+    assert RunEventKind.TASK_ABORTED in kinds and kinds[-1] == RunEventKind.RUN_FAILED
+    assert "after" not in await execution_counts(dsn)
+
+
+async def test_a_wired_error_port_gets_the_error_and_the_run_completes(
+    service: DurableRunService, dsn: str
+) -> None:
+    graph = {
+        "tasks": [
+            {"id": "boom", "type": BoomTask.type, "config": {"message": "handled"}},
+            record("handler", dsn),
+            record("after", dsn),
+        ],
+        "dataflows": [flow("boom", "handler", source_port="[error]"), flow("boom", "after")],
+    }
+    run = await finished(
+        service, (await service.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+    )
+    assert run.status == RunState.COMPLETED
+    assert statuses(run) == {
+        "boom": TaskStatus.FAILED,
+        "handler": TaskStatus.COMPLETED,
+        "after": TaskStatus.SKIPPED,
+    }
+    payload = {"type": "ValueError", "message": "handled", "task_id": "boom"}
+    assert await service.get_task_output(run.run_id, "handler", tenant=TENANT) == {"value": payload}
+
+
+async def test_concurrent_creates_with_one_key_make_one_run(
+    service: DurableRunService, dsn: str
+) -> None:
+    graph = {"tasks": [record("a", dsn)], "dataflows": []}
+    created = await asyncio.gather(
+        *(
+            service.create_run(graph=graph, inputs={}, tenant=TENANT, idempotency_key="once")
+            for _ in range(5)
+        )
+    )
+    assert len({run.run_id for run in created}) == 1
+    assert [run.deduplicated for run in created].count(False) == 1
+    await finished(service, created[0].run_id)
+    assert await execution_counts(dsn) == Counter({"a": 1})
+
+
+async def test_cancel_reaches_a_task_running_in_another_replica(dsn: str) -> None:
+    graph = {
+        "tasks": [record("slow", dsn, seconds=30), record("next", dsn)],
+        "dataflows": [flow("slow", "next")],
+    }
+    async with (
+        PostgresRunService.open(dsn, run_tasks=False) as api,
+        worker(dsn, worker_settings("other")),  # heartbeats every 10 s: the NOTIFY must do it
+    ):
+        run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
+        await until_started(api, run.run_id, "slow")
+        await api.cancel_run(run.run_id, tenant=TENANT, reason="stop")
+        done = await asyncio.wait_for(finished(api, run.run_id), 5)
+    assert done.status == RunState.CANCELLED and done.error == "stop"
+    assert statuses(done) == {"slow": TaskStatus.FAILED, "next": TaskStatus.SKIPPED}
+
+
+def lattice(dsn: str, width: int, depth: int) -> dict[str, Any]:
+    tasks = [
+        record(f"t{layer}_{i}", dsn, seconds=0.02) for layer in range(depth) for i in range(width)
+    ]
+    flows = [
+        flow(f"t{layer - 1}_{source}", f"t{layer}_{i}")
+        for layer in range(1, depth)
+        for i in range(width)
+        for source in {i, (i + 1) % width}
+    ]
+    return {"tasks": tasks, "dataflows": flows}
+
+
+async def test_two_replicas_share_a_run_and_run_each_task_once(dsn: str) -> None:
+    graph = lattice(dsn, width=8, depth=5)
+    async with (
+        PostgresRunService.open(dsn, run_tasks=False) as api,
+        worker(dsn, worker_settings("A")),
+        worker(dsn, worker_settings("B")),
+    ):
+        run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
+        done = await finished(api, run.run_id)
+    assert done.status == RunState.COMPLETED
+    ran = await executions(dsn)
+    assert Counter(key for key, _, _, _ in ran) == Counter(
+        {f"{run.run_id}:{t['id']}": 1 for t in graph["tasks"]}
+    )
+    assert {worker_name for _, _, _, worker_name in ran} == {"A", "B"}
+
+
+async def test_a_replica_dying_mid_task_loses_nothing(dsn: str) -> None:
+    graph = {
+        "tasks": [
+            record("t1", dsn),
+            {**record("t2", dsn), "config": {"dsn": dsn, "hang_in": "A"}},
+            record("t3", dsn),
+        ],
+        "dataflows": [flow("t1", "t2"), flow("t2", "t3")],
+    }
+    async with PostgresRunService.open(dsn, run_tasks=False) as api:
+        async with AsyncExitStack() as dying:
+            store_a = await dying.enter_async_context(
+                worker(dsn, worker_settings("A", lease_s=1.0))
+            )
+            run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
+            await until_started(api, run.run_id, "t2")
+            # A "dies": its database connections go, so its heartbeats and writes stop.
+            await store_a.pool.close()
+            before = statuses(await api.get_run(run.run_id, tenant=TENANT))
+            async with worker(dsn, worker_settings("B", lease_s=1.0)):
+                done = await asyncio.wait_for(finished(api, run.run_id), 20)
+            with contextlib.suppress(Exception):
+                await dying.aclose()  # A's shutdown fails on its closed pool, as a crash would
+    assert before == {
+        "t1": TaskStatus.COMPLETED,
+        "t2": TaskStatus.PROCESSING,
+        "t3": TaskStatus.PENDING,
+    }
+    assert done.status == RunState.COMPLETED
+    ran = [(task, worker_name) for _, task, _, worker_name in await executions(dsn)]
+    assert ran == [("t1", "A"), ("t2", "A"), ("t2", "B"), ("t3", "B")]
+    assert {task.task_id: task.attempts for task in done.tasks} == {"t1": 1, "t2": 2, "t3": 1}
