@@ -247,9 +247,7 @@ def test_cli_reports_invalid_graphs_and_bad_tokens(served: dict[str, str], tmp_p
 
 def test_serve_refuses_stores_that_do_not_exist_yet_and_auth_without_tokens() -> None:
     env: dict[str, str | None] = {"GRAPHMESH_TOKENS": "{}", "GRAPHMESH_TOKENS_FILE": None}
-    durable = runner.invoke(
-        app, ["serve", "orchestrator", "--store", "sqlite", "--no-auth"], env=env
-    )
-    assert durable.exit_code == 1 and "not available yet" in durable.stderr
+    durable = runner.invoke(app, ["serve", "orchestrator", "--store", "nope", "--no-auth"], env=env)
+    assert durable.exit_code == 1 and "unknown store" in durable.stderr
     no_tokens = runner.invoke(app, ["serve", "orchestrator"], env=env)
     assert no_tokens.exit_code == 1 and "no tokens are configured" in no_tokens.stderr
