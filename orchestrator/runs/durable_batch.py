@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import ErrorKind, Job, JobError
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
@@ -174,8 +175,9 @@ async def apply_ops(store: RunStore, ops: list[Op]) -> list[Any]:
     fenced jobs."""
     async with store.transaction() as tx:
         state = TxnState(tx, store.plans)
-        plans = {run_id: await state.plan(run_id) for run_id in sorted({op.run_id for op in ops})}
-        locked = await tx.send("lock_runs", {"run_ids": list(plans)})
+        run_ids = sorted({op.run_id for op in ops})
+        plans = {run_id: await _plan_or_none(state, run_id) for run_id in run_ids}
+        locked = await tx.send("lock_runs", {"run_ids": run_ids})
         tasks = await tx.send("task_states", state.task_params(_touched(ops, plans)))
         completions = [op.job.token for op in ops if isinstance(op, Complete)]
         stale = await tx.complete_jobs(completions) if completions else set()
@@ -187,13 +189,23 @@ async def apply_ops(store: RunStore, ops: list[Op]) -> list[Any]:
     return results
 
 
-def _touched(ops: list[Op], plans: Mapping[str, GraphPlan]) -> set[TaskKey]:
+async def _plan_or_none(state: TxnState, run_id: str) -> GraphPlan | None:
+    """The run's plan; ``None`` when this process cannot load it (a task type it does not
+    know): its ops still apply, failing the run instead of routing (see Scheduler.fail)."""
+    try:
+        return await state.plan(run_id)
+    except GraphmeshError:
+        return None
+
+
+def _touched(ops: list[Op], plans: Mapping[str, GraphPlan | None]) -> set[TaskKey]:
     """The task rows the ops touch: their own, and the tasks a completion releases."""
     keys: set[TaskKey] = set()
     for op in ops:
         keys.add((op.run_id, op.task_id))
-        if isinstance(op, Complete | Fail):
-            flows = plans[op.run_id].outgoing(op.task_id)
+        plan = plans[op.run_id]
+        if isinstance(op, Complete | Fail) and plan is not None:
+            flows = plan.outgoing(op.task_id)
             keys.update((op.run_id, flow.target_task) for flow in flows)
     return keys
 

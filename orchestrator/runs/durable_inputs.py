@@ -5,10 +5,16 @@ per run, the task rows with their run's status, and the rows of their upstream t
 No lock is taken: the start itself is written later, in the transaction that also
 checks it (see :class:`~.durable_batch.Start`); a run stopped in between only costs an
 execution whose result is then discarded.
+
+Outcomes this process committed itself are remembered (a bounded LRU), so a task whose
+upstream tasks all ran here starts without a read. Skipping the check is safe: a job is
+only ever claimable for an open task (a completion completes its job in the same
+transaction), and a run that stops is announced to this process by its signals.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from graphmesh.orchestrator.queue.base import Job
@@ -21,19 +27,42 @@ from graphmesh.orchestrator.task.base import TaskStatus
 
 Request = tuple[Job, GraphPlan]
 Inputs = dict[str, Upstream]
+REMEMBERED = 20_000
 
 
 class StartReader:
-    """Coalesced start reads (see the module docs)."""
+    """Coalesced start reads and remembered outcomes (see the module docs)."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, *, remember: int = REMEMBERED) -> None:
         self._store = store
         self._reads: Coalescer[Request, Inputs | None] = Coalescer(self._read_batch)
+        self._known: OrderedDict[tuple[str, str], Upstream] = OrderedDict()
+        self._remember = remember
 
     async def read(self, job: Job, plan: GraphPlan) -> Inputs | None:
         """The upstream rows of the job's task by task id, or ``None`` when the job must
         not run it (its run stopped, the task settled, or another job holds it)."""
+        known = self._known_inputs(plan, _task_id(job))
+        if known is not None:
+            return known
         return await self._reads.submit((job, plan))
+
+    def remember(self, run_id: str, upstream: Upstream) -> None:
+        """An outcome this process committed (a completion, or a failure's payload)."""
+        key = (run_id, upstream.task_id)
+        self._known[key] = upstream
+        self._known.move_to_end(key)
+        while len(self._known) > self._remember:
+            self._known.popitem(last=False)
+
+    def _known_inputs(self, plan: GraphPlan, task_id: str) -> Inputs | None:
+        found: Inputs = {}
+        for flow in plan.incoming(task_id):
+            upstream = self._known.get((plan.run_id, flow.source_task))
+            if upstream is None:
+                return None
+            found[flow.source_task] = upstream
+        return found if found else None  # a root task still checks its run once
 
     async def close(self) -> None:
         await self._reads.close()

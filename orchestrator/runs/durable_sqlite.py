@@ -1,11 +1,13 @@
 """The durable runs on SQLite, for the embedded mode and development: one process.
 
-The run tables live in the database file of the job queue (``SqliteJobQueue``). Run
-transactions use a connection of their own (the queue keeps its own for claims and
-heartbeats), ``BEGIN IMMEDIATE`` takes the database's write lock, and the queue's
-operations join them through ``queue.within``. One asyncio lock keeps this process's run
-transactions and reads from interleaving on that connection. Signals reach this process's
-watchers and workers directly; other processes on the same file find changes by polling.
+The run tables live in the database file of the job queue (``SqliteJobQueue``), and the
+queue and the runs share one connection (:class:`SharedConnection`). A run transaction
+spans several calls on it (``BEGIN IMMEDIATE`` ... ``COMMIT``) and the queue's operations
+join it through ``queue.within``; meanwhile every other call of this process (the queue
+worker's claims and heartbeats, reads) waits on an asyncio lock. Two connections would
+contend for SQLite's write lock instead, and its busy handler sleeps up to 100 ms a try.
+Signals reach this process's watchers and workers directly; other processes on the same
+file find changes by polling.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -43,17 +46,34 @@ class SqlitePending:
         return self._rows
 
 
-class SqliteTx:
-    """A run transaction on the store's connection (its thread runs every statement)."""
+class SharedConnection(SqliteConnection):
+    """The one connection of the queue and the runs: a call waits while a run transaction
+    holds :attr:`guard`; the transaction itself calls :meth:`call_held`."""
 
-    def __init__(self, connection: SqliteConnection, queue: SqliteJobQueue) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
+        super().__init__(executor, connection)
+        self.guard = asyncio.Lock()
+
+    async def call(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        async with self.guard:
+            return await super().call(function)
+
+    async def call_held(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``function`` for the holder of :attr:`guard`."""
+        return await super().call(function)
+
+
+class SqliteTx:
+    """A run transaction on the shared connection (its thread runs every statement)."""
+
+    def __init__(self, connection: SharedConnection, queue: SqliteJobQueue) -> None:
         self._connection = connection
         self._queue = queue
         self.changed: dict[str, RunState] = {}
         self.queues: set[str] = set()
 
     async def _call(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._connection.call(function)
+        return await self._connection.call_held(function)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         sql, values = QUERIES[query], _params(params)
@@ -94,7 +114,7 @@ class SqliteRunStore:
 
     def __init__(
         self,
-        connection: SqliteConnection,
+        connection: SharedConnection,
         queue: SqliteJobQueue,
         *,
         registry: TaskRegistry = default_registry,
@@ -103,32 +123,37 @@ class SqliteRunStore:
         self.queue = queue
         self.signals = RunSignals()
         self.plans = PlanCache(registry)
-        self._lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, path: Path | str, *, registry: TaskRegistry = default_registry
     ) -> AsyncIterator[Self]:
-        """A store on the database file at ``path`` (created and migrated)."""
-        async with SqliteJobQueue.open(path) as queue:
-            connection = await SqliteConnection.open(path)
+        """A store on the database file at ``path`` (created and migrated), with the job
+        queue on the same connection."""
+        connection = await SharedConnection.open(path)
+        assert isinstance(connection, SharedConnection)  # open() builds its own class
+        try:
+            queue = SqliteJobQueue(connection)
             try:
                 yield cls(connection, queue, registry=registry)
             finally:
-                await connection.close()
+                await queue.close()
+        finally:
+            await connection.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
-        async with self._lock:
-            await self._connection.call(lambda db: db.execute("BEGIN IMMEDIATE"))
-            tx = SqliteTx(self._connection, self.queue)
+        connection = self._connection
+        async with connection.guard:
+            await connection.call_held(lambda db: db.execute("BEGIN IMMEDIATE"))
+            tx = SqliteTx(connection, self.queue)
             try:
                 yield tx
             except BaseException:
-                await self._connection.call(lambda db: db.execute("ROLLBACK"))
+                await connection.call_held(lambda db: db.execute("ROLLBACK"))
                 raise
-            await self._connection.call(lambda db: db.execute("COMMIT"))
+            await connection.call_held(lambda db: db.execute("COMMIT"))
         if tx.queues:
             self.queue.notify(sorted(tx.queues))
         for run_id, status in tx.changed.items():
@@ -139,10 +164,9 @@ class SqliteRunStore:
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
         statements = [(QUERIES[name], _params(params)) for name, params in queries]
-        async with self._lock:
-            return await self._connection.call(
-                lambda db: [db.execute(sql, values).fetchall() for sql, values in statements]
-            )
+        return await self._connection.call(
+            lambda db: [db.execute(sql, values).fetchall() for sql, values in statements]
+        )
 
 
 class SqliteRunService(DurableRunService):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections import OrderedDict
@@ -33,6 +34,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import Job, JobQueue
 from graphmesh.orchestrator.queue.errors import PermanentJobError, RetryableJobError
 from graphmesh.orchestrator.queue.worker import JobContext, Worker, WorkerOptions
@@ -47,11 +49,12 @@ from graphmesh.orchestrator.runs.durable_batch import (
 from graphmesh.orchestrator.runs.durable_exec import TaskExecution, describe_failure
 from graphmesh.orchestrator.runs.durable_inputs import StartReader
 from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
-from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN
+from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, Upstream, dumps
 from graphmesh.orchestrator.runs.durable_store import RunStore
 from graphmesh.orchestrator.runs.durable_sweep import sweep
-from graphmesh.orchestrator.runs.model import JsonObject, RunState
+from graphmesh.orchestrator.runs.model import JsonObject, RunNotFoundError, RunState
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
+from graphmesh.orchestrator.task.base import TaskStatus
 
 ALL_TASK_QUEUES = (TASK_QUEUE, *(task_queue(p) for p in ("hf", "triton", "openai", "anthropic")))
 log = logging.getLogger(__name__)
@@ -124,7 +127,17 @@ class RunWorker:
     async def _handle(self, job: Job, context: JobContext) -> JsonObject | None:
         if job.task != RUN_TASK_JOB:
             raise PermanentJobError(f"a run worker cannot run {job.task!r} jobs")
-        plan = await self._store.plans.get(str(job.payload["run_id"]), self._store.fetch)
+        try:
+            plan = await self._store.plans.get(str(job.payload["run_id"]), self._store.fetch)
+        except RunNotFoundError:
+            return {"skipped": True}  # the run is gone
+        except GraphmeshError as error:  # e.g. a task type this process does not know
+            message = f"task {job.payload['task_id']!r}: cannot load the run's graph: {error}"
+            payload = {"type": type(error).__name__, "message": str(error)}
+            await self._committer.submit(Fail(job=job, error=message, payload=payload))
+            return None
+        if str(job.payload["run_id"]) in self._stopped:
+            return {"skipped": True}  # its run stopped
         upstream = await self._reader.read(job, plan)
         if upstream is None:
             return {"skipped": True}  # stale, or the run stopped: nothing to run
@@ -165,7 +178,8 @@ class RunWorker:
             running.discard(task)
             if not running:
                 self._running.pop(run_id, None)
-        await self._committer.submit(Complete(job=job, output=output, provenance=provenance))
+        if await self._committer.submit(Complete(job=job, output=output, provenance=provenance)):
+            self._remember(run_id, job, TaskStatus.COMPLETED, output, provenance)
 
     async def _failed(self, job: Job, error: Exception) -> None:
         retryable, retry_after = _retryable(error)
@@ -173,7 +187,28 @@ class RunWorker:
         message, payload = describe_failure(str(job.payload["task_id"]), error)
         if retryable and not last_attempt:
             raise RetryableJobError(message, retry_after_s=retry_after) from error
-        await self._committer.submit(Fail(job=job, error=message, payload=payload))
+        if await self._committer.submit(Fail(job=job, error=message, payload=payload)):
+            self._remember(str(job.payload["run_id"]), job, TaskStatus.FAILED, None, payload)
+
+    def _remember(
+        self,
+        run_id: str,
+        job: Job,
+        status: TaskStatus,
+        output: JsonObject | None,
+        extra: JsonObject,
+    ) -> None:
+        """Keep a committed outcome for the tasks it feeds, as a read would return it
+        (JSON text decoded again: the same values, fresh objects)."""
+        failed = status == TaskStatus.FAILED
+        upstream = Upstream(
+            task_id=str(job.payload["task_id"]),
+            status=status,
+            output=None if output is None else json.loads(dumps(output)),
+            error_payload=extra if failed else None,
+            provenance={} if failed else json.loads(dumps(extra)),
+        )
+        self._reader.remember(run_id, upstream)
 
     # -- stopping runs -----------------------------------------------------------------
     def _on_signal(self, run_id: str, status: RunState) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, output_ref
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, RunState, RunStateError
@@ -111,10 +112,10 @@ class Scheduler:
         task.error, task.error_payload = error, payload
         self.state.settle(run, task, TaskStatus.FAILED)
         self._task_event(run, task, RunEventKind.TASK_FAILED, error=error)
-        plan = await self.state.plan(run.run_id)
+        plan = await self._plan_or_none(run)
         if run.status == RunState.CANCELLING:
             self._close_if_done(run)
-        elif plan.has_error_handlers(task_id):
+        elif plan is not None and plan.has_error_handlers(task_id):
             await self._release(run, plan, task_id, failed=True)
             self._close_if_done(run)
         else:
@@ -196,6 +197,14 @@ class Scheduler:
         self._close_if_done(run)
 
     # -- helpers -----------------------------------------------------------------------
+    async def _plan_or_none(self, run: RunRow) -> GraphPlan | None:
+        """The run's plan, or ``None`` when this process cannot parse its graph (a task
+        type it does not know): a failure then fails the run, as no handler can be found."""
+        try:
+            return await self.state.plan(run.run_id)
+        except GraphmeshError:
+            return None
+
     async def _held(self, run: RunRow, task_id: str, job_id: int | None) -> TaskRow | None:
         task = await self.state.task(run.run_id, task_id)
         if task is None or (job_id is not None and task.job_id != job_id):

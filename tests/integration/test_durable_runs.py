@@ -20,6 +20,8 @@ import pytest
 from support.durable_tasks import (
     BoomTask,
     CollectTask,
+    OverloadedTask,
+    RecordTask,
     create_executions_table,
     execution_counts,
     executions,
@@ -27,6 +29,9 @@ from support.durable_tasks import (
     record,
 )
 
+import graphmesh.orchestrator.catalog  # noqa: F401  (registers the model tasks)
+from graphmesh.orchestrator.ai.testing import FakeModelClient
+from graphmesh.orchestrator.queue.base import JobError
 from graphmesh.orchestrator.queue.worker import WorkerOptions
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_batch import Complete, Start, apply_ops
@@ -36,6 +41,7 @@ from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.task.registry import TaskRegistry
 
 TENANT = "acme"
 FAST = WorkerSettings(sweep_interval_s=0.2)
@@ -325,3 +331,122 @@ async def test_a_replica_dying_mid_task_loses_nothing(dsn: str) -> None:
     ran = [(task, worker_name) for _, task, _, worker_name in await executions(dsn)]
     assert ran == [("t1", "A"), ("t2", "A"), ("t2", "B"), ("t3", "B")]
     assert {task.task_id: task.attempts for task in done.tasks} == {"t1": 1, "t2": 2, "t3": 1}
+
+
+async def test_a_retryable_failure_is_retried_by_the_queue(
+    service: DurableRunService, dsn: str
+) -> None:
+    flaky = {"id": "flaky", "type": OverloadedTask.type, "config": {"dsn": dsn, "failures": 2}}
+    graph = {
+        "tasks": [{**flaky, "defaults": {"value": 3}}, record("after", dsn)],
+        "dataflows": [flow("flaky", "after")],
+    }
+    run = await finished(
+        service, (await service.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+    )
+    assert run.status == RunState.COMPLETED
+    assert {task.task_id: task.attempts for task in run.tasks} == {"flaky": 3, "after": 1}
+    assert await service.get_task_output(run.run_id, "after", tenant=TENANT) == {"value": 3}
+    started = [
+        e.task_id
+        for e in await events_of(service, run.run_id)
+        if e.kind == RunEventKind.TASK_STARTED
+    ]
+    assert started == ["flaky", "flaky", "flaky", "after"]
+
+
+async def test_the_sweep_fails_a_task_whose_job_died_without_it(dsn: str) -> None:
+    # A worker that died on the job's last attempt leaves it dead-lettered by the queue,
+    # with no handler left to record it: the sweep of any replica does.
+    graph = {"tasks": [record("a", dsn), record("b", dsn)], "dataflows": [flow("a", "b")]}
+    async with PostgresRunService.open(dsn, run_tasks=False) as api:
+        store = api.store
+        assert isinstance(store, PostgresRunStore)
+        run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
+        (job,) = await store.queue.claim([TASK_QUEUE])
+        await store.queue.fail(
+            job.token, JobError(kind="lease_expired", message="lease lost", retryable=False)
+        )
+        async with worker(dsn, worker_settings("sweeper")):
+            done = await asyncio.wait_for(finished(api, run.run_id), 5)
+    assert done.status == RunState.FAILED and "lease lost" in (done.error or "")
+    assert statuses(done) == {"a": TaskStatus.FAILED, "b": TaskStatus.SKIPPED}
+    assert await execution_counts(dsn) == Counter()
+
+
+async def test_a_resumed_run_gets_new_jobs_and_keeps_completed_outputs(
+    service: DurableRunService, dsn: str
+) -> None:
+    graph = {
+        "tasks": [
+            record("first", dsn, value=5),
+            {"id": "boom", "type": BoomTask.type},
+            record("last", dsn),
+        ],
+        "dataflows": [flow("first", "boom"), flow("boom", "last")],
+    }
+    run = await finished(
+        service, (await service.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+    )
+    assert run.status == RunState.FAILED
+    await service.resume_run(run.run_id, tenant=TENANT)
+    again = await finished(service, run.run_id)
+    assert again.status == RunState.FAILED  # boom fails again; its new job ran it
+    assert {task.task_id: task.attempts for task in again.tasks} == {
+        "first": 1,
+        "boom": 2,
+        "last": 0,
+    }
+    assert await execution_counts(dsn) == Counter({"first": 1})
+    assert await service.get_task_output(run.run_id, "first", tenant=TENANT) == {"value": 5}
+    kinds = [event.kind for event in await events_of(service, run.run_id)]
+    assert kinds.count(RunEventKind.RUN_FAILED) == 2 and RunEventKind.RUN_RESUMED in kinds
+
+
+async def test_model_tasks_queue_by_provider_and_array_tasks_run_their_children(
+    dsn: str, tmp_path: Path
+) -> None:
+    settings = WorkerSettings(models=FakeModelClient(), sweep_interval_s=0.2)
+    graph = {
+        "tasks": [
+            {
+                "id": "one",
+                "type": "TextGenerationTask",
+                "defaults": {"model": "openai:gpt-test", "prompt": "hi"},
+            },
+            {
+                "id": "each",
+                "type": "TextGenerationMultiPromptTask",
+                "defaults": {"model": "openai:gpt-test", "prompt": ["a", "b"]},
+            },
+        ],
+        "dataflows": [],
+    }
+    async with SqliteRunService.open(tmp_path / "runs.sqlite", worker=settings) as runs:
+        run = await finished(
+            runs, (await runs.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+        )
+        queued = await runs.store.queue.list_jobs(queue="runs.openai")  # type: ignore[attr-defined]
+        events = await events_of(runs, run.run_id)
+        each = await runs.get_task_output(run.run_id, "each", tenant=TENANT)
+    # A model task waits on its provider's queue; an array task runs its children in its job.
+    assert run.status == RunState.COMPLETED
+    assert [job.payload["task_id"] for job in queued] == ["one"]
+    assert each == {"text": ["generated: a", "generated: b"]}
+    children = {e.task_id for e in events if e.kind == RunEventKind.TASK_COMPLETED}
+    assert {"each/each[0]", "each/each[1]", "each", "one"} <= children
+
+
+async def test_a_replica_that_cannot_load_the_graph_fails_the_run_clearly(dsn: str) -> None:
+    graph = {"tasks": [record("a", dsn), record("b", dsn)], "dataflows": [flow("a", "b")]}
+    bare = TaskRegistry()  # a replica deployed without the modules of these task types
+    async with (
+        PostgresRunService.open(dsn, run_tasks=False) as api,
+        PostgresRunStore.open(dsn, registry=bare) as store,
+        RunWorker(store, store.queue, worker_settings("bare")),
+    ):
+        run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
+        done = await asyncio.wait_for(finished(api, run.run_id), 5)
+    assert done.status == RunState.FAILED
+    assert "cannot load the run's graph" in (done.error or "") and RecordTask.type in done.error
+    assert statuses(done) == {"a": TaskStatus.FAILED, "b": TaskStatus.SKIPPED}

@@ -88,12 +88,14 @@ WHERE run_id IN (SELECT value FROM json_each(:run_ids))
 ORDER BY run_id;
 
 -- name: task_states
+-- The i-th task id goes with the i-th run id. CROSS JOIN keeps this order of the loops, so
+-- each wanted row is one primary-key lookup (SQLite would otherwise scan the table).
 SELECT task.run_id, task.task_id, task.status, task.progress, task.attempts, task.remaining,
        task.dead, task.job_id, task.error
-FROM json_each(:run_ids) AS run_key
-JOIN json_each(:task_ids) AS task_key ON task_key.key = run_key.key
-JOIN graphmesh_run_tasks AS task
-  ON task.run_id = run_key.value AND task.task_id = task_key.value;
+FROM json_each(:task_ids) AS task_key
+CROSS JOIN graphmesh_run_tasks AS task
+WHERE task.run_id = json_extract(:run_ids, '$[' || task_key.key || ']')
+  AND task.task_id = task_key.value;
 
 -- name: open_task_states
 SELECT run_id, task_id, status, progress, attempts, remaining, dead, job_id, error
