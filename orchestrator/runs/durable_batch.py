@@ -111,9 +111,23 @@ class Committer:
 
     def post(self, op: Op) -> None:
         """Write ``op`` soon (within :data:`POST_DELAY_S`); nobody waits for it."""
+        if isinstance(op, Progress) and self._replace_progress(op):
+            return
         self._waiting.append((op, None))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(POST_DELAY_S, self._kick)
+
+    def _replace_progress(self, op: Progress) -> bool:
+        """A job's newer progress report replaces its last one still waiting: a task may
+        report many times a second, and only the latest is worth a write and an event."""
+        for index in range(len(self._waiting) - 1, max(-1, len(self._waiting) - 65), -1):
+            waiting, _ = self._waiting[index]
+            if waiting.job.id == op.job.id:
+                if isinstance(waiting, Progress):
+                    self._waiting[index] = (op, None)
+                    return True
+                return False
+        return False
 
     async def close(self) -> None:
         """Write everything submitted or posted."""

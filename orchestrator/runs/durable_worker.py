@@ -6,9 +6,10 @@
         ...  # tasks of every run on this database run here while the block is open
 
 Each job names one task of one run. Its handler loads the run's graph (parsed once per
-process), records the start (TASK_STARTED) and reads the outputs of the task's upstream
-tasks, gathers its inputs in dataflow order (array ports append), and runs it through the
-runner's middleware chain (output cache, model client). A success is one transaction:
+process), reads the outputs of the task's upstream tasks (see :mod:`.durable_inputs`),
+records the start (TASK_STARTED, written with the next batch), gathers its inputs in
+dataflow order (array ports append), and runs it through the runner's middleware chain
+(output cache, model client). A success is one transaction:
 output, TASK_COMPLETED, the dependents it makes ready enqueued, the job completed with its
 fencing token (a stale token writes nothing); see :mod:`.durable_batch`. A failure that may
 pass is retried by the queue; a permanent one, or the last attempt, fails the task (and the
@@ -84,7 +85,10 @@ class WorkerSettings:
 class RunWorker:
     """Runs the tasks of durable runs from ``queue`` (an async context manager)."""
 
-    def __init__(self, store: RunStore, queue: JobQueue, settings: WorkerSettings) -> None:
+    def __init__(
+        self, store: RunStore, queue: JobQueue, settings: WorkerSettings | None = None
+    ) -> None:
+        settings = settings or WorkerSettings()
         self._store = store
         self._queue = queue
         self._settings = settings

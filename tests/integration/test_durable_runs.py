@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from support.durable_tasks import (
     BoomTask,
+    ChattyTask,
     CollectTask,
     OverloadedTask,
     RecordTask,
@@ -31,6 +32,9 @@ from support.durable_tasks import (
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the model tasks)
 from graphmesh.orchestrator.ai.testing import FakeModelClient
+from graphmesh.orchestrator.events.bus import MemoryEventBus
+from graphmesh.orchestrator.events.postgres import PostgresOutbox
+from graphmesh.orchestrator.events.relay import OutboxRelay
 from graphmesh.orchestrator.queue.base import JobError
 from graphmesh.orchestrator.queue.worker import WorkerOptions
 from graphmesh.orchestrator.runs.durable import DurableRunService
@@ -450,3 +454,39 @@ async def test_a_replica_that_cannot_load_the_graph_fails_the_run_clearly(dsn: s
     assert done.status == RunState.FAILED
     assert "cannot load the run's graph" in (done.error or "") and RecordTask.type in done.error
     assert statuses(done) == {"a": TaskStatus.FAILED, "b": TaskStatus.SKIPPED}
+
+
+async def test_the_outbox_relay_publishes_a_runs_events_in_order(dsn: str) -> None:
+    graph = lattice(dsn, width=3, depth=3)
+    bus = MemoryEventBus()
+    async with (
+        PostgresRunService.open(dsn, worker=FAST) as runs,
+        PostgresOutbox.open(dsn) as outbox,
+        OutboxRelay(outbox, bus),
+    ):
+        run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+        done = await finished(runs, run.run_id)
+        while len(bus.accepted) < done.last_seq:
+            bus.changed.clear()
+            await asyncio.wait_for(bus.changed.wait(), 5)
+    assert [(e.run_id, e.seq) for e in bus.accepted] == [
+        (run.run_id, seq) for seq in range(1, done.last_seq + 1)
+    ]
+    assert bus.accepted[-1].kind == RunEventKind.RUN_COMPLETED
+
+
+async def test_progress_reports_waiting_to_be_written_collapse_to_the_latest(
+    service: DurableRunService,
+) -> None:
+    graph = {"tasks": [{"id": "chatty", "type": ChattyTask.type}], "dataflows": []}
+    run = await finished(
+        service, (await service.create_run(graph=graph, inputs={}, tenant=TENANT)).run_id
+    )
+    progress = [
+        e for e in await events_of(service, run.run_id) if e.kind == RunEventKind.TASK_PROGRESS
+    ]
+    assert run.status == RunState.COMPLETED
+    assert 1 <= len(progress) < 200 and (progress[-1].progress, progress[-1].message) == (
+        100,
+        "step 200",
+    )

@@ -78,6 +78,17 @@ class OverloadedTask(Task):
         return {"value": inputs["value"]}
 
 
+class ChattyTask(Task):
+    """Reports progress 200 times in a row, then outputs nothing."""
+
+    type = "DurableTestChatty"
+
+    async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
+        for step in range(1, 201):
+            ctx.progress(step / 2, f"step {step}")
+        return {}
+
+
 class BoomTask(Task):
     """Raises ``ValueError(message)``."""
 
