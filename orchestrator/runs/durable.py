@@ -15,8 +15,6 @@ Open one with :class:`~.durable_postgres.PostgresRunService` or
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,7 +32,6 @@ from graphmesh.orchestrator.runs.durable_rows import (
 from graphmesh.orchestrator.runs.durable_store import RunStore
 from graphmesh.orchestrator.runs.memory import check_run_inputs
 from graphmesh.orchestrator.runs.model import (
-    InvalidPageTokenError,
     JsonObject,
     Page,
     RunEventRecord,
@@ -43,6 +40,8 @@ from graphmesh.orchestrator.runs.model import (
     RunRecord,
     RunState,
     RunStateError,
+    decode_page_token,
+    encode_page_token,
 )
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TxnState
@@ -101,14 +100,14 @@ class DurableRunService:
         size = max(1, page_size)
         params = {
             "tenant": run_filter.tenant,
-            "before": _decode_token(page_token) if page_token else NO_TOKEN,
+            "before": decode_page_token(page_token) if page_token else NO_TOKEN,
             "statuses": sorted(s.value for s in run_filter.statuses) or None,
             "labels": dumps(dict(run_filter.labels)),
             "limit": size + 1,
         }
         rows = await self.store.fetch("list_runs", params)
         records = [await self._with_tasks(row) for row in rows[:size]]
-        token = _encode_token(rows[size - 1][-1]) if len(rows) > size else ""
+        token = encode_page_token(rows[size - 1][-1]) if len(rows) > size else ""
         return Page(items=records, next_page_token=token)
 
     async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord:
@@ -269,17 +268,3 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         await asyncio.wait_for(event.wait(), timeout_s)
     except TimeoutError:
         pass
-
-
-def _encode_token(ordinal: int) -> str:
-    return base64.urlsafe_b64encode(f"runs:{ordinal}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    try:
-        kind, _, ordinal = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "runs" and ordinal.isdigit():
-            return int(ordinal)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidPageTokenError("invalid page token")

@@ -9,8 +9,6 @@ replaces. Nothing survives the process: the durable services keep the same contr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
 import json
 import uuid
@@ -34,7 +32,6 @@ from graphmesh.orchestrator.runner import (
 )
 from graphmesh.orchestrator.runner.inputs import resolve_inputs
 from graphmesh.orchestrator.runs.model import (
-    InvalidPageTokenError,
     JsonObject,
     Page,
     RunEventKind,
@@ -45,6 +42,8 @@ from graphmesh.orchestrator.runs.model import (
     RunState,
     RunStateError,
     TaskState,
+    decode_page_token,
+    encode_page_token,
 )
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.task.base import TaskEvent, TaskOutput, TaskStatus
@@ -224,7 +223,7 @@ class MemoryRunService:
     async def list_runs(
         self, run_filter: RunFilter, *, page_size: int = 50, page_token: str = ""
     ) -> Page[RunRecord]:
-        before = _decode_token(page_token) if page_token else len(self._runs)
+        before = decode_page_token(page_token) if page_token else len(self._runs)
         matching = [
             run
             for run in reversed(self._runs.values())  # insertion order is ordinal order
@@ -232,7 +231,7 @@ class MemoryRunService:
         ]
         page = matching[: max(1, page_size)]
         more = len(matching) > len(page)
-        token = _encode_token(page[-1].ordinal) if more else ""
+        token = encode_page_token(page[-1].ordinal) if more else ""
         return Page(items=[run.record() for run in page], next_page_token=token)
 
     async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord:
@@ -432,20 +431,6 @@ def _matches(run: _Run, run_filter: RunFilter) -> bool:
         and (not run_filter.statuses or run.status in run_filter.statuses)
         and all(run.labels.get(key) == value for key, value in run_filter.labels.items())
     )
-
-
-def _encode_token(ordinal: int) -> str:
-    return base64.urlsafe_b64encode(f"runs:{ordinal}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    try:
-        kind, _, ordinal = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "runs" and ordinal.isdigit():
-            return int(ordinal)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidPageTokenError("invalid page token")
 
 
 def _json_copy(value: Mapping[str, Any]) -> JsonObject:

@@ -6,6 +6,8 @@ run services (in-memory, SQLite, Postgres) produce and persist them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,3 +162,19 @@ class RunService(Protocol):
         ...
 
     async def get_task_output(self, run_id: str, task_id: str, *, tenant: str) -> JsonObject: ...
+
+
+def encode_page_token(ordinal: int) -> str:
+    """An opaque ListRuns page token for the position ``ordinal``."""
+    return base64.urlsafe_b64encode(f"runs:{ordinal}".encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    """The position a page token stands for; InvalidPageTokenError when it is not one."""
+    try:
+        kind, _, ordinal = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "runs" and ordinal.isdigit():
+            return int(ordinal)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidPageTokenError("invalid page token")
