@@ -53,12 +53,20 @@ log = logging.getLogger(__name__)
 
 
 class JobContext:
-    """What a handler gets besides its job: progress reports and the cancel flag."""
+    """What a handler gets besides its job: progress reports, the cancel flag, and
+    :meth:`mark_settled` for a handler that ends its job itself."""
 
     def __init__(self, queue: JobQueue, job: Job) -> None:
         self.job = job
         self._queue = queue
         self.cancel_requested = False
+        self.settled = False
+
+    def mark_settled(self) -> None:
+        """Say that the handler completed or failed this attempt itself, e.g. with
+        ``queue.within(connection)`` in the transaction that stored its result: the worker
+        then writes nothing more for it (a second completion would only be rejected)."""
+        self.settled = True
 
     async def report_progress(self, percent: float) -> None:
         """Persist progress (clamped to 0-100); raises ``StaleAttemptError`` when this
@@ -200,7 +208,11 @@ class Worker:
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0:
+                # Only a freed slot (or shutdown) matters now: forget an enqueue's wake-up,
+                # or the set event would end every sleep at once and this loop would spin
+                # without ever yielding to the handlers that free slots.
                 self._waiting_for_slot = True
+                self._wake.clear()
                 await self._sleep()
                 continue
             wanted = min(free, self._claim_size)
@@ -257,11 +269,13 @@ class Worker:
             await self._stopped(flight)
         except Exception as error:
             flight.handler_done = True
-            await self._fail(job, _job_error(error, timed_out=deadline.expired()))
+            if not flight.context.settled:
+                await self._fail(job, _job_error(error, timed_out=deadline.expired()))
         else:
             flight.handler_done = True
-            self._completions.append(Completion(token=flight.token, result=result))
-            self._flush.set()
+            if not flight.context.settled:
+                self._completions.append(Completion(token=flight.token, result=result))
+                self._flush.set()
 
     async def _stopped(self, flight: _InFlight) -> None:
         """A handler the worker cancelled: record why (a shutdown hands back later)."""

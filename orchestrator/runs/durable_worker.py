@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -105,7 +104,7 @@ class RunWorker:
         self._stack.push_async_callback(self._reader.close)
         self._stack.enter_context(self._store.signals.listening(self._on_signal))
         settings = self._settings
-        worker = _FullAwareWorker(
+        worker = Worker(
             self._queue,
             self._handle,
             queues=settings.queues,
@@ -139,6 +138,7 @@ class RunWorker:
             message = f"task {job.payload['task_id']!r}: cannot load the run's graph: {error}"
             payload = {"type": type(error).__name__, "message": str(error)}
             await self._committer.submit(Fail(job=job, error=message, payload=payload))
+            context.mark_settled()
             return None
         if str(job.payload["run_id"]) in self._stopped:
             return {"skipped": True}  # its run stopped
@@ -155,10 +155,14 @@ class RunWorker:
             settings=self._settings,
             committer=self._committer,
         )
-        await self._run(job, asyncio.create_task(execution.run()))
+        await self._run(job, context, asyncio.create_task(execution.run()))
         return None
 
-    async def _run(self, job: Job, task: asyncio.Task[tuple[JsonObject, JsonObject]]) -> None:
+    async def _run(
+        self, job: Job, context: JobContext, task: asyncio.Task[tuple[JsonObject, JsonObject]]
+    ) -> None:
+        """Run the task; its outcome's write also ends the job (fenced), so the queue
+        worker is told the job is settled."""
         run_id = str(job.payload["run_id"])
         running = self._running.setdefault(run_id, set())
         running.add(task)
@@ -174,24 +178,31 @@ class RunWorker:
                 raise
             # The run stopped: this write ends the job and the task together.
             await self._committer.submit(Abort(job=job, reason="aborted", settle_job=True))
+            context.mark_settled()
             return
         except Exception as error:
-            await self._failed(job, error)
+            await self._failed(job, context, error)
             return
         finally:
             running.discard(task)
             if not running:
                 self._running.pop(run_id, None)
-        if await self._committer.submit(Complete(job=job, output=output, provenance=provenance)):
+        completed = await self._committer.submit(
+            Complete(job=job, output=output, provenance=provenance)
+        )
+        context.mark_settled()
+        if completed:
             self._remember(run_id, job, TaskStatus.COMPLETED, output, provenance)
 
-    async def _failed(self, job: Job, error: Exception) -> None:
+    async def _failed(self, job: Job, context: JobContext, error: Exception) -> None:
         retryable, retry_after = _retryable(error)
         last_attempt = len(job.history) + 1 >= job.retry.max_attempts
         message, payload = describe_failure(str(job.payload["task_id"]), error)
         if retryable and not last_attempt:
             raise RetryableJobError(message, retry_after_s=retry_after) from error
-        if await self._committer.submit(Fail(job=job, error=message, payload=payload)):
+        failed = await self._committer.submit(Fail(job=job, error=message, payload=payload))
+        context.mark_settled()
+        if failed:
             self._remember(str(job.payload["run_id"]), job, TaskStatus.FAILED, None, payload)
 
     def _remember(
@@ -232,21 +243,6 @@ class RunWorker:
                 await sweep(self._store)
             except Exception:
                 log.exception("sweeping runs failed; trying again later")
-
-
-class _FullAwareWorker(Worker):
-    """Stopgap for a busy loop in ``Worker._claim_loop`` (reported to the queue's owner):
-    a full worker whose wake event is set (an enqueue NOTIFY arrived) sleeps on that set
-    event, returns at once and loops without ever yielding, so no handler can finish.
-    Here a full worker forgets such a wake: it waits for a slot (the worker sets the event
-    when one frees) or the poll interval. Remove once the queue worker handles it."""
-
-    async def _sleep(self) -> None:
-        wake = getattr(self, "_wake", None)
-        full = self.in_flight >= getattr(self, "_concurrency", math.inf)
-        if isinstance(wake, asyncio.Event) and full and not getattr(self, "_stopping", True):
-            wake.clear()
-        await super()._sleep()
 
 
 def _retryable(error: BaseException) -> tuple[bool, float | None]:

@@ -184,6 +184,47 @@ async def test_an_idle_worker_wakes_on_an_enqueue(queue: JobQueue) -> None:
         await status_of(queue, job.id, JobStatus.SUCCEEDED, within_s=5)
 
 
+@pytest.mark.timeout(30)  # the old busy loop never yielded: only a signal could stop it
+async def test_a_full_worker_woken_by_an_enqueue_still_runs_its_handlers(
+    queue: JobQueue,
+) -> None:
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    async def gated(job: Job, context: JobContext) -> JsonObject | None:
+        started.append(job.id)
+        await gate.wait()
+        return None
+
+    first = await queue.enqueue(JobSpec(task="t", payload={}))
+    async with Worker(queue, gated, concurrency=1, options=WorkerOptions(poll_interval_s=60.0)):
+        await eventually(lambda: asyncio.sleep(0, started), bool)
+        # The worker is full when this enqueue's wake-up reaches it.
+        second = await queue.enqueue(JobSpec(task="t", payload={}))
+        await asyncio.sleep(0.2)
+        assert started == [first.id]
+        gate.set()
+        await status_of(queue, first.id, JobStatus.SUCCEEDED, within_s=5)
+        await status_of(queue, second.id, JobStatus.SUCCEEDED, within_s=5)
+    assert started == [first.id, second.id]
+
+
+async def test_a_handler_that_settles_its_job_itself_gets_no_second_completion(
+    queue: JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def settles(job: Job, context: JobContext) -> JsonObject | None:
+        await queue.complete(job.token, {"by": "handler"})
+        context.mark_settled()
+        return {"by": "worker"}
+
+    job = await queue.enqueue(JobSpec(task="t", payload={}))
+    with caplog.at_level("INFO", logger="graphmesh.orchestrator.queue.worker"):
+        async with Worker(queue, settles, options=FAST):
+            done = await status_of(queue, job.id, JobStatus.SUCCEEDED)
+    assert done.result == {"by": "handler"}
+    assert "after losing its lease" not in caplog.text
+
+
 async def test_a_worker_rescues_a_job_abandoned_by_another(queue: JobQueue) -> None:
     job = await queue.enqueue(JobSpec(task="t", payload={"n": 3}, retry=NO_BACKOFF))
     (zombie,) = await queue.claim(["default"], lease_s=0.2)
