@@ -83,10 +83,20 @@ def serve_orchestrator(
         )
     if store not in STORES:
         _fail(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
-    asyncio.run(_serve(settings, store, tokens, local_models))
+    from graphmesh.orchestrator.runs.durable_main import DurableSettings
+
+    events = DurableSettings().nats_url
+    if events and store == "memory":
+        _fail(
+            "GRAPHMESH_NATS_URL is set, but run events are published from a durable store: "
+            "pass --store sqlite or --store postgres"
+        )
+    asyncio.run(_serve(settings, store, tokens, local_models, events))
 
 
-async def _serve(settings: Any, store: str, tokens: dict[str, str] | None, local: bool) -> None:
+async def _serve(
+    settings: Any, store: str, tokens: dict[str, str] | None, local: bool, events: str | None
+) -> None:
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
     from graphmesh.orchestrator.api.server import OrchestratorServer
 
@@ -104,7 +114,11 @@ async def _serve(settings: Any, store: str, tokens: dict[str, str] | None, local
             )
         )
         auth = "off" if tokens is None else f"{len(tokens)} token(s)"
-        print(f"graphmesh orchestrator listening on {server.target} (store {store}, auth {auth})")
+        published = "to NATS" if events else "off"
+        print(
+            f"graphmesh orchestrator listening on {server.target} "
+            f"(store {store}, auth {auth}, events {published})"
+        )
         sys.stdout.flush()
         await server.serve_until_signal()
 

@@ -8,8 +8,10 @@
 Settings (environment, prefix ``GRAPHMESH_``): ``DATABASE_URL`` (a libpq URL or
 conninfo for Postgres; ``sqlite:///PATH`` or a path for SQLite), ``WORKER_CONCURRENCY``,
 ``WORKER_LEASE_S`` (how long a dead worker's tasks wait before they run elsewhere),
-``RUN_TASKS`` (``false``: this process serves the API only) and ``TASK_MODULES``
-(comma-separated modules to import, which register task types beyond the catalog).
+``RUN_TASKS`` (``false``: this process serves the API only), ``TASK_MODULES``
+(comma-separated modules to import, which register task types beyond the catalog) and
+``NATS_URL`` (publish run events to this NATS JetStream server, or comma-separated
+servers of one cluster; see :mod:`graphmesh.orchestrator.events.publisher`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.events.outbox import Outbox
+from graphmesh.orchestrator.events.postgres import PostgresOutbox
+from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
+from graphmesh.orchestrator.events.sqlite import SqliteOutbox
 from graphmesh.orchestrator.queue.worker import WorkerOptions
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
@@ -49,6 +55,7 @@ class DurableSettings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1)
     worker_lease_s: float = Field(default=30.0, gt=0)
     task_modules: str = ""
+    nats_url: str | None = None
 
     def worker(self, models: ModelClient | None = None) -> WorkerSettings:
         """The run worker's settings (heartbeats at a third of the lease)."""
@@ -80,6 +87,8 @@ async def open_durable(
     """The durable RunService (``store`` ``postgres`` or ``sqlite``) and the graph
     repository of the same database, closed with ``stack``."""
     settings.import_task_modules()
+    if settings.nats_url:
+        nats_servers(settings.nats_url)  # a malformed URL fails before anything opens
     worker = settings.worker(models)
     url = settings.url()
     if store == "postgres":
@@ -91,13 +100,25 @@ async def open_durable(
         graphs: TaskGraphRepository = await stack.enter_async_context(
             PostgresGraphRepository.open(url)
         )
-        return runs, graphs
-    path = sqlite_path(url)
-    runs = await stack.enter_async_context(
-        SqliteRunService.open(path, run_tasks=settings.run_tasks, worker=worker)
-    )
-    graphs = await stack.enter_async_context(SqliteGraphRepository.open(path))
+    else:
+        path = sqlite_path(url)
+        runs = await stack.enter_async_context(
+            SqliteRunService.open(path, run_tasks=settings.run_tasks, worker=worker)
+        )
+        graphs = await stack.enter_async_context(SqliteGraphRepository.open(path))
+    if settings.nats_url:
+        outbox = await stack.enter_async_context(open_outbox(store, url))
+        await stack.enter_async_context(
+            publish_run_events(outbox, runs.store.signals, settings.nats_url)
+        )
     return runs, graphs
+
+
+def open_outbox(store: str, url: str | None) -> AbstractAsyncContextManager[Outbox]:
+    """The outbox (the run events table) of the ``store`` database at ``url``."""
+    if store == "postgres" and url:
+        return PostgresOutbox.open(url)
+    return SqliteOutbox.open(sqlite_path(url))
 
 
 async def run_worker_until_signal(settings: DurableSettings) -> None:
@@ -112,10 +133,14 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with (
-        PostgresRunStore.open(url) as store,
-        RunWorker(store, store.queue, settings.worker()),
-    ):
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(PostgresRunStore.open(url))
+        await stack.enter_async_context(RunWorker(store, store.queue, settings.worker()))
+        if settings.nats_url:
+            outbox = await stack.enter_async_context(open_outbox("postgres", url))
+            await stack.enter_async_context(
+                publish_run_events(outbox, store.signals, settings.nats_url)
+            )
         print("graphmesh run worker started", flush=True)
         await stop.wait()
 

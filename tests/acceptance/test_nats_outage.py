@@ -4,6 +4,11 @@ A nats-server of this test's own (JetStream, file store) is SIGKILLed while even
 written and relayed from Postgres, more events are written while it is down, and it is
 started again on the same port with the same store. A durable consumer created before the
 outage must then receive every event exactly once, each run's in ``seq`` order.
+
+The second test does the same to a whole orchestrator process
+(``graphmesh serve orchestrator --store postgres`` with ``GRAPHMESH_NATS_URL``) in the
+middle of a run: after NATS is back, its stream holds the run's every event once, in order,
+the same events ``WatchRun`` returns.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import psycopg
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from support.durable_tasks import create_executions_table
 from support.nats import NatsProcess
+from support.orchestrator_process import orchestrator_process, record_lattice, until_completed
 
+from graphmesh.client import Client
 from graphmesh.orchestrator.events.jetstream import JetStreamEventBus
 from graphmesh.orchestrator.events.postgres import PostgresOutbox, notify_run_events
 from graphmesh.orchestrator.events.relay import Backoff, OutboxRelay, RelaySettings
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
+from graphmesh.orchestrator.runs.model import RunState
 from graphmesh.v1 import events_pb2
 
 pytestmark = pytest.mark.slow
@@ -39,6 +48,7 @@ INSERT = """
     VALUES (%s, %s, %s, 'TASK_PROGRESS', 'RUNNING', %s)
 """
 STAMPED = "SELECT run_id, seq FROM graphmesh_run_events WHERE published_at IS NOT NULL"
+UNSTAMPED = "SELECT count(*) FROM graphmesh_run_events WHERE published_at IS NULL"
 SETTINGS = RelaySettings(poll_interval_s=0.2, backoff=Backoff(initial_s=0.05, max_s=0.5))
 
 
@@ -178,6 +188,65 @@ async def test_a_nats_outage_delays_events_and_loses_none(
     assert len(keys) == TOTAL
     assert set(Counter(keys).values()) == {1}
     assert by_run(received) == {run_id: list(range(1, EVENTS_PER_RUN + 1)) for run_id in RUNS}
+
+
+async def test_an_orchestrator_publishes_a_whole_run_through_a_nats_outage(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    dsn = postgres_dsn
+    await create_executions_table(dsn)
+    graph = record_lattice(dsn, width=3, depth=8, seconds=0.2)  # 24 tasks, ~1.6 s of work
+    server = NatsProcess(tmp_path / "nats-store")
+    server.start()
+    try:
+        with orchestrator_process(dsn, env={"GRAPHMESH_NATS_URL": server.url}) as (_, address):
+            async with Client(address, timeout=10) as client:
+                run = await client.submit(graph)
+                await asyncio.wait_for(until_completed(dsn, run.run_id, 4), 60)
+                server.kill()
+                await asyncio.wait_for(until_completed(dsn, run.run_id, 10), 60)
+                assert await unstamped(dsn) > 0, "events written while NATS was down"
+                server.start()
+                done = await asyncio.wait_for(client.wait(run.run_id), 60)
+                watched = [event async for event in client.watch(run.run_id)]
+
+                async def all_published() -> bool:
+                    return await unstamped(dsn) == 0
+
+                await eventually(all_published, "every event of the run is published")
+            published = await stream_events(server.url, run.run_id)
+    finally:
+        server.stop()
+    assert done.status == RunState.COMPLETED, done.error
+    assert [event.seq for event in published] == list(range(1, done.last_seq + 1))
+    assert [(e.seq, e.kind.name, e.task_id) for e in watched] == [
+        (e.seq, events_pb2.RunEventKind.Name(e.kind).removeprefix("RUN_EVENT_KIND_"), e.task_id)
+        for e in published
+    ]
+
+
+async def unstamped(dsn: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute(UNSTAMPED)
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def stream_events(url: str, run_id: str) -> list[events_pb2.RunEvent]:
+    """Every message on the run's subject in the stream, from its first."""
+    client = await nats.connect(url)
+    try:
+        subject = EventStreamConfig().subject_for(run_id)
+        subscription = await client.jetstream().pull_subscribe(subject, durable=None)
+        messages: list[Msg] = []
+        while True:
+            try:
+                messages += await subscription.fetch(batch=100, timeout=1)
+            except nats.errors.TimeoutError:
+                return [_decode(msg) for msg in messages]
+    finally:
+        await client.close()
 
 
 async def _expected_while_down(error: Exception) -> None:

@@ -251,3 +251,6 @@ def test_serve_refuses_stores_that_do_not_exist_yet_and_auth_without_tokens() ->
     assert durable.exit_code == 1 and "unknown store" in durable.stderr
     no_tokens = runner.invoke(app, ["serve", "orchestrator"], env=env)
     assert no_tokens.exit_code == 1 and "no tokens are configured" in no_tokens.stderr
+    nats_env = {**env, "GRAPHMESH_NATS_URL": "nats://127.0.0.1:4222"}
+    memory_events = runner.invoke(app, ["serve", "orchestrator", "--no-auth"], env=nats_env)
+    assert memory_events.exit_code == 1 and "--store sqlite" in memory_events.stderr
