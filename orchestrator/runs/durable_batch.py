@@ -6,7 +6,10 @@ one :class:`Committer`. Ops that arrive while a transaction is being written go 
 next one, so under load a transaction carries many tasks' starts and completions (one
 run-row lock, one statement per kind of write) and when idle an op is written at once.
 Within a transaction the ops apply in arrival order, so a task's events keep their order.
-A failing transaction is retried op by op, so one bad op fails only its own caller.
+A failing transaction is retried op by op, so one bad op fails only its own caller; one
+that failed because the database was unreachable is retried whole, every
+:data:`RETRY_PAUSE_S`, until the database is back (or the committer closes): a lost start
+would leave its task waiting for good.
 Ops nobody waits for (starts, progress) wait up to :data:`POST_DELAY_S` for one that
 somebody does, so a task's start is usually written with its outcome.
 """
@@ -23,13 +26,14 @@ from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import ErrorKind, Job, JobError
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, StoreUnavailableError
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TaskKey, TxnState
 
 log = logging.getLogger(__name__)
 POST_DELAY_S = 0.05
 MAX_BATCH = 128  # ops per transaction: the first commits come sooner, so work overlaps
+RETRY_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +105,7 @@ class Committer:
         self._waiting: list[tuple[Op, asyncio.Future[Any] | None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
 
     async def submit(self, op: Op) -> Any:
         """Write ``op`` with whatever else is waiting; its result once committed."""
@@ -130,7 +135,9 @@ class Committer:
         return False
 
     async def close(self) -> None:
-        """Write everything submitted or posted."""
+        """Write everything submitted or posted (what the database is unavailable for
+        fails: the jobs of those tasks run again once their leases expire)."""
+        self._closing = True
         self._kick()
         while self._writer is not None and not self._writer.done():
             await self._writer
@@ -147,6 +154,9 @@ class Committer:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
                 results = await apply_ops(self._store, [op for op, _ in batch])
+            except StoreUnavailableError as error:
+                await self._retry_later(batch, error)
+                continue
             except Exception as error:
                 if len(batch) == 1:
                     _settle(batch[0][1], error=error)
@@ -157,13 +167,29 @@ class Committer:
                 _settle(future, result=result)
 
     async def _one_by_one(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
-        for op, future in batch:
+        for index, (op, future) in enumerate(batch):
             try:
                 (result,) = await apply_ops(self._store, [op])
+            except StoreUnavailableError as error:
+                await self._retry_later(batch[index:], error)
+                return
             except Exception as error:
                 _settle(future, error=error)
             else:
                 _settle(future, result=result)
+
+    async def _retry_later(
+        self, batch: list[tuple[Op, asyncio.Future[Any] | None]], error: StoreUnavailableError
+    ) -> None:
+        """Put ``batch`` back in front, to be written again after a pause; when closing,
+        fail it instead."""
+        if self._closing:
+            for _, future in batch:
+                _settle(future, error=error)
+            return
+        log.warning("run writes wait for the database (%s); retrying", error)
+        self._waiting[:0] = batch
+        await asyncio.sleep(RETRY_PAUSE_S)
 
 
 def _settle(

@@ -35,7 +35,7 @@ from graphmesh.orchestrator.runs.durable_store import (
     signal_payload,
 )
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
@@ -137,14 +137,21 @@ class PostgresRunStore:
     async def transaction(self) -> AsyncIterator[PostgresTx]:
         """A transaction; its changed runs are NOTIFYed (delivered at commit) and then
         signalled in this process. It runs in pipeline mode: writes are sent without
-        waiting for their results, so most of a transaction costs one round trip."""
-        async with self.pool.connection() as connection, connection.pipeline():
-            async with connection.transaction():
-                tx = PostgresTx(connection, self.queue)
-                yield tx
-                if tx.changed:
-                    payloads = [signal_payload(run, status) for run, status in tx.changed.items()]
-                    await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
+        waiting for their results, so most of a transaction costs one round trip.
+        A connection that cannot be had or that breaks raises StoreUnavailableError."""
+        connection: Connection | None = None
+        try:
+            async with self.pool.connection() as connection, connection.pipeline():
+                async with connection.transaction():
+                    tx = PostgresTx(connection, self.queue)
+                    yield tx
+                    if tx.changed:
+                        payloads = [signal_payload(*change) for change in tx.changed.items()]
+                        await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
+        except psycopg.OperationalError as error:
+            if connection is None or connection.closed or connection.broken:
+                raise StoreUnavailableError(str(error)) from error
+            raise
         for run_id, status in tx.changed.items():
             self.signals.notify(run_id, status)
 

@@ -126,6 +126,13 @@ class InvalidPageTokenError(GraphmeshError):
     """A page token was not produced by this listing (or was tampered with)."""
 
 
+class StoreUnavailableError(GraphmeshError):
+    """The runs' database could not be reached, or the connection broke during a
+    transaction (the server restarted, say); retrying later may succeed. The transaction was
+    rolled back, unless the connection broke while its commit was on the way; run writes are
+    fenced (a job completes or fails once), so writing them again is safe."""
+
+
 class RunService(Protocol):
     """What the OrchestratorService exposes about runs; tenants never see each other's runs."""
 
