@@ -10,14 +10,18 @@
         print(await client.output(run.run_id, "embed"))
 
 Every call carries a deadline (``timeout`` seconds, default 30; streams ``stream_timeout``,
-default one hour). Failed calls raise domain exceptions: RunNotFoundError, RunStateError,
-GraphValidationError (issues rebuilt from the field violations), GraphNotFoundError, or a
+default one hour). Calls that only read are retried by gRPC when the server answers
+UNAVAILABLE (its database restarting, say), and :meth:`Client.wait` picks its watch up
+again where it broke off. Failed calls raise domain exceptions: RunNotFoundError, RunStateError,
+GraphValidationError (issues rebuilt from the field violations), GraphNotFoundError,
+StoreUnavailableError (the server's database is unreachable), or a
 :class:`~graphmesh.orchestrator.api.errors.RemoteError` (UnauthenticatedError,
 RemoteDeadlineError, UnavailableError) for the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -30,18 +34,47 @@ from google.protobuf.duration_pb2 import Duration
 
 from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.convert_events import event_from_proto, run_status_to_proto
-from graphmesh.orchestrator.api.errors import from_rpc_error
+from graphmesh.orchestrator.api.errors import UnavailableError, from_rpc_error
 from graphmesh.orchestrator.api.graphs import SavedGraph
 from graphmesh.orchestrator.builder import TaskGraphBuilder
 from graphmesh.orchestrator.errors import GraphIssue
 from graphmesh.orchestrator.graph import TaskGraph, graph_to_json
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventRecord, RunRecord, RunState
+from graphmesh.orchestrator.runs.model import (
+    JsonObject,
+    RunEventRecord,
+    RunRecord,
+    RunState,
+    StoreUnavailableError,
+)
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc
 
 GraphLike = TaskGraph | TaskGraphBuilder | Mapping[str, Any] | list[Any] | str | Path
 """A graph, a builder, graph JSON (or dependency JSON) as data or text, or a JSON file."""
 R = TypeVar("R")
+SERVICE = "graphmesh.v1.OrchestratorService"
+READ_ONLY = (
+    "GetRun", "ListRuns", "WatchRun", "GetTaskOutput", "GetGraph", "ListGraphs",
+    "ListTaskTypes", "ValidateGraph", "ExportCode",
+)  # fmt: skip
+RETRY_READS = {
+    "methodConfig": [
+        {
+            "name": [{"service": SERVICE, "method": method} for method in READ_ONLY],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "3s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+"""gRPC's own retries for the calls that change nothing (a stream only before its first
+message): UNAVAILABLE means the server, or its database, is restarting."""
+CHANNEL_OPTIONS = (("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(RETRY_READS)))
+WAIT_RETRY_PAUSE_S = 1.0
 
 
 class Client:
@@ -66,9 +99,11 @@ class Client:
 
     async def __aenter__(self) -> Self:
         if self._credentials is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.aio.secure_channel(self.target, self._credentials)
+            self._channel = grpc.aio.secure_channel(
+                self.target, self._credentials, options=CHANNEL_OPTIONS
+            )
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         return self
 
@@ -155,12 +190,19 @@ class Client:
             call.cancel()  # the caller stopped early: end the stream on the server too
 
     async def wait(self, run_id: str) -> RunRecord:
-        """Block until the run ends (completed, failed or cancelled); return it."""
-        run = await self.get(run_id)
-        if not run.status.finished:
-            async for _ in self.watch(run_id, from_seq=run.last_seq + 1):
-                pass
+        """Block until the run ends (completed, failed or cancelled); return it. A watch
+        that breaks off with UNAVAILABLE is taken up again after the last event seen, for
+        up to ``stream_timeout`` seconds in all."""
+        async with asyncio.timeout(self.stream_timeout):
             run = await self.get(run_id)
+            seen = run.last_seq
+            while not run.status.finished:
+                try:
+                    async for event in self.watch(run_id, from_seq=seen + 1):
+                        seen = event.seq
+                except (UnavailableError, StoreUnavailableError):
+                    await asyncio.sleep(WAIT_RETRY_PAUSE_S)
+                run = await self.get(run_id)
         return run
 
     async def output(self, run_id: str, task_id: str) -> JsonObject:

@@ -37,6 +37,7 @@ from graphmesh.orchestrator.runs.model import (
     InvalidPageTokenError,
     RunNotFoundError,
     RunStateError,
+    StoreUnavailableError,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,11 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
         exception=GraphNotFoundError, code=grpc.StatusCode.NOT_FOUND, reason="GRAPH_NOT_FOUND"
     ),
     ErrorRow(exception=RunStateError, code=grpc.StatusCode.FAILED_PRECONDITION, reason="RUN_STATE"),
+    ErrorRow(
+        exception=StoreUnavailableError,
+        code=grpc.StatusCode.UNAVAILABLE,
+        reason="STORE_UNAVAILABLE",
+    ),
     ErrorRow(
         exception=ModelError,
         code=grpc.StatusCode.RESOURCE_EXHAUSTED,

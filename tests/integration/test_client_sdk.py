@@ -26,15 +26,21 @@ from graphmesh.cli import app
 from graphmesh.client import Client
 from graphmesh.orchestrator.api.errors import RemoteDeadlineError, UnauthenticatedError
 from graphmesh.orchestrator.api.graphs import GraphNotFoundError
+from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
+from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.model import (
     RunEventKind,
+    RunEventRecord,
     RunNotFoundError,
+    RunRecord,
     RunState,
     RunStateError,
+    StoreUnavailableError,
 )
+from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.orchestrator.task.base import TaskStatus
 
 SLOW = {"tasks": [sleep_task("slow", 30)], "dataflows": []}
@@ -254,3 +260,45 @@ def test_serve_refuses_stores_that_do_not_exist_yet_and_auth_without_tokens() ->
     nats_env = {**env, "GRAPHMESH_NATS_URL": "nats://127.0.0.1:4222"}
     memory_events = runner.invoke(app, ["serve", "orchestrator", "--no-auth"], env=nats_env)
     assert memory_events.exit_code == 1 and "--store sqlite" in memory_events.stderr
+
+
+class FlakyStoreRuns(MemoryRunService):
+    """In-memory runs whose store seems to restart: ``get_run`` fails ``outages`` times,
+    and the first watch breaks off after one event, as a Postgres restart makes them."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__()
+        self.outages = outages
+        self.watch_broken = False
+
+    async def get_run(self, run_id: str, *, tenant: str) -> RunRecord:
+        if self.outages > 0:
+            self.outages -= 1
+            raise StoreUnavailableError("connection to the runs database lost")
+        return await super().get_run(run_id, tenant=tenant)
+
+    async def watch_run(
+        self, run_id: str, *, tenant: str, from_seq: int = 0
+    ) -> AsyncIterator[RunEventRecord]:
+        async for event in super().watch_run(run_id, tenant=tenant, from_seq=from_seq):
+            yield event
+            if not self.watch_broken:
+                self.watch_broken = True
+                raise StoreUnavailableError("connection to the runs database lost")
+
+
+async def test_reads_are_retried_and_wait_resumes_its_watch_while_the_store_restarts() -> None:
+    runs = FlakyStoreRuns(outages=0)
+    async with (
+        MemoryGraphRepository.open() as graphs,
+        runs,
+        OrchestratorServer(runs, graphs, tokens=None, grace_period=0) as server,
+        Client(server.target) as client,
+    ):
+        run = await client.submit({"tasks": [sleep_task("a", 2.0)], "dataflows": []})
+        runs.outages = 2  # gRPC retries GetRun up to 5 attempts
+        done = await client.wait(run.run_id)
+        assert done.status == RunState.COMPLETED and runs.watch_broken
+        runs.outages = 5
+        with pytest.raises(StoreUnavailableError, match="database lost"):
+            await client.get(run.run_id)
