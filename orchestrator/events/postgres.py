@@ -5,7 +5,8 @@ event of each run it takes (``FOR UPDATE SKIP LOCKED``; see ``claim_run_events``
 ``storage/sql/postgres/events_queries.sql``), so replicas relay disjoint sets of runs, and
 the ``published_at`` stamps commit with it. Writers wake the relays with
 :func:`notify_run_events` in the transaction that writes events; relays ``LISTEN`` on a
-connection of their own and poll as well, so a lost notification only delays an event.
+connection of their own (again after a database restart) and poll as well, so a lost
+notification only delays an event.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from graphmesh.orchestrator.events.outbox import LocalWakeup
 from graphmesh.orchestrator.events.rows import event_from_row
 from graphmesh.orchestrator.runs.model import RunEventRecord
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 Connection = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Connection]
 CHANNEL = "graphmesh_run_events"
+LISTEN_SQL = QUERIES["listen_run_events"]
 NOTIFY_SQL = QUERIES["notify_run_events"]
 """``SELECT pg_notify('graphmesh_run_events', '')``: run it in a transaction that writes events."""
 
@@ -91,44 +94,31 @@ class PostgresOutbox:
 
     @asynccontextmanager
     async def wakeups(self) -> AsyncIterator[LocalWakeup]:
-        """A wakeup notified by :func:`notify_run_events` from any process."""
+        """A wakeup notified by :func:`notify_run_events` from any process (and whenever
+        notifications may have been missed: see
+        :mod:`~graphmesh.orchestrator.storage.postgres_listen`)."""
         wakeup = LocalWakeup()
-        connection = await self._listen_connection()
-        if connection is None:
+        if self._listen_conninfo is None:
             yield wakeup
             return
-        relay = asyncio.create_task(_relay_notifications(connection, wakeup))
+        try:
+            connection = await listening_connection(self._listen_conninfo, LISTEN_SQL)
+        except psycopg.Error as error:
+            log.warning("cannot LISTEN for run events yet (%s); the relay polls meanwhile", error)
+            connection = None
+        listener = asyncio.create_task(
+            listen_forever(
+                self._listen_conninfo,
+                LISTEN_SQL,
+                lambda _payload: wakeup.notify(),
+                wakeup.notify,
+                what="outbox relay",
+                connection=connection,
+            ),
+            name="graphmesh-outbox-listen",
+        )
         try:
             yield wakeup
         finally:
-            relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
-            await connection.close()
-
-    async def _listen_connection(self) -> psycopg.AsyncConnection[Any] | None:
-        if self._listen_conninfo is None:
-            return None
-        try:
-            connection = await psycopg.AsyncConnection.connect(
-                self._listen_conninfo, autocommit=True
-            )
-        except psycopg.Error as error:
-            log.warning("cannot LISTEN for run events (%s); the relay polls instead", error)
-            return None
-        try:
-            await connection.execute(QUERIES["listen_run_events"])
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
-
-
-async def _relay_notifications(
-    connection: psycopg.AsyncConnection[Any], wakeup: LocalWakeup
-) -> None:
-    try:
-        async for _ in connection.notifies():
-            wakeup.notify()
-    except psycopg.Error:
-        log.warning("run events LISTEN connection lost; the relay polls instead")
-        wakeup.notify()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
