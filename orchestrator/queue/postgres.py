@@ -47,7 +47,12 @@ from graphmesh.orchestrator.queue.coalesce import Coalescer
 from graphmesh.orchestrator.queue.codec import error_to_json, policy_from_json
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.postgres_listen import listen
-from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, in_spec_order, job_from_row
+from graphmesh.orchestrator.queue.postgres_rows import (
+    completion_params,
+    enqueue_params,
+    in_spec_order,
+    job_from_row,
+)
 from graphmesh.orchestrator.queue.retry import (
     Settlement,
     lease_lost_error,
@@ -217,11 +222,10 @@ class PostgresJobQueue(BatchQueue):
         if not completions:
             return []
         ordered = sorted(completions, key=lambda c: c.token.job_id)  # a stable lock order
-        params = {
-            **_token_arrays([c.token for c in ordered]),
-            "results": [None if c.result is None else encode_json(c.result) for c in ordered],
+        done = {
+            (job_id, attempt)
+            for job_id, attempt in await self._rows("complete_jobs", completion_params(ordered))
         }
-        done = {(job_id, attempt) for job_id, attempt in await self._rows("complete_jobs", params)}
         return [c.token for c in completions if (c.token.job_id, c.token.attempt) not in done]
 
     async def fail(self, token: AttemptToken, error: JobError) -> Job:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from graphmesh.orchestrator.queue.base import Job, JobSpec, JobStatus, JsonObject
+from graphmesh.orchestrator.queue.base import Completion, Job, JobSpec, JobStatus, JsonObject
 from graphmesh.orchestrator.queue.codec import (
     history_from_json,
     parse_iso,
@@ -19,6 +19,8 @@ from graphmesh.orchestrator.queue.codec import (
 from graphmesh.orchestrator.storage.codec import decode_json, encode_json
 
 _STATUSES = {status.value: status for status in JobStatus}
+# One encoder for every batch: ``json.dumps`` with options builds a new one per call.
+_ROWS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
@@ -52,20 +54,44 @@ def _object(text: str) -> JsonObject:
     return {} if text == "{}" else decode_json(text)
 
 
-def enqueue_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
-    """The column arrays of ``enqueue_jobs`` for ``specs``."""
-    return {
-        "queues": [spec.queue for spec in specs],
-        "tasks": [spec.task for spec in specs],
-        "payloads": [encode_json(spec.payload) for spec in specs],
-        "priorities": [spec.priority for spec in specs],
-        "keys": [spec.key for spec in specs],
-        "retries": [policy_to_json(spec.retry) for spec in specs],
-        "run_ats": [spec.run_at for spec in specs],
-        "s2s": [spec.schedule_to_start_timeout_s for spec in specs],
-        "stc": [spec.start_to_close_timeout_s for spec in specs],
-        "traceparents": [spec.traceparent for spec in specs],
-    }
+def enqueue_params(specs: Sequence[JobSpec]) -> dict[str, str]:
+    """The parameter of ``enqueue_jobs``: one JSON array, a row of column values per spec
+    (payloads embedded as objects, policies as their stored text, times as ISO-8601)."""
+    rows = [
+        [
+            spec.queue,
+            spec.task,
+            spec.payload,
+            spec.priority,
+            spec.key,
+            policy_to_json(spec.retry),
+            None if spec.run_at is None else spec.run_at.isoformat(),
+            spec.schedule_to_start_timeout_s,
+            spec.start_to_close_timeout_s,
+            spec.traceparent,
+        ]
+        for spec in specs
+    ]
+    return {"specs": _encode_checked(rows, [spec.payload for spec in specs])}
+
+
+def completion_params(completions: Sequence[Completion]) -> dict[str, str]:
+    """The parameter of ``complete_jobs``: one JSON array of ``{id, attempt, result}``."""
+    rows = [
+        {"id": c.token.job_id, "attempt": c.token.attempt, "result": c.result} for c in completions
+    ]
+    return {"done": _encode_checked(rows, [c.result for c in completions])}
+
+
+def _encode_checked(rows: list[Any], objects: Sequence[JsonObject | None]) -> str:
+    """``rows`` as JSON text, refusing an object that holds NUL as every backend does
+    (the shared encoder says so)."""
+    text = _ROWS.encode(rows)
+    if "\\u0000" in text:
+        for value in objects:
+            if value is not None:
+                encode_json(value)
+    return text
 
 
 def in_spec_order(specs: Sequence[JobSpec], inserted: list[Job], existing: list[Job]) -> list[Job]:
