@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphmesh.orchestrator.errors import GraphmeshError
-from graphmesh.orchestrator.queue.base import ErrorKind, Job, JobError
+from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobError
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, StoreUnavailableError
@@ -53,8 +53,9 @@ class Op:
 
 @dataclass(frozen=True, kw_only=True)
 class Start(Op):
-    """The task started (TASK_STARTED, one more attempt); ``False`` for a stale job or a
-    run that stopped meanwhile, whose completion will then be discarded."""
+    """The task started (TASK_STARTED, one more attempt); ``False`` for a stale attempt
+    (a later one of its job exists), a job the task no longer waits for, or a run that
+    stopped meanwhile: it writes nothing, and its completion will be discarded too."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,14 +220,25 @@ async def apply_ops(store: RunStore, ops: list[Op]) -> list[Any]:
         plans = {run_id: await _plan_or_none(state, run_id) for run_id in run_ids}
         locked = await tx.send("lock_runs", {"run_ids": run_ids})
         tasks = await tx.send("task_states", state.task_params(_touched(ops, plans)))
+        starts = [op.job.token for op in ops if isinstance(op, Start)]
+        latest = await tx.send("latest_attempts", _token_params(starts)) if starts else None
         completions = [op.job.token for op in ops if isinstance(op, Complete)]
         stale = await tx.complete_jobs(completions) if completions else set()
         state.adopt_runs(await locked.rows())
         state.adopt_tasks(await tasks.rows())
+        # A start from an attempt that lost its job (its lease ran out and another attempt
+        # took over) is stale like its completion would be: it writes nothing.
+        if latest is not None:
+            current = {AttemptToken(job_id=i, attempt=a) for i, a in await latest.rows()}
+            stale |= set(starts) - current
         scheduler = Scheduler(state)
         results = [await _apply(scheduler, tx, op, stale) for op in ops]
         await state.write()
     return results
+
+
+def _token_params(tokens: list[AttemptToken]) -> dict[str, list[int]]:
+    return {"job_ids": [t.job_id for t in tokens], "attempts": [t.attempt for t in tokens]}
 
 
 async def _plan_or_none(state: TxnState, run_id: str) -> GraphPlan | None:
@@ -256,7 +268,7 @@ async def _apply(scheduler: Scheduler, tx: Tx, op: Op, stale: set[Any]) -> Any:
         return None
     job_id = op.job.id
     if isinstance(op, Start):
-        return await scheduler.start(run, op.task_id, job_id)
+        return op.job.token not in stale and await scheduler.start(run, op.task_id, job_id)
     if isinstance(op, Progress):
         await scheduler.progress(run, op.task_id, job_id, op.percent, op.message, op.details)
     elif isinstance(op, Note):

@@ -152,10 +152,13 @@ async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_t
         stale = await apply_ops(
             store, [Start(job=first), Complete(job=first, output={"value": 7}, provenance={})]
         )
-        assert stale[1] is False
+        assert stale == [False, False]
         assert await job_of(dsn, run.run_id, "b") is None
-        # Starts are not fenced (a stale one only counts an attempt); the completion is.
-        assert statuses(await runs.get_run(run.run_id, tenant=TENANT))["a"] == TaskStatus.PROCESSING
+        # The stale attempt wrote nothing: no start, no attempt counted, no event.
+        before = await runs.get_run(run.run_id, tenant=TENANT)
+        assert statuses(before)["a"] == TaskStatus.PENDING
+        assert [t.attempts for t in before.tasks if t.task_id == "a"] == [0]
+        assert before.last_seq == 1  # RUN_CREATED only
         done = await apply_ops(
             store, [Start(job=second), Complete(job=second, output={"value": 7}, provenance={})]
         )

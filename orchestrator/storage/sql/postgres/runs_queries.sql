@@ -210,3 +210,12 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) AS task
 WHERE run.run_id = %(run_id)s;
+
+-- name: latest_attempts
+-- The attempts among (job_ids, attempts) that are their job's latest: a task start from an
+-- earlier attempt (its lease ran out and another attempt took over) is stale. A latest
+-- attempt that already ended (a fast failure, before its start was written) is not.
+SELECT job.id, job.attempt
+FROM graphmesh_jobs AS job
+JOIN unnest(%(job_ids)s::bigint[], %(attempts)s::integer[]) AS token (id, attempt)
+  ON job.id = token.id AND job.attempt = token.attempt;

@@ -157,3 +157,11 @@ LIMIT :limit;
 SELECT task.task_id, task.status, task.job_id, run.status
 FROM graphmesh_run_tasks AS task JOIN graphmesh_runs AS run USING (run_id)
 WHERE task.run_id = :run_id AND task.task_id IN (SELECT value FROM json_each(:task_ids));
+
+-- name: latest_attempts
+-- The attempts among (job_ids, attempts), paired by position, that are their job's latest:
+-- a task start from an earlier attempt is stale (see the Postgres query).
+SELECT job.id, job.attempt
+FROM json_each(:job_ids) AS id
+JOIN json_each(:attempts) AS attempt ON attempt.key = id.key
+JOIN graphmesh_jobs AS job ON job.id = id.value AND job.attempt = attempt.value;
