@@ -37,12 +37,12 @@ from graphmesh.orchestrator.runs.durable_store import (
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.postgres_listen import listen_forever
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 Connection = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Connection]
-RELISTEN_PAUSE_S = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -137,47 +137,50 @@ class PostgresRunStore:
     async def transaction(self) -> AsyncIterator[PostgresTx]:
         """A transaction; its changed runs are NOTIFYed (delivered at commit) and then
         signalled in this process. It runs in pipeline mode: writes are sent without
-        waiting for their results, so most of a transaction costs one round trip.
-        A connection that cannot be had or that breaks raises StoreUnavailableError."""
-        connection: Connection | None = None
-        try:
-            async with self.pool.connection() as connection, connection.pipeline():
-                async with connection.transaction():
-                    tx = PostgresTx(connection, self.queue)
-                    yield tx
-                    if tx.changed:
-                        payloads = [signal_payload(*change) for change in tx.changed.items()]
-                        await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
-        except psycopg.OperationalError as error:
-            if connection is None or connection.closed or connection.broken:
-                raise StoreUnavailableError(str(error)) from error
-            raise
+        waiting for their results, so most of a transaction costs one round trip."""
+        async with self._connection() as connection, connection.pipeline():
+            async with connection.transaction():
+                tx = PostgresTx(connection, self.queue)
+                yield tx
+                if tx.changed:
+                    payloads = [signal_payload(*change) for change in tx.changed.items()]
+                    await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
         for run_id, status in tx.changed.items():
             self.signals.notify(run_id, status)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        async with self.pool.connection() as connection:
+        async with self._connection() as connection:
             cursor = await connection.execute(QUERIES[query], params)
             return await cursor.fetchall()
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
-        async with self.pool.connection() as connection, connection.pipeline():
+        async with self._connection() as connection, connection.pipeline():
             cursors = [await connection.execute(QUERIES[name], params) for name, params in queries]
             return [await cursor.fetchall() for cursor in cursors]
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection. When none can be had, or it breaks (the server restarted),
+        the error becomes StoreUnavailableError; other errors pass unchanged."""
+        connection: Connection | None = None
+        try:
+            async with self.pool.connection() as connection:
+                yield connection
+        except psycopg.OperationalError as error:
+            if connection is None or connection.closed or connection.broken:
+                raise StoreUnavailableError(f"the runs database is unavailable: {error}") from error
+            raise
+
     async def _listen(self, dsn: str) -> None:
-        """Relay NOTIFYs of other processes to :attr:`signals`; reconnect when lost."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(QUERIES["listen_runs"])
-                    async for notice in conn.notifies():
-                        parsed = parse_signal(notice.payload)
-                        if parsed is not None:
-                            self.signals.notify(*parsed)
-            except psycopg.Error as error:
-                log.warning("run signals LISTEN failed (%s); watchers poll meanwhile", error)
-            await asyncio.sleep(RELISTEN_PAUSE_S)
+        """Relay NOTIFYs of other processes to :attr:`signals` (watchers also poll, so a
+        gap while the database restarts only delays them)."""
+
+        def on_payload(payload: str) -> None:
+            parsed = parse_signal(payload)
+            if parsed is not None:
+                self.signals.notify(*parsed)
+
+        await listen_forever(dsn, QUERIES["listen_runs"], on_payload, lambda: None, what="runs")
 
 
 class PostgresRunService(DurableRunService):

@@ -1,8 +1,9 @@
-"""LISTEN outlives a Postgres restart (a throwaway server of the test's own).
+"""Listening and the run store across a Postgres restart (a throwaway server of the test's own).
 
 :func:`listen_forever` is what the job queue, the run stores and the outbox relay wake on:
 across an immediate stop and a start of the server it reports the gap, listens again, and
-delivers what is sent afterwards.
+delivers what is sent afterwards. The run store reports the outage as StoreUnavailableError
+(the API's UNAVAILABLE) and works again once the server is back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import psycopg
 import pytest
 from support.postgres import RestartablePostgres
 
+from graphmesh.orchestrator.runs.durable_postgres import PostgresRunStore
+from graphmesh.orchestrator.runs.model import StoreUnavailableError
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
 
 pytestmark = pytest.mark.slow
@@ -63,3 +66,24 @@ async def test_listening_resumes_after_the_server_restarts() -> None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
     assert gaps == [1, 1]
+
+
+async def test_the_run_store_says_unavailable_while_the_server_is_down() -> None:
+    with RestartablePostgres() as server:
+        async with PostgresRunStore.open(server.dsn) as store:
+            assert await store.fetch("run_exists", {"run_id": "r", "tenant": "t"}) == []
+            server.stop(mode="immediate")
+            with pytest.raises(StoreUnavailableError, match="runs database is unavailable"):
+                await store.fetch("run_exists", {"run_id": "r", "tenant": "t"})
+            with pytest.raises(StoreUnavailableError):
+                async with store.transaction() as tx:
+                    await tx.fetch("lock_runs", {"run_ids": ["r"]})
+            server.start()
+            # The pool drops broken connections and makes new ones.
+            for _ in range(100):
+                try:
+                    rows = await store.fetch("run_exists", {"run_id": "r", "tenant": "t"})
+                    break
+                except StoreUnavailableError:
+                    await asyncio.sleep(0.1)
+            assert rows == []
