@@ -258,10 +258,15 @@ class Worker:
 
     async def _attempt(self, flight: _InFlight) -> None:
         job = flight.job
-        deadline = asyncio.timeout(job.start_to_close_timeout_s)
+        # Most jobs have no start-to-close timeout: they skip the timeout's setup.
+        seconds = job.start_to_close_timeout_s
+        deadline = None if seconds is None else asyncio.timeout(seconds)
         try:
-            async with deadline:
+            if deadline is None:
                 result = await self._handler(job, flight.context)
+            else:
+                async with deadline:
+                    result = await self._handler(job, flight.context)
         except asyncio.CancelledError:
             if flight.stop is None:
                 raise  # not ours: let it propagate
@@ -270,7 +275,8 @@ class Worker:
         except Exception as error:
             flight.handler_done = True
             if not flight.context.settled:
-                await self._fail(job, _job_error(error, timed_out=deadline.expired()))
+                timed_out = deadline is not None and deadline.expired()
+                await self._fail(job, _job_error(error, timed_out=timed_out))
         else:
             flight.handler_done = True
             if not flight.context.settled:

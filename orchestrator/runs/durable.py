@@ -168,9 +168,7 @@ class DurableRunService:
         timeout_s: float | None,
     ) -> bool:
         graph = plan.graph
-        tasks = {
-            task.id: _new_task(plan.run_id, task.id, len(graph.incoming(task.id))) for task in graph
-        }
+        remaining = {task.id: len(graph.incoming(task.id)) for task in graph}
         params = {
             "run_id": plan.run_id,
             "tenant": tenant,
@@ -179,18 +177,21 @@ class DurableRunService:
             "inputs": dumps(plan.inputs),
             "labels": dumps(labels),
             "idempotency_key": key,
-            "open_tasks": len(tasks),
+            "open_tasks": len(remaining),
             "timeout_s": timeout_s,
         }
         async with self.store.transaction() as tx:
             if not await tx.fetch("insert_run", params):
                 return False
-            if tasks:
-                await tx.write_rows("insert_tasks", _task_rows(plan, tasks))
+            if remaining:
+                await tx.write_rows("insert_tasks", _task_rows(plan, remaining))
             state = TxnState(tx, self.store.plans)
             self.store.plans.adopt(plan)
-            run = _new_run(plan.run_id, tenant, len(tasks), timeout_s)
-            Scheduler(state).created(run, plan, tasks)
+            run = _new_run(plan.run_id, tenant, len(remaining), timeout_s)
+            # Only the root tasks change in this transaction (their jobs): the others'
+            # rows are as just inserted, and are loaded when a transaction needs them.
+            roots = [_new_task(plan.run_id, task_id) for task_id, n in remaining.items() if not n]
+            Scheduler(state).created(run, roots)
             await state.write()
         return True
 
@@ -236,28 +237,29 @@ def _new_run(run_id: str, tenant: str, tasks: int, timeout_s: float | None) -> R
     )
 
 
-def _new_task(run_id: str, task_id: str, remaining: int) -> TaskRow:
+def _new_task(run_id: str, task_id: str) -> TaskRow:
+    """The row of a root task as just inserted (nothing to wait for)."""
     return TaskRow(
         run_id=run_id,
         task_id=task_id,
         status=TaskStatus.PENDING,
         progress=0.0,
         attempts=0,
-        remaining=remaining,
+        remaining=0,
         dead=False,
         job_id=None,
         error=None,
     )
 
 
-def _task_rows(plan: GraphPlan, tasks: Mapping[str, TaskRow]) -> list[dict[str, Any]]:
+def _task_rows(plan: GraphPlan, remaining: Mapping[str, int]) -> list[dict[str, Any]]:
     return [
         {
             "run_id": plan.run_id,
             "task_id": task.id,
             "position": position,
             "type": task.type,
-            "remaining": tasks[task.id].remaining,
+            "remaining": remaining[task.id],
         }
         for position, task in enumerate(plan.graph)
     ]

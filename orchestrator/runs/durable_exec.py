@@ -74,7 +74,9 @@ class TaskExecution:
     def _prepare(self, task: Task) -> JsonObject:
         """Merge the inputs (see the module docs); return the task's provenance."""
         task.reset_input()
-        task.run_input.update(copy.deepcopy(self.plan.routed.get(task.id, {})))
+        routed = self.plan.routed.get(task.id)
+        if routed:  # most tasks get no run inputs: nothing to copy
+            task.run_input.update(copy.deepcopy(routed))
         provenance: JsonObject = {}
         graph = self.plan.graph
         for flow in self.plan.incoming(task.id):
@@ -104,11 +106,14 @@ class TaskExecution:
     async def _call(self, task: Task, context: TaskContext) -> JsonObject:
         call = TaskCall(task=task, inputs=task.run_input, context=context)
         seconds = task.config.get("timeout", self.settings.task_timeout)
-        try:
-            async with asyncio.timeout(seconds):
-                output = await self.chain(call)
-        except TimeoutError:
-            raise TaskTimeoutError(task.id, f"timed out after {seconds} s") from None
+        if seconds is None:  # the common case: no timeout to set up
+            output = await self.chain(call)
+        else:
+            try:
+                async with asyncio.timeout(seconds):
+                    output = await self.chain(call)
+            except TimeoutError:
+                raise TaskTimeoutError(task.id, f"timed out after {seconds} s") from None
         if not isinstance(output, Mapping):
             raise TaskFailedError(
                 task.id, f"run() returned {type(output).__name__}, expected a dict of outputs"

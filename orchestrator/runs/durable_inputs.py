@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from graphmesh.orchestrator.queue.base import Job
 from graphmesh.orchestrator.queue.coalesce import Coalescer
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, OPEN_TASK, Upstream
+from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, OPEN_TASK, Upstream, task_status
 from graphmesh.orchestrator.runs.durable_store import Query, Row, RunStore
 from graphmesh.orchestrator.runs.model import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -91,7 +91,9 @@ def _task_id(job: Job) -> str:
 
 
 def _checks(rows: Sequence[Row]) -> dict[str, tuple[TaskStatus, int | None, RunState]]:
-    return {task: (TaskStatus(status), job_id, RunState(run)) for task, status, job_id, run in rows}
+    return {
+        task: (task_status(status), job_id, RunState(run)) for task, status, job_id, run in rows
+    }
 
 
 def _upstream(rows: Sequence[Row]) -> Inputs:

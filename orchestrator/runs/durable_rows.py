@@ -9,6 +9,7 @@ as text, times as ``datetime`` (Postgres) or ISO-8601 text (SQLite).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from graphmesh.orchestrator.task.base import TaskStatus
 Row = Sequence[Any]
 OPEN_TASK = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
 ACTIVE_RUN = frozenset({RunState.PENDING, RunState.RUNNING})
+_TASK_STATUSES = {status.value: status for status in TaskStatus}
 
 
 @dataclass(kw_only=True, eq=False)
@@ -112,7 +114,7 @@ class TaskRow:
         return cls(
             run_id=run_id,
             task_id=task_id,
-            status=TaskStatus(status),
+            status=task_status(status),
             progress=float(progress),
             attempts=int(attempts),
             remaining=int(remaining),
@@ -195,17 +197,42 @@ class Upstream:
         task_id, status, output, error_payload, provenance = row
         return cls(
             task_id=task_id,
-            status=TaskStatus(status),
+            status=task_status(status),
             output=loads(output),
             error_payload=loads(error_payload),
             provenance=loads(provenance) or {},
         )
 
 
+# One encoder for every value: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=repr, allow_nan=False)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def dumps(value: Any) -> str:
     """JSON text as stored; values JSON cannot hold are stored as their ``repr``, as the
     in-memory service does."""
-    return json.dumps(value, default=repr, allow_nan=False)
+    return _ENCODER.encode(value)
+
+
+def json_copy(value: Any) -> Any:
+    """What ``loads(dumps(value))`` returns (fresh objects, tuples as lists), without the
+    text in between for the plain values tasks return; anything else takes the text."""
+    kind = type(value)
+    if kind is dict:
+        if all(type(key) is str for key in value):
+            return {key: json_copy(item) for key, item in value.items()}
+    elif kind is list or kind is tuple:
+        return [json_copy(item) for item in value]
+    elif kind in _PLAIN and (kind is not float or math.isfinite(value)):
+        return value
+    return loads(dumps(value))
+
+
+def task_status(value: str) -> TaskStatus:
+    """The status a column holds (a dict lookup: rows come by the thousand, and calling
+    the enum costs several times more)."""
+    return _TASK_STATUSES.get(value) or TaskStatus(value)
 
 
 def loads(text: str | None) -> Any:
@@ -245,7 +272,7 @@ def run_record(row: Row, tasks: Sequence[Row], *, deduplicated: bool = False) ->
 
 def task_state(run_id: str, row: Row) -> TaskState:
     task_id, task_type, status, progress, error, attempts = row
-    status = TaskStatus(status)
+    status = task_status(status)
     return TaskState(
         task_id=task_id,
         type=task_type,

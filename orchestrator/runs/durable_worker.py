@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -49,7 +48,7 @@ from graphmesh.orchestrator.runs.durable_batch import (
 from graphmesh.orchestrator.runs.durable_exec import TaskExecution, describe_failure
 from graphmesh.orchestrator.runs.durable_inputs import StartReader
 from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
-from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, Upstream, dumps
+from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, Upstream, json_copy
 from graphmesh.orchestrator.runs.durable_store import RunStore
 from graphmesh.orchestrator.runs.durable_sweep import sweep
 from graphmesh.orchestrator.runs.model import JsonObject, RunNotFoundError, RunState
@@ -214,14 +213,14 @@ class RunWorker:
         extra: JsonObject,
     ) -> None:
         """Keep a committed outcome for the tasks it feeds, as a read would return it
-        (JSON text decoded again: the same values, fresh objects)."""
+        (the values its stored JSON decodes to, as fresh objects)."""
         failed = status == TaskStatus.FAILED
         upstream = Upstream(
             task_id=str(job.payload["task_id"]),
             status=status,
-            output=None if output is None else json.loads(dumps(output)),
+            output=None if output is None else json_copy(output),
             error_payload=extra if failed else None,
-            provenance={} if failed else json.loads(dumps(extra)),
+            provenance={} if failed else json_copy(extra),
         )
         self._reader.remember(run_id, upstream)
 

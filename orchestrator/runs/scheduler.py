@@ -13,7 +13,7 @@ job that currently holds it (``job_id``), and only while its run has not ended.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from graphmesh.orchestrator.errors import GraphmeshError
@@ -186,14 +186,14 @@ class Scheduler:
         if run.active and run.overdue:
             await self.fail_run(run, f"the run timed out after {run.timeout_s:g} s")
 
-    def created(self, run: RunRow, plan: GraphPlan, tasks: Mapping[str, TaskRow]) -> None:
-        """A run just inserted: log its creation and enqueue its root tasks."""
+    def created(self, run: RunRow, roots: Sequence[TaskRow]) -> None:
+        """A run just inserted: log its creation and enqueue its root tasks (``roots``:
+        their rows, as inserted)."""
         self.state.runs[run.run_id] = run
         self.state.event(run, RunEventKind.RUN_CREATED)
-        for row in tasks.values():
+        for row in roots:
             self.state.tasks[run.run_id, row.task_id] = row
-            if row.remaining == 0:
-                self.state.enqueue(row)
+            self.state.enqueue(row)
         self._close_if_done(run)
 
     # -- helpers -----------------------------------------------------------------------
