@@ -19,6 +19,7 @@ from graphmesh.orchestrator.api.convert_events import (
     task_status_to_proto,
 )
 from graphmesh.orchestrator.api.graphs import SavedGraphStore, canonical_graph, check_graph
+from graphmesh.orchestrator.api.trace_context import traceparent_of
 from graphmesh.orchestrator.builder.codegen import graph_to_code
 from graphmesh.orchestrator.catalog import catalog_entries
 from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
@@ -26,7 +27,7 @@ from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc
 
-Context = Any  # grpc.aio.ServicerContext; unused by the methods
+Context = Any  # grpc.aio.ServicerContext
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
@@ -79,6 +80,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             timeout=request.timeout.ToTimedelta().total_seconds()
             if request.HasField("timeout")
             else None,
+            traceparent=traceparent_of(context.invocation_metadata()),
         )
         return pb.CreateRunResponse(
             run=convert.run_to_proto(record), deduplicated=record.deduplicated

@@ -71,6 +71,7 @@ class DurableRunService:
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's deadline, not this call's)
+        traceparent: str | None = None,
     ) -> RunRecord:
         """Validate the graph, then store the run, its tasks and RUN_CREATED and enqueue the
         root tasks, all in one transaction."""
@@ -82,7 +83,9 @@ class DurableRunService:
         task_graph = graph_from_json(graph, self._registry)
         check_run_inputs(task_graph, inputs)
         run_id = uuid.uuid4().hex
-        plan = GraphPlan(run_id, task_graph, json.loads(dumps(inputs)), self._registry)
+        plan = GraphPlan(
+            run_id, task_graph, json.loads(dumps(inputs)), self._registry, traceparent=traceparent
+        )
         if await self._insert(plan, tenant, key, dict(labels or {}), timeout_s=timeout):
             return await self._record(run_id, tenant)
         # A concurrent call with the same key created the run first.
@@ -179,6 +182,7 @@ class DurableRunService:
             "idempotency_key": key,
             "open_tasks": len(remaining),
             "timeout_s": timeout_s,
+            "traceparent": plan.traceparent,
         }
         async with self.store.transaction() as tx:
             if not await tx.fetch("insert_run", params):
@@ -188,6 +192,7 @@ class DurableRunService:
             state = TxnState(tx, self.store.plans)
             self.store.plans.adopt(plan)
             run = _new_run(plan.run_id, tenant, len(remaining), timeout_s)
+            run.traceparent = plan.traceparent
             # Only the root tasks change in this transaction (their jobs): the others'
             # rows are as just inserted, and are loaded when a transaction needs them.
             roots = [_new_task(plan.run_id, task_id) for task_id, n in remaining.items() if not n]

@@ -55,10 +55,13 @@ class GraphPlan:
         graph: TaskGraph,
         inputs: Mapping[str, Any],
         registry: TaskRegistry = default_registry,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.graph = graph
         self.inputs = dict(inputs)
+        self.traceparent = traceparent
         self.registry = registry
         self.routed: RoutedInputs = route_inputs(graph, inputs)
         self._queues: dict[str, str] = {}
@@ -93,6 +96,7 @@ class GraphPlan:
             queue=self.queue_of(task_id),
             key=job_key(self.run_id, task_id, generation),
             retry=TASK_RETRY,
+            traceparent=self.traceparent,
         )
 
     @contextmanager
@@ -131,9 +135,12 @@ class PlanCache:
         rows = await fetch("run_plan", {"run_id": run_id})
         if not rows:
             raise RunNotFoundError(f"no run {run_id!r}")
-        graph_json, inputs = rows[0]
+        graph_json, inputs, traceparent = rows[0]
         graph = graph_from_json(json.loads(graph_json), self._registry)
-        return self.adopt(GraphPlan(run_id, graph, json.loads(inputs), self._registry))
+        plan = GraphPlan(
+            run_id, graph, json.loads(inputs), self._registry, traceparent=traceparent
+        )
+        return self.adopt(plan)
 
     def adopt(self, plan: GraphPlan) -> GraphPlan:
         """Cache ``plan`` (e.g. of a run just created, whose graph is parsed already)."""

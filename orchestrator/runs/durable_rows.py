@@ -45,6 +45,7 @@ class RunRow:
     cancel_reason: str
     timeout_s: float | None
     overdue: bool = False
+    traceparent: str | None = None
     dirty: bool = False
     started: bool = False
     ended: bool = False
@@ -53,7 +54,7 @@ class RunRow:
     @classmethod
     def from_row(cls, row: Row) -> RunRow:
         run_id, tenant, status, last_seq, open_tasks, generation, error, reason = row[:8]
-        timeout, overdue = row[8:10]
+        timeout, overdue, traceparent = row[8:11]
         return cls(
             run_id=run_id,
             tenant=tenant,
@@ -65,6 +66,7 @@ class RunRow:
             cancel_reason=reason,
             timeout_s=timeout,
             overdue=bool(overdue),
+            traceparent=traceparent,
         )
 
     @property
@@ -164,6 +166,7 @@ class EventRow:
     error_type: str | None = None
     output_ref: str = ""
     details: Mapping[str, Any] | None = None
+    traceparent: str | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -179,6 +182,7 @@ class EventRow:
             "error_type": self.error_type,
             "output_ref": self.output_ref,
             "details": None if self.details is None else dumps(self.details),
+            "traceparent": self.traceparent,
         }
 
 

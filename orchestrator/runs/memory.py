@@ -86,6 +86,7 @@ class _Run:
     idempotency_key: str | None
     timeout: float | None
     created_at: datetime
+    traceparent: str | None = None
     status: RunState = RunState.PENDING
     updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
@@ -126,6 +127,7 @@ class _Run:
             time=self.updated_at,
             kind=kind,
             run_status=self.status,
+            traceparent=self.traceparent,
             **fields,
         )
         self.events.append(event)
@@ -189,6 +191,7 @@ class MemoryRunService:
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's deadline, not this call's)
+        traceparent: str | None = None,
     ) -> RunRecord:
         if self._closed:
             raise RunStateError("the run service is shutting down")
@@ -206,6 +209,7 @@ class MemoryRunService:
             idempotency_key=idempotency_key or None,
             timeout=timeout,
             created_at=now(),
+            traceparent=traceparent,
         )
         run.tasks = {
             t.id: TaskState(task_id=t.id, type=t.type, status=t.status) for t in task_graph

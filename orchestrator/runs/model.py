@@ -145,10 +145,13 @@ class RunService(Protocol):
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's deadline, not this call's)
+        traceparent: str | None = None,
     ) -> RunRecord:
         """Validate and start a run; ``timeout`` (seconds) fails it if it has not ended by then.
 
         A known ``idempotency_key`` of the tenant returns that run with ``deduplicated=True``.
+        ``traceparent`` (W3C trace context of the request) is carried by every event of the
+        run (and, in the durable services, by its jobs).
         """
         ...
 

@@ -98,7 +98,12 @@ class TxnState:
         run.dirty = True
         self.events.append(
             EventRow(
-                run_id=run.run_id, seq=run.last_seq, kind=kind, run_status=run.status, **fields
+                run_id=run.run_id,
+                seq=run.last_seq,
+                kind=kind,
+                run_status=run.status,
+                traceparent=run.traceparent,
+                **fields,
             )
         )
 

@@ -15,6 +15,7 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
+from nats.aio.msg import Msg
 from pydantic import SecretStr
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
@@ -26,6 +27,7 @@ from graphmesh.orchestrator.runs.model import RunRecord, RunState
 from graphmesh.v1 import events_pb2
 
 TENANT = "t"
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 GRAPH = {
     "tasks": [
         {"id": "a", "type": "DebugLogTask", "defaults": {"message": "hello"}, "config": {}},
@@ -45,17 +47,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     return "postgres", request.getfixturevalue("postgres_dsn")
 
 
-async def test_a_runs_events_reach_nats_in_order(store: tuple[str, str], nats_url: str) -> None:
+async def test_a_runs_events_reach_nats_in_order_in_its_trace(
+    store: tuple[str, str], nats_url: str
+) -> None:
     name, url = store
     settings = DurableSettings(database_url=SecretStr(url), nats_url=nats_url)
     async with AsyncExitStack() as stack:
         runs, _ = await open_durable(stack, name, settings)
-        run = await runs.create_run(graph=GRAPH, inputs={}, tenant=TENANT)
+        run = await runs.create_run(graph=GRAPH, inputs={}, tenant=TENANT, traceparent=TRACE)
         done = await asyncio.wait_for(finished(runs, run.run_id), 30)
-        events = await asyncio.wait_for(stream_events(nats_url, run.run_id, done.last_seq), 30)
+        messages = await asyncio.wait_for(stream_events(nats_url, run.run_id, done.last_seq), 30)
+        jobs = await runs.store.queue.list_jobs()
+    events = [events_pb2.RunEvent.FromString(message.data) for message in messages]
     assert done.status == RunState.COMPLETED, done.error
     assert [event.seq for event in events] == list(range(1, done.last_seq + 1))
     assert events[-1].kind == events_pb2.RUN_EVENT_KIND_RUN_COMPLETED
+    assert {(message.headers or {}).get("traceparent") for message in messages} == {TRACE}
+    assert [job.traceparent for job in jobs] == [TRACE, TRACE]
 
 
 def test_a_malformed_nats_url_is_named() -> None:
@@ -74,8 +82,9 @@ async def finished(runs: DurableRunService, run_id: str) -> RunRecord:
         await asyncio.sleep(0.02)
 
 
-async def stream_events(url: str, run_id: str, count: int) -> list[events_pb2.RunEvent]:
-    """The run's first ``count`` events from the stream (waiting for the relay)."""
+async def stream_events(url: str, run_id: str, count: int) -> list[Msg]:
+    """The messages of the run's first ``count`` events in the stream (waiting for the
+    relay)."""
     client = await nats.connect(url)
     try:
         subject = EventStreamConfig().subject_for(run_id)
@@ -86,10 +95,9 @@ async def stream_events(url: str, run_id: str, count: int) -> list[events_pb2.Ru
                 break
             except nats.js.errors.NotFoundError:
                 await asyncio.sleep(0.1)
-        events = []
+        events: list[Msg] = []
         while len(events) < count:
-            message = await subscription.next_msg(timeout=10)
-            events.append(events_pb2.RunEvent.FromString(message.data))
+            events.append(await subscription.next_msg(timeout=10))
         return events
     finally:
         await client.close()

@@ -26,6 +26,8 @@ from graphmesh.orchestrator.api.errors import to_status
 from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.builder import code_to_graph
 from graphmesh.orchestrator.graph import graph_to_json
+from graphmesh.orchestrator.runs.memory import MemoryRunService
+from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.services.kit.server import TlsFiles
 from graphmesh.v1 import common_pb2, events_pb2
 from graphmesh.v1 import orchestrator_pb2 as pb
@@ -422,3 +424,25 @@ def _certificates(folder: Path) -> dict[str, Path]:
                 "-CAcreateserial", "-days", "1", "-extfile", "san.ext",
                 "-out", f"{name}.crt")  # fmt: skip
     return {path.name: path for path in folder.iterdir()}
+
+
+async def test_create_run_keeps_the_callers_trace_context_on_the_runs_events() -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    graph = {"tasks": [sleep_task("a")], "dataflows": []}
+    async with (
+        MemoryRunService() as runs,
+        MemoryGraphRepository.open() as graphs,
+        OrchestratorServer(runs, graphs, tokens=None, grace_period=0) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        stub = OrchestratorServiceStub(channel)
+        traced = await stub.CreateRun(
+            pb.CreateRunRequest(graph_json=json.dumps(graph)), metadata=(("traceparent", trace),)
+        )
+        malformed = await stub.CreateRun(
+            pb.CreateRunRequest(graph_json=json.dumps(graph)), metadata=(("traceparent", "x"),)
+        )
+        kept = [e async for e in runs.watch_run(traced.run.run_id, tenant="default")]
+        ignored = [e async for e in runs.watch_run(malformed.run.run_id, tenant="default")]
+    assert {event.traceparent for event in kept} == {trace}
+    assert {event.traceparent for event in ignored} == {None}

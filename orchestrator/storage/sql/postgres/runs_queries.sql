@@ -6,12 +6,12 @@
 -- name: insert_run
 INSERT INTO graphmesh_runs (
     run_id, tenant, status, graph, inputs, labels, idempotency_key, open_tasks, timeout_s,
-    deadline
+    deadline, traceparent
 )
 VALUES (
     %(run_id)s, %(tenant)s, %(status)s, %(graph)s::jsonb, %(inputs)s::jsonb,
     %(labels)s::jsonb, %(idempotency_key)s, %(open_tasks)s, %(timeout_s)s,
-    now() + make_interval(secs => %(timeout_s)s)
+    now() + make_interval(secs => %(timeout_s)s), %(traceparent)s
 )
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING run_id;
@@ -29,13 +29,14 @@ FROM json_to_recordset(%(rows)s::json)
 -- name: insert_events
 INSERT INTO graphmesh_run_events (
     run_id, seq, kind, run_status, task_id, status, progress, message, error, error_type,
-    output_ref, details
+    output_ref, details, traceparent
 )
 SELECT run_id, seq, kind, run_status, task_id, status, progress, message, error, error_type,
-       output_ref, details::jsonb
+       output_ref, details::jsonb, traceparent
 FROM json_to_recordset(%(rows)s::json) AS new (
     run_id text, seq bigint, kind text, run_status text, task_id text, status text,
-    progress float8, message text, error text, error_type text, output_ref text, details text
+    progress float8, message text, error text, error_type text, output_ref text, details text,
+    traceparent text
 );
 
 -- name: get_run
@@ -78,12 +79,12 @@ LIMIT %(limit)s;
 SELECT status, last_seq FROM graphmesh_runs WHERE run_id = %(run_id)s;
 
 -- name: run_plan
-SELECT graph::text, inputs::text FROM graphmesh_runs WHERE run_id = %(run_id)s;
+SELECT graph::text, inputs::text, traceparent FROM graphmesh_runs WHERE run_id = %(run_id)s;
 
 -- name: lock_runs
 -- Every transaction that changes runs starts here, locking them in one order.
 SELECT run_id, tenant, status, last_seq, open_tasks, generation, error, cancel_reason,
-       timeout_s, coalesce(deadline < now(), false)
+       timeout_s, coalesce(deadline < now(), false), traceparent
 FROM graphmesh_runs
 WHERE run_id = ANY(%(run_ids)b::text[])
 ORDER BY run_id

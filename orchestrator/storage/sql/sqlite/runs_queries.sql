@@ -5,12 +5,12 @@
 -- name: insert_run
 INSERT INTO graphmesh_runs (
     run_id, ordinal, tenant, status, graph, inputs, labels, idempotency_key, open_tasks,
-    timeout_s, deadline
+    timeout_s, deadline, traceparent
 )
 VALUES (
     :run_id, (SELECT coalesce(max(ordinal), 0) + 1 FROM graphmesh_runs), :tenant, :status,
     :graph, :inputs, :labels, :idempotency_key, :open_tasks, :timeout_s,
-    strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :timeout_s || ' seconds')
+    strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :timeout_s || ' seconds'), :traceparent
 )
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING run_id;
@@ -26,11 +26,11 @@ VALUES (:run_id, :task_id, :position, :type, :remaining);
 -- name: insert_events
 INSERT INTO graphmesh_run_events (
     run_id, seq, kind, run_status, task_id, status, progress, message, error, error_type,
-    output_ref, details
+    output_ref, details, traceparent
 )
 VALUES (
     :run_id, :seq, :kind, :run_status, :task_id, :status, :progress, :message, :error,
-    :error_type, :output_ref, :details
+    :error_type, :output_ref, :details, :traceparent
 );
 
 -- name: get_run
@@ -77,12 +77,12 @@ LIMIT :limit;
 SELECT status, last_seq FROM graphmesh_runs WHERE run_id = :run_id;
 
 -- name: run_plan
-SELECT graph, inputs FROM graphmesh_runs WHERE run_id = :run_id;
+SELECT graph, inputs, traceparent FROM graphmesh_runs WHERE run_id = :run_id;
 
 -- name: lock_runs
 -- The caller holds the database write lock (BEGIN IMMEDIATE): no row locks are needed.
 SELECT run_id, tenant, status, last_seq, open_tasks, generation, error, cancel_reason,
-       timeout_s, coalesce(deadline < strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 0)
+       timeout_s, coalesce(deadline < strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 0), traceparent
 FROM graphmesh_runs
 WHERE run_id IN (SELECT value FROM json_each(:run_ids))
 ORDER BY run_id;
