@@ -137,9 +137,7 @@ class PlanCache:
             raise RunNotFoundError(f"no run {run_id!r}")
         graph_json, inputs, traceparent = rows[0]
         graph = graph_from_json(json.loads(graph_json), self._registry)
-        plan = GraphPlan(
-            run_id, graph, json.loads(inputs), self._registry, traceparent=traceparent
-        )
+        plan = GraphPlan(run_id, graph, json.loads(inputs), self._registry, traceparent=traceparent)
         return self.adopt(plan)
 
     def adopt(self, plan: GraphPlan) -> GraphPlan:
