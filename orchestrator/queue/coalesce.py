@@ -1,11 +1,9 @@
 """Turns concurrent single calls into batch calls.
 
 A service that enqueues one job per request makes many small inserts at once; each costs
-a round trip and a commit. :class:`Coalescer` hands every call made while its batches are
-being written to the next batch, so under load the batches grow and the commits stay few,
-and when idle a call is written at once, alone. With ``max_in_flight`` above one, a call
-that finds a writer free starts its own batch instead of waiting for the one in flight:
-lower latency at a steady trickle of calls, for more (smaller) statements.
+a round trip and a commit. :class:`Coalescer` hands every call made while a batch is being
+written to the next batch, so under load the batches grow and the commits stay few, and
+when idle a call is written at once, alone.
 """
 
 from __future__ import annotations
@@ -22,33 +20,23 @@ class Coalescer(Generic[In, Out]):
     """Runs ``run_batch`` over the items of concurrent :meth:`submit` calls. A failing
     batch is retried item by item, so one bad item fails only its own call."""
 
-    def __init__(
-        self,
-        run_batch: Callable[[list[In]], Awaitable[list[Out]]],
-        *,
-        max_in_flight: int = 1,
-    ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    def __init__(self, run_batch: Callable[[list[In]], Awaitable[list[Out]]]) -> None:
         self._run_batch = run_batch
-        self._max_in_flight = max_in_flight
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def submit(self, item: In) -> Out:
         """The result of ``item``, written with whatever else is waiting."""
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if len(self._writers) < self._max_in_flight:
-            writer = asyncio.create_task(self._write(), name="graphmesh-coalescer")
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="graphmesh-coalescer")
         return await future
 
     async def close(self) -> None:
         """Wait for the batches already submitted."""
-        while self._writers:
-            await asyncio.gather(*self._writers)
+        if self._writer is not None:
+            await self._writer
 
     async def _write(self) -> None:
         while self._waiting:

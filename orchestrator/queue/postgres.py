@@ -66,9 +66,6 @@ from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 Connection = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Connection]
 RESCUE_BATCH = 1000
-# Concurrent enqueue batches: a call at a steady trickle need not wait for the batch in
-# flight (lower latency); under load both fill up and the batches grow as before.
-ENQUEUES_IN_FLIGHT = 2
 # Autocommit: a single-statement operation is one round trip, not two.
 CONNECTION_SETTINGS = {"autocommit": True}
 
@@ -90,7 +87,7 @@ class PostgresJobQueue(BatchQueue):
         listen_conninfo: str | None = None,
     ) -> None:
         self._pool = pool
-        self._enqueues = Coalescer(self.enqueue_many, max_in_flight=ENQUEUES_IN_FLIGHT)
+        self._enqueues = Coalescer(self.enqueue_many)
         # Wakeups LISTEN on a connection of their own; by default to the pool's database.
         conninfo = pool.conninfo if isinstance(pool.conninfo, str) else None
         self._listen_conninfo = listen_conninfo or conninfo

@@ -52,22 +52,3 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     with pytest.raises(asyncio.CancelledError):
         await doomed
     await coalescer.close()
-
-
-async def test_with_room_for_two_batches_a_call_does_not_wait_for_the_one_in_flight() -> None:
-    doubler = Doubler()
-    coalescer = Coalescer(doubler, max_in_flight=2)
-    first = asyncio.create_task(coalescer.submit(1))
-    await asyncio.sleep(0.001)  # the first batch is being written
-    second = asyncio.create_task(coalescer.submit(2))
-    await asyncio.sleep(0.001)
-    assert doubler.batches == [[1], [2]] and not first.done()
-    third, fourth = coalescer.submit(3), coalescer.submit(4)  # both writers busy: they wait
-    assert await asyncio.gather(first, second, third, fourth) == [2, 4, 6, 8]
-    assert doubler.batches[2:] == [[3, 4]]
-    await coalescer.close()
-
-
-def test_max_in_flight_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_in_flight must be at least 1"):
-        Coalescer(Doubler(), max_in_flight=0)
