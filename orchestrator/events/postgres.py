@@ -22,7 +22,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.events.outbox import LocalWakeup
-from graphmesh.orchestrator.events.rows import event_from_row
+from graphmesh.orchestrator.runs.durable_rows import event_record
 from graphmesh.orchestrator.runs.model import RunEventRecord
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
@@ -89,7 +89,7 @@ class PostgresOutbox:
         params = {"max_runs": max_runs, "max_per_run": max_per_run}
         async with self._pool.connection() as connection, connection.transaction():
             cursor = await connection.execute(QUERIES["claim_run_events"], params)
-            events = [event_from_row(row) for row in await cursor.fetchall()]
+            events = [event_record(row) for row in await cursor.fetchall()]
             yield PostgresClaim(connection, events)
 
     @asynccontextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Self
 
 from graphmesh.orchestrator.events.outbox import LocalWakeup
-from graphmesh.orchestrator.events.rows import event_from_row
+from graphmesh.orchestrator.runs.durable_rows import event_record
 from graphmesh.orchestrator.runs.model import RunEventRecord
 from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection
@@ -72,7 +72,7 @@ class SqliteOutbox:
         """The first unpublished events of up to ``max_runs`` runs (no lock is held)."""
         params = {"max_runs": max_runs, "max_per_run": max_per_run}
         rows = await self._connection.fetch("unpublished_run_events", params)
-        yield SqliteClaim(self._connection, [event_from_row(row) for row in rows])
+        yield SqliteClaim(self._connection, [event_record(row) for row in rows])
 
     @asynccontextmanager
     async def wakeups(self) -> AsyncIterator[LocalWakeup]:

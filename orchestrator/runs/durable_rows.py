@@ -293,7 +293,8 @@ def output_ref(run_id: str, task_id: str) -> str:
 
 
 def event_record(row: Row) -> RunEventRecord:
-    """An event from an ``events_after`` row."""
+    """An event from a row of ``graphmesh_run_events`` in the column order of
+    ``events_after`` (also the outbox relay's claims), either dialect."""
     (run_id, seq, time, kind, run_status, task_id, status) = row[:7]
     (progress, message, error, error_type, ref, details, traceparent) = row[7:]
     return RunEventRecord(
@@ -309,7 +310,7 @@ def event_record(row: Row) -> RunEventRecord:
         error=error,
         error_type=error_type,
         output_ref=ref,
-        details=loads(details),
+        details=loads(details) if isinstance(details, str | None) else details,
         traceparent=traceparent,
     )
 
