@@ -262,11 +262,8 @@ class Worker:
         seconds = job.start_to_close_timeout_s
         deadline = None if seconds is None else asyncio.timeout(seconds)
         try:
-            if deadline is None:
+            async with deadline or contextlib.nullcontext():
                 result = await self._handler(job, flight.context)
-            else:
-                async with deadline:
-                    result = await self._handler(job, flight.context)
         except asyncio.CancelledError:
             if flight.stop is None:
                 raise  # not ours: let it propagate
