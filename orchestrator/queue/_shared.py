@@ -74,6 +74,26 @@ def check_lease(lease_s: float) -> None:
         raise ValueError(f"lease_s must be positive and finite, got {lease_s!r}")
 
 
+def check_started(specs: Sequence[JobSpec], lease_s: float) -> None:
+    """Refuse what ``enqueue_started`` cannot do: a job started now cannot wait for a
+    ``run_at``."""
+    check_lease(lease_s)
+    for spec in specs:
+        if spec.run_at is not None:
+            raise ValueError(
+                f"job {spec.key or spec.task!r}: a job started at enqueue cannot have a run_at"
+            )
+
+
+def started_in_spec_order(specs: Sequence[JobSpec], inserted: list[Job]) -> list[Job | None]:
+    """The started job for each spec, ``None`` where its key was held: by another job, or
+    by an earlier spec of the same batch (each job is handed out once). Keyless jobs are
+    matched in id order, which follows the batch order."""
+    by_key = {job.key: job for job in inserted if job.key is not None}
+    keyless = iter(sorted((job for job in inserted if job.key is None), key=lambda job: job.id))
+    return [next(keyless) if spec.key is None else by_key.pop(spec.key, None) for spec in specs]
+
+
 class MaintenanceClock:
     """Says when maintenance is due again, so claiming can run it every so often."""
 

@@ -232,6 +232,18 @@ class JobQueue(Protocol):
         """:meth:`enqueue` for many specs at once; results in the order given."""
         ...
 
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+    ) -> list[Job | None]:
+        """Add jobs and start their first attempts for the caller at once (eager dispatch:
+        a worker that makes work and has free slots runs it without a claim). Each comes
+        back running, attempt 1, leased for ``lease_s`` (capped by its start-to-close
+        timeout): heartbeat, complete or fail it like a claimed attempt; if the caller
+        dies, the lease runs out and the job is rescued. ``None`` where the key is held
+        by another job (left as it is) or by an earlier spec of the batch. No worker is
+        woken; a spec with a ``run_at`` is refused."""
+        ...
+
     async def claim(
         self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
     ) -> list[Job]:

@@ -21,6 +21,7 @@ from graphmesh.orchestrator.queue._shared import (
     WakeupHub,
     check_claim,
     check_lease,
+    check_started,
 )
 from graphmesh.orchestrator.queue.base import (
     DEFAULT_LEASE_S,
@@ -120,6 +121,20 @@ class MemoryJobQueue(BatchQueue):
         records = [self._add(spec, payload) for spec, payload in zip(specs, payloads, strict=True)]
         self._hub.notify(spec.queue for spec in specs)
         return [self._snapshot(record) for record in records]
+
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+    ) -> list[Job | None]:
+        """Add jobs with their first attempt started for the caller; ``None`` where a key
+        is held (see the protocol). Nobody else can claim them, so no worker is woken."""
+        check_started(specs, lease_s)
+        payloads = [encode_json(spec.payload) for spec in specs]  # refuse before any change
+        now = self._clock()
+        started: list[Job | None] = []
+        for spec, payload in zip(specs, payloads, strict=True):
+            held = spec.key is not None and spec.key in self._by_key
+            started.append(None if held else self._start(self._add(spec, payload), now, lease_s))
+        return started
 
     def _add(self, spec: JobSpec, payload: str) -> _Record:
         if spec.key is not None and spec.key in self._by_key:

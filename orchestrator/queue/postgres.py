@@ -29,6 +29,7 @@ from graphmesh.orchestrator.queue._shared import (
     MaintenanceClock,
     check_claim,
     check_lease,
+    started_in_spec_order,
 )
 from graphmesh.orchestrator.queue.base import (
     DEFAULT_LEASE_S,
@@ -52,6 +53,7 @@ from graphmesh.orchestrator.queue.postgres_rows import (
     enqueue_params,
     in_spec_order,
     job_from_row,
+    started_params,
 )
 from graphmesh.orchestrator.queue.retry import (
     Settlement,
@@ -176,6 +178,18 @@ class PostgresJobQueue(BatchQueue):
                 cursor = await connection.execute(QUERIES["jobs_by_keys"], {"keys": missing})
                 existing = [job_from_row(row) for row in await cursor.fetchall()]
         return in_spec_order(specs, inserted, existing)
+
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+    ) -> list[Job | None]:
+        """Add jobs with their first attempt started for the caller (see ``JobQueue``)."""
+        if not specs:
+            return []
+        params = started_params(specs, lease_s)
+        async with self._connection() as connection:
+            cursor = await connection.execute(QUERIES["enqueue_started_jobs"], params)
+            inserted = [job_from_row(row) for row in await cursor.fetchall()]
+        return started_in_spec_order(specs, inserted)
 
     async def claim(
         self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S

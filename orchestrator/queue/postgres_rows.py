@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from graphmesh.orchestrator.queue._shared import check_started
 from graphmesh.orchestrator.queue.base import Completion, Job, JobSpec, JobStatus, JsonObject
 from graphmesh.orchestrator.queue.codec import (
     history_from_json,
@@ -73,6 +74,12 @@ def enqueue_params(specs: Sequence[JobSpec]) -> dict[str, str]:
         for spec in specs
     ]
     return {"specs": _encode_checked(rows, [spec.payload for spec in specs])}
+
+
+def started_params(specs: Sequence[JobSpec], lease_s: float) -> dict[str, Any]:
+    """The parameters of ``enqueue_started_jobs`` (checked: see ``check_started``)."""
+    check_started(specs, lease_s)
+    return {**enqueue_params(specs), "lease_s": float(lease_s)}
 
 
 def completion_params(completions: Sequence[Completion]) -> dict[str, str]:

@@ -118,6 +118,13 @@ class SqliteJobQueue(BatchQueue):
         self._hub.notify(spec.queue for spec in specs)
         return jobs
 
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+    ) -> list[Job | None]:
+        """Add jobs with their first attempt started for the caller (see ``JobQueue``);
+        nobody else can claim them, so no worker is woken."""
+        return await self._call(lambda ops: ops.enqueue_started(specs, lease_s=lease_s))
+
     async def claim(
         self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
     ) -> list[Job]:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from graphmesh.orchestrator.queue._shared import check_started
 from graphmesh.orchestrator.queue.base import (
     AttemptToken,
     Completion,
@@ -106,6 +107,15 @@ class SqliteQueueOps:
         if not rows:
             rows = self._rows("job_by_key", {"key": spec.key})
         return job_from_row(rows[0])
+
+    def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> list[Job | None]:
+        """Add jobs with their first attempt started for the caller; ``None`` where a key
+        is held (see ``JobQueue.enqueue_started``)."""
+        check_started(specs, lease_s)
+        params = [{**self._enqueue_params(spec), "lease_s": lease_s} for spec in specs]
+        with atomic(self._db):
+            rows = [self._rows("enqueue_started_job", values) for values in params]
+        return [job_from_row(found[0]) if found else None for found in rows]
 
     def claim(self, queues: Sequence[str], *, limit: int, lease_s: float) -> list[Job]:
         """Start attempts of up to ``limit`` due jobs of ``queues`` in one statement."""

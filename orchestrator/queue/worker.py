@@ -9,10 +9,13 @@
         ...  # jobs run while the block is open
 
 The worker claims jobs in batches as slots free up (and as soon as an enqueue wakes it),
-runs each handler call as its own asyncio task, and acknowledges results in batches. A
-housekeeping loop heartbeats every in-flight attempt; an attempt whose job got a cancel
-request, or that lost its lease to a rescue, has its task cancelled. A handler that runs
-past the job's start-to-close timeout is cancelled and the attempt failed as a timeout.
+runs each handler call as its own asyncio task, and acknowledges results in batches. Jobs
+started for it at enqueue (eager dispatch: :meth:`Worker.hold_slots`, then
+``JobQueue.enqueue_started``, then :meth:`Worker.adopt`) run in slots held for them,
+without a claim. A housekeeping loop heartbeats every in-flight attempt; an attempt whose
+job got a cancel request, or that lost its lease to a rescue, has its task cancelled. A
+handler that runs past the job's start-to-close timeout is cancelled and the attempt
+failed as a timeout.
 
 Leaving the block is a graceful shutdown: claiming stops, in-flight handlers get
 ``shutdown_grace_s`` to finish, and those still running then are cancelled and their
@@ -146,6 +149,8 @@ class Worker:
         self.options = options or WorkerOptions()
         self._claim_size = self.options.batch_size or concurrency
         self._in_flight: dict[AttemptToken, _InFlight] = {}
+        self._held = 0  # slots kept for jobs this worker will be handed (adopt)
+        self._hand_backs: list[asyncio.Task[None]] = []
         self._completions: list[Completion] = []
         self._wake = asyncio.Event()  # jobs enqueued, a slot freed, or stopping
         self._waiting_for_slot = False
@@ -185,6 +190,7 @@ class Worker:
             self._flush.set()
             if self._flusher is not None:
                 await self._flusher
+            await asyncio.gather(*self._hand_backs)
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -194,6 +200,46 @@ class Worker:
     def in_flight(self) -> int:
         """How many handler calls are running now."""
         return len(self._in_flight)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The queues this worker claims from."""
+        return self._queues
+
+    # -- eager dispatch ---------------------------------------------------------------
+
+    def hold_slots(self, wanted: int) -> int:
+        """Keep up to ``wanted`` free slots for jobs that will be started for this worker
+        (``JobQueue.enqueue_started``) and handed to :meth:`adopt`; returns how many it
+        keeps (none once stopping). Claims leave held slots alone."""
+        if self._stopping:
+            return 0
+        free = self._concurrency - len(self._in_flight) - self._held
+        held = max(0, min(wanted, free))
+        self._held += held
+        return held
+
+    def adopt(self, jobs: Sequence[Job], *, held: int) -> None:
+        """Run ``jobs``, attempts started for this worker, in the ``held`` slots kept for
+        them by :meth:`hold_slots` (slots they do not fill are freed). A worker that
+        began stopping meanwhile hands them back to the queue instead."""
+        self._held -= held
+        if self._stopping:
+            if jobs:
+                tokens = [job.token for job in jobs]
+                self._hand_backs.append(asyncio.create_task(self._hand_back(tokens)))
+            self._slot_freed()
+            return
+        for job in jobs:
+            self._start(job)
+        if len(jobs) < held:
+            self._slot_freed()
+
+    async def _hand_back(self, tokens: list[AttemptToken]) -> None:
+        try:
+            await self._queue.release(tokens)
+        except Exception:
+            log.exception("handing back %d jobs failed; their leases will expire", len(tokens))
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -206,7 +252,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            free = self._concurrency - len(self._in_flight)
+            free = self._concurrency - len(self._in_flight) - self._held
             if free <= 0:
                 # Only a freed slot (or shutdown) matters now: forget an enqueue's wake-up,
                 # or the set event would end every sleep at once and this loop would spin
@@ -251,10 +297,13 @@ class Worker:
             await self._attempt(flight)
         finally:
             del self._in_flight[flight.token]
-            # Only a full worker waits for slots; an idle one would claim for nothing.
-            if self._waiting_for_slot:
-                self._waiting_for_slot = False
-                self._wake.set()
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        # Only a full worker waits for slots; an idle one would claim for nothing.
+        if self._waiting_for_slot:
+            self._waiting_for_slot = False
+            self._wake.set()
 
     async def _attempt(self, flight: _InFlight) -> None:
         job = flight.job

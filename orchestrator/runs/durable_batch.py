@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobError
+from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, StoreUnavailableError
@@ -101,8 +102,12 @@ class Abort(Op):
 class Committer:
     """Writes ops of many handlers in shared transactions (see the module docs)."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(
+        self, store: RunStore, *, committed: Callable[[Op, Any], None] | None = None
+    ) -> None:
         self._store = store
+        self._committed = committed
+        self.dispatch: EagerDispatch | None = None  # set by a worker that takes eager jobs
         self._waiting: list[tuple[Op, asyncio.Future[Any] | None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -154,7 +159,7 @@ class Committer:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                results = await apply_ops(self._store, [op for op, _ in batch])
+                applied = await apply_ops(self._store, [op for op, _ in batch], self.dispatch)
             except StoreUnavailableError as error:
                 await self._retry_later(batch, error)
                 continue
@@ -164,20 +169,30 @@ class Committer:
                 else:
                     await self._one_by_one(batch)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                _settle(future, result=result)
+            await self._done(batch, applied)
 
     async def _one_by_one(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         for index, (op, future) in enumerate(batch):
             try:
-                (result,) = await apply_ops(self._store, [op])
+                applied = await apply_ops(self._store, [op], self.dispatch)
             except StoreUnavailableError as error:
                 await self._retry_later(batch[index:], error)
                 return
             except Exception as error:
                 _settle(future, error=error)
             else:
-                _settle(future, result=result)
+                await self._done([(op, future)], applied)
+
+    async def _done(
+        self, batch: list[tuple[Op, asyncio.Future[Any] | None]], applied: Applied
+    ) -> None:
+        """Tell the committed outcomes (the ``committed`` hook, then the callers), then
+        start the jobs the transaction started here: they find their inputs known."""
+        for (op, future), result in zip(batch, applied.results, strict=True):
+            if self._committed is not None:
+                self._committed(op, result)
+            _settle(future, result=result)
+        await applied.state.hand_over()
 
     async def _retry_later(
         self, batch: list[tuple[Op, asyncio.Future[Any] | None]], error: StoreUnavailableError
@@ -208,33 +223,58 @@ def _settle(
         future.set_result(result)
 
 
-async def apply_ops(store: RunStore, ops: list[Op]) -> list[Any]:
-    """Apply ``ops`` in one transaction; one result per op.
+@dataclass(frozen=True)
+class Applied:
+    """One committed transaction of ops: a result per op, and its state, whose
+    ``hand_over`` starts the jobs it started for this process (eager dispatch)."""
+
+    results: list[Any]
+    state: TxnState
+
+
+async def apply_ops(
+    store: RunStore, ops: list[Op], dispatch: EagerDispatch | None = None
+) -> Applied:
+    """Apply ``ops`` in one transaction. Tasks they make ready start in this process when
+    ``dispatch`` has free slots for them, once the caller calls ``hand_over``."""
+    state: TxnState | None = None
+    try:
+        async with store.transaction() as tx:
+            state = TxnState(tx, store.plans, dispatch)
+            results = await _decide(state, tx, ops)
+            await state.write()
+    except BaseException:
+        if state is not None:
+            state.release_held()
+        raise
+    return Applied(results=results, state=state)
+
+
+async def _decide(state: TxnState, tx: Tx, ops: list[Op]) -> list[Any]:
+    """Read what the ops need and apply them to ``state``.
 
     The reads are sent before the first one is waited for (the run locks first, then the
     task rows), so on Postgres they share one round trip with the completions of the
     fenced jobs."""
-    async with store.transaction() as tx:
-        state = TxnState(tx, store.plans)
-        run_ids = sorted({op.run_id for op in ops})
-        plans = {run_id: await _plan_or_none(state, run_id) for run_id in run_ids}
-        locked = await tx.send("lock_runs", {"run_ids": run_ids})
-        tasks = await tx.send("task_states", state.task_params(_touched(ops, plans)))
-        starts = [op.job.token for op in ops if isinstance(op, Start)]
-        latest = await tx.send("latest_attempts", _token_params(starts)) if starts else None
-        completions = [op.job.token for op in ops if isinstance(op, Complete)]
-        stale = await tx.complete_jobs(completions) if completions else set()
-        state.adopt_runs(await locked.rows())
-        state.adopt_tasks(await tasks.rows())
-        # A start from an attempt that lost its job (its lease ran out and another attempt
-        # took over) is stale like its completion would be: it writes nothing.
-        if latest is not None:
-            current = {AttemptToken(job_id=i, attempt=a) for i, a in await latest.rows()}
-            stale |= set(starts) - current
-        scheduler = Scheduler(state)
-        results = [await _apply(scheduler, tx, op, stale) for op in ops]
-        await state.write()
-    return results
+    run_ids = sorted({op.run_id for op in ops})
+    plans = {run_id: await _plan_or_none(state, run_id) for run_id in run_ids}
+    locked = await tx.send("lock_runs", {"run_ids": run_ids})
+    tasks = await tx.send("task_states", state.task_params(_touched(ops, plans)))
+    starts = [op.job.token for op in ops if isinstance(op, Start)]
+    latest = await tx.send("latest_attempts", _token_params(starts)) if starts else None
+    completions = [op.job.token for op in ops if isinstance(op, Complete)]
+    stale = await tx.complete_jobs(completions) if completions else set()
+    state.adopt_runs(await locked.rows())
+    state.adopt_tasks(await tasks.rows())
+    # A start from an attempt that lost its job (its lease ran out and another attempt
+    # took over) is stale like its completion would be: it writes nothing.
+    if latest is not None:
+        current = {AttemptToken(job_id=i, attempt=a) for i, a in await latest.rows()}
+        stale |= set(starts) - current
+    # A task ending here frees its slot for a task it makes ready (eager dispatch).
+    state.eager_limit = sum(isinstance(op, Complete | Fail) for op in ops)
+    scheduler = Scheduler(state)
+    return [await _apply(scheduler, tx, op, stale) for op in ops]
 
 
 def _token_params(tokens: list[AttemptToken]) -> dict[str, list[int]]:

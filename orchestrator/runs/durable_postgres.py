@@ -22,9 +22,11 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from graphmesh.orchestrator.queue._shared import started_in_spec_order
 from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.postgres import CONNECTION_SETTINGS, PostgresJobQueue
+from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, job_from_row, started_params
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
 from graphmesh.orchestrator.runs.durable_store import (
@@ -56,6 +58,18 @@ class PostgresPending:
         return await self._cursor.fetchall()
 
 
+class PostgresStarted:
+    """Jobs inserted started, in pipeline mode: their rows arrive with the commit."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[TupleRow], specs: Sequence[JobSpec]) -> None:
+        self._cursor = cursor
+        self._specs = specs
+
+    async def jobs(self) -> list[Job | None]:
+        inserted = [job_from_row(row) for row in await self._cursor.fetchall()]
+        return started_in_spec_order(self._specs, inserted)
+
+
 class PostgresTx:
     """A run transaction on one pooled connection."""
 
@@ -75,8 +89,14 @@ class PostgresTx:
         # One statement for every row: the rows travel as one JSON array (json_to_recordset).
         await self._connection.execute(QUERIES[query], {"rows": json.dumps(rows)})
 
-    async def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
-        return await self._queue.enqueue_many(specs)
+    async def enqueue(self, specs: Sequence[JobSpec]) -> None:
+        await self._connection.execute(QUERIES["enqueue_jobs"], enqueue_params(specs))
+
+    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> PostgresStarted:
+        params = started_params(specs, lease_s)
+        return PostgresStarted(
+            await self._connection.execute(QUERIES["enqueue_started_jobs"], params), specs
+        )
 
     async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:
         return set(await self._queue.complete_many([Completion(token=t) for t in tokens]))

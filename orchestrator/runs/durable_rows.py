@@ -102,6 +102,7 @@ class TaskRow:
     dead: bool
     job_id: int | None
     error: str | None
+    job_key: str | None = None  # a job enqueued for it in this transaction: its id by key
     error_payload: JsonObject | None = None
     output: str | None = None  # JSON text, set once the task completes in this transaction
     provenance: str | None = None
@@ -139,6 +140,7 @@ class TaskRow:
             "remaining": self.remaining,
             "dead": self.dead,
             "job_id": self.job_id,
+            "job_key": self.job_key,
             "error": self.error,
             "error_payload": None if self.error_payload is None else dumps(self.error_payload),
             "has_output": self.output is not None,

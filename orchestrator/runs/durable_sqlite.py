@@ -46,6 +46,16 @@ class SqlitePending:
         return self._rows
 
 
+class SqliteStarted:
+    """Jobs inserted started (read at once: SQLite has no pipeline)."""
+
+    def __init__(self, jobs: list[Job | None]) -> None:
+        self._jobs = jobs
+
+    async def jobs(self) -> list[Job | None]:
+        return self._jobs
+
+
 class SharedConnection(SqliteConnection):
     """The one connection of the queue and the runs: a call waits while a run transaction
     holds :attr:`guard`; the transaction itself calls :meth:`call_held`."""
@@ -86,9 +96,14 @@ class SqliteTx:
         sql, values = QUERIES[query], [_params(row) for row in rows]
         await self._call(lambda db: db.executemany(sql, values))
 
-    async def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
+    async def enqueue(self, specs: Sequence[JobSpec]) -> None:
         self.queues.update(spec.queue for spec in specs)
-        return await self._call(lambda db: self._queue.within(db).enqueue_many(specs))
+        await self._call(lambda db: self._queue.within(db).enqueue_many(specs))
+
+    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> SqliteStarted:
+        ops = self._queue.within
+        jobs = await self._call(lambda db: ops(db).enqueue_started(specs, lease_s=lease_s))
+        return SqliteStarted(jobs)
 
     async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:
         completions = [Completion(token=token) for token in tokens]

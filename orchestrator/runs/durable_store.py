@@ -29,6 +29,14 @@ class Pending(Protocol):
     async def rows(self) -> list[Row]: ...
 
 
+class Started(Protocol):
+    """Jobs enqueued with their first attempt started, readable once committed."""
+
+    async def jobs(self) -> list[Job | None]:
+        """One per spec: the started job, or ``None`` where its key was held."""
+        ...
+
+
 class Tx(Protocol):
     """One open transaction."""
 
@@ -45,8 +53,14 @@ class Tx(Protocol):
         """Run a named batch write for ``rows`` (each a dict of the same keys)."""
         ...
 
-    async def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
-        """Enqueue jobs in this transaction; results in the order given."""
+    async def enqueue(self, specs: Sequence[JobSpec]) -> None:
+        """Enqueue jobs in this transaction. Nothing is read back: the task rows written
+        after it find their jobs by key (``TaskRow.job_key``)."""
+        ...
+
+    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> Started:
+        """Enqueue jobs with their first attempts started for this process (eager
+        dispatch, ``JobQueue.enqueue_started``); the jobs are read after the commit."""
         ...
 
     async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:

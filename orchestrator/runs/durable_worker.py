@@ -43,8 +43,10 @@ from graphmesh.orchestrator.runs.durable_batch import (
     Committer,
     Complete,
     Fail,
+    Op,
     Start,
 )
+from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_exec import TaskExecution, describe_failure
 from graphmesh.orchestrator.runs.durable_inputs import StartReader
 from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
@@ -66,7 +68,10 @@ class WorkerSettings:
     ``queues``: the job queues it serves (job-queue tasks go to ``runs.<queue_name>``);
     ``concurrency``: tasks at once; ``models``/``repository``/``middleware``/``resources``:
     what the in-process runner takes; ``task_timeout``: seconds, unless a task's config
-    sets ``timeout``; ``queue``: the queue worker's leases, heartbeats and polling.
+    sets ``timeout``; ``queue``: the queue worker's leases, heartbeats and polling;
+    ``eager_dispatch``: tasks this worker's commits make ready start in its free slots
+    without a claim (see :mod:`.durable_dispatch`); off, every task waits in the queue
+    for any worker.
     """
 
     queues: tuple[str, ...] = ALL_TASK_QUEUES
@@ -78,6 +83,7 @@ class WorkerSettings:
     task_timeout: float | None = None
     queue: WorkerOptions = field(default_factory=WorkerOptions)
     sweep_interval_s: float = 1.0
+    eager_dispatch: bool = True
 
 
 class RunWorker:
@@ -90,7 +96,7 @@ class RunWorker:
         self._store = store
         self._queue = queue
         self._settings = settings
-        self._committer = Committer(store)
+        self._committer = Committer(store, committed=self._committed)
         self._reader = StartReader(store)
         cache = [CacheMiddleware(settings.repository)] if settings.repository is not None else []
         self._chain = build_chain([*settings.middleware, *cache])
@@ -111,6 +117,8 @@ class RunWorker:
             options=settings.queue,
         )
         await self._stack.enter_async_context(worker)
+        if settings.eager_dispatch:
+            self._committer.dispatch = EagerDispatch(worker, lease_s=settings.queue.lease_s)
         sweeper = asyncio.create_task(self._sweep_loop(), name="graphmesh-run-sweep")
         self._stack.push_async_callback(_stop, sweeper)
         return self
@@ -186,12 +194,8 @@ class RunWorker:
             running.discard(task)
             if not running:
                 self._running.pop(run_id, None)
-        completed = await self._committer.submit(
-            Complete(job=job, output=output, provenance=provenance)
-        )
+        await self._committer.submit(Complete(job=job, output=output, provenance=provenance))
         context.mark_settled()
-        if completed:
-            self._remember(run_id, job, TaskStatus.COMPLETED, output, provenance)
 
     async def _failed(self, job: Job, context: JobContext, error: Exception) -> None:
         retryable, retry_after = _retryable(error)
@@ -199,30 +203,32 @@ class RunWorker:
         message, payload = describe_failure(str(job.payload["task_id"]), error)
         if retryable and not last_attempt:
             raise RetryableJobError(message, retry_after_s=retry_after) from error
-        failed = await self._committer.submit(Fail(job=job, error=message, payload=payload))
+        await self._committer.submit(Fail(job=job, error=message, payload=payload))
         context.mark_settled()
-        if failed:
-            self._remember(str(job.payload["run_id"]), job, TaskStatus.FAILED, None, payload)
 
-    def _remember(
-        self,
-        run_id: str,
-        job: Job,
-        status: TaskStatus,
-        output: JsonObject | None,
-        extra: JsonObject,
-    ) -> None:
-        """Keep a committed outcome for the tasks it feeds, as a read would return it
-        (the values its stored JSON decodes to, as fresh objects)."""
-        failed = status == TaskStatus.FAILED
-        upstream = Upstream(
-            task_id=str(job.payload["task_id"]),
-            status=status,
-            output=None if output is None else json_copy(output),
-            error_payload=extra if failed else None,
-            provenance={} if failed else json_copy(extra),
-        )
-        self._reader.remember(run_id, upstream)
+    def _committed(self, op: Op, result: Any) -> None:
+        """Keep an outcome just committed for the tasks it feeds, as a read would return
+        it (the values its stored JSON decodes to, as fresh objects), before they start."""
+        if result is not True:
+            return
+        if isinstance(op, Complete):
+            upstream = Upstream(
+                task_id=op.task_id,
+                status=TaskStatus.COMPLETED,
+                output=json_copy(op.output),
+                error_payload=None,
+                provenance=json_copy(op.provenance),
+            )
+        elif isinstance(op, Fail):
+            upstream = Upstream(
+                task_id=op.task_id,
+                status=TaskStatus.FAILED,
+                output=None,
+                error_payload=op.payload,
+            )
+        else:
+            return
+        self._reader.remember(op.run_id, upstream)
 
     # -- stopping runs -----------------------------------------------------------------
     def _on_signal(self, run_id: str, status: RunState) -> None:

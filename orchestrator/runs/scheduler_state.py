@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan, PlanCache
 from graphmesh.orchestrator.runs.durable_rows import EventRow, RunRow, TaskRow, dumps
-from graphmesh.orchestrator.runs.durable_store import Tx
+from graphmesh.orchestrator.runs.durable_store import Started, Tx
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
 from graphmesh.orchestrator.task.base import TaskStatus
 
@@ -22,9 +23,13 @@ TaskKey = tuple[str, str]
 class TxnState:
     """Rows of one transaction; every change goes through here so it is written back."""
 
-    def __init__(self, tx: Tx, plans: PlanCache) -> None:
+    def __init__(self, tx: Tx, plans: PlanCache, dispatch: EagerDispatch | None = None) -> None:
         self.tx = tx
         self.plans = plans
+        self.dispatch = dispatch
+        self.eager_limit = 0  # how many ready tasks may start here (see durable_dispatch)
+        self.held = 0  # worker slots held for jobs started in this transaction
+        self.started: Started | None = None
         self.runs: dict[str, RunRow] = {}
         self.tasks: dict[TaskKey, TaskRow] = {}
         self.events: list[EventRow] = []
@@ -141,16 +146,39 @@ class TxnState:
                 self.tx.signal(run.run_id, run.status)
 
     async def _enqueue_ready(self) -> None:
+        """Enqueue the jobs of the tasks made ready; with a dispatch, those this process
+        has free slots for start here at once (see :meth:`hand_over`)."""
         if not self.ready:
             return
         specs = []
         for task in self.ready:
             plan = await self.plan(task.run_id)
-            specs.append(plan.job(task.task_id, self.runs[task.run_id].generation))
-        jobs = await self.tx.enqueue(specs)
-        for task, job in zip(self.ready, jobs, strict=True):
-            task.job_id = job.id
+            spec = plan.job(task.task_id, self.runs[task.run_id].generation)
+            specs.append(spec)
+            task.job_key = spec.key
             task.dirty = True
+        if self.dispatch is not None:
+            started, specs = self.dispatch.split(specs, limit=self.eager_limit)
+            self.held = len(started)
+            if started:
+                lease_s = self.dispatch.lease_s
+                self.started = await self.tx.enqueue_started(started, lease_s=lease_s)
+        if specs:
+            await self.tx.enqueue(specs)
+
+    async def hand_over(self) -> None:
+        """After the commit: run the jobs started for this process in the slots held for
+        them (a job whose key was held by another job frees its slot)."""
+        if self.dispatch is not None and self.held:
+            jobs = [] if self.started is None else await self.started.jobs()
+            self.dispatch.adopt([job for job in jobs if job is not None], held=self.held)
+            self.held = 0
+
+    def release_held(self) -> None:
+        """The transaction failed: free the slots held for its jobs."""
+        if self.dispatch is not None and self.held:
+            self.dispatch.adopt([], held=self.held)
+            self.held = 0
 
     async def _write(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:

@@ -173,6 +173,76 @@ async def test_a_delayed_job_waits_for_its_run_at(queue: JobQueue) -> None:
     assert claimed.id == job.id and utc_now() >= job.run_at
 
 
+# -- eager dispatch: jobs started at enqueue --------------------------------------------
+
+
+async def test_enqueue_started_hands_out_running_attempts(queue: JobQueue) -> None:
+    spec = JobSpec(task="t", payload={"n": 1}, key="run:a", start_to_close_timeout_s=60.0)
+    job, keyless = await queue.enqueue_started([spec, JobSpec(task="t")], lease_s=30.0)
+    assert job is not None and keyless is not None
+    assert (job.status, job.attempt, job.key, job.payload) == (
+        JobStatus.RUNNING,
+        1,
+        "run:a",
+        {"n": 1},
+    )
+    assert job.started_at is not None and job.lease_until is not None
+    assert close_to(job.lease_until - job.started_at, 30.0)
+    assert keyless.status is JobStatus.RUNNING and keyless.id != job.id
+    assert await queue.claim(["default"], limit=10) == []  # nobody else can take them
+    await queue.complete(job.token, {"done": True})
+    assert (await get(queue, job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_started_job_is_fenced_and_rescued_like_a_claimed_one(queue: JobQueue) -> None:
+    (zombie,) = await queue.enqueue_started(
+        [JobSpec(task="t", retry=NO_BACKOFF)], lease_s=SHORT_LEASE_S
+    )
+    assert zombie is not None
+    rescued = await reclaim(queue)
+    assert (rescued.id, rescued.attempt) == (zombie.id, 2)
+    with pytest.raises(StaleAttemptError):
+        await queue.complete(zombie.token)
+    await queue.complete(rescued.token)
+
+
+async def test_enqueue_started_skips_keys_that_are_held(queue: JobQueue) -> None:
+    existing = await queue.enqueue(JobSpec(task="t", key="k1"))
+    started = await queue.enqueue_started(
+        [JobSpec(task="t", key="k1"), JobSpec(task="t", key="k2"), JobSpec(task="t", key="k2")]
+    )
+    assert started[0] is None and started[2] is None
+    assert started[1] is not None and started[1].key == "k2"
+    assert (await get(queue, existing.id)).status is JobStatus.PENDING  # left as it was
+    assert await queue.enqueue_started([]) == []
+
+
+async def test_enqueue_started_caps_the_lease_at_the_start_to_close_timeout(
+    queue: JobQueue,
+) -> None:
+    (job,) = await queue.enqueue_started(
+        [JobSpec(task="t", start_to_close_timeout_s=0.5)], lease_s=30.0
+    )
+    assert job is not None and job.lease_until is not None and job.started_at is not None
+    assert close_to(job.lease_until - job.started_at, 0.5)
+
+
+async def test_enqueue_started_refuses_what_cannot_start_now(queue: JobQueue) -> None:
+    later = JobSpec(task="t", run_at=utc_now() + timedelta(seconds=60))
+    with pytest.raises(ValueError, match="run_at"):
+        await queue.enqueue_started([JobSpec(task="t"), later])
+    with pytest.raises(ValueError, match="lease_s"):
+        await queue.enqueue_started([JobSpec(task="t")], lease_s=0)
+    assert await queue.list_jobs() == []  # nothing of a refused batch was written
+
+
+async def test_started_jobs_wake_no_worker(queue: JobQueue) -> None:
+    async with queue.wakeups(["default"]) as wakeup:
+        wakeup.clear()
+        await queue.enqueue_started([JobSpec(task="t")])
+        assert not await wakeup.wait(0.3)
+
+
 # -- completing -----------------------------------------------------------------------
 
 

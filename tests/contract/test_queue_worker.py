@@ -269,3 +269,54 @@ async def test_a_worker_deletes_finished_jobs_after_their_ttl(queue: JobQueue) -
     async with Worker(queue, Recorder(), options=options):
         for job in jobs:
             await eventually(partial(queue.get, job.id), lambda found: found is None)
+
+
+# -- eager dispatch ---------------------------------------------------------------------
+
+
+async def test_adopted_jobs_run_in_held_slots_without_a_claim(queue: JobQueue) -> None:
+    handler = Recorder(delay_s=0.2)
+    options = WorkerOptions(poll_interval_s=60.0)  # only held slots and wake-ups matter
+    async with Worker(queue, handler, concurrency=3, options=options) as worker:
+        assert worker.hold_slots(5) == 3  # no more than the free slots
+        assert worker.hold_slots(1) == 0
+        specs = [JobSpec(task="t", payload={"n": n}) for n in range(2)]
+        started = [job for job in await queue.enqueue_started(specs) if job is not None]
+        worker.adopt(started, held=3)  # the third held slot is freed
+        pending = await queue.enqueue(JobSpec(task="t", payload={"n": 9}))
+        done = [await status_of(queue, job.id, JobStatus.SUCCEEDED) for job in started]
+        await status_of(queue, pending.id, JobStatus.SUCCEEDED)
+    assert [job.result for job in done] == [{"double": 0}, {"double": 2}]
+    assert sorted(handler.calls) == sorted([(job.id, 1) for job in started] + [(pending.id, 1)])
+    assert handler.most_running <= 3
+
+
+async def test_held_slots_are_left_alone_by_claims(queue: JobQueue) -> None:
+    handler = Recorder()
+    async with Worker(queue, handler, concurrency=2, options=FAST) as worker:
+        assert worker.hold_slots(2) == 2
+        job = await queue.enqueue(JobSpec(task="t", payload={"n": 1}))
+        await asyncio.sleep(0.3)  # several polls: the worker is full of held slots
+        assert handler.calls == []
+        worker.adopt([], held=2)  # nothing came: the slots are free again
+        await status_of(queue, job.id, JobStatus.SUCCEEDED)
+
+
+async def test_jobs_adopted_while_stopping_are_handed_back(queue: JobQueue) -> None:
+    handler = Recorder()
+    worker = Worker(queue, handler, options=FAST)
+    async with worker:
+        held = worker.hold_slots(1)
+        # On a queue the worker does not claim from: only the hand-back can end its attempt.
+        spec = JobSpec(task="t", payload={"n": 1}, queue="elsewhere")
+        (job,) = await queue.enqueue_started([spec])
+        assert job is not None
+        stopping = asyncio.create_task(worker.__aexit__(None, None, None))
+        await asyncio.sleep(0)  # the worker is stopping now
+        assert worker.hold_slots(1) == 0
+        worker.adopt([job], held=held)
+        await stopping
+    back = await queue.get(job.id)
+    assert back is not None
+    assert (back.status, back.attempt, back.history) == (JobStatus.PENDING, 1, ())
+    assert handler.calls == []

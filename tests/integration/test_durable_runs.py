@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -51,9 +52,11 @@ TENANT = "acme"
 FAST = WorkerSettings(sweep_interval_s=0.2)
 
 
-def worker_settings(name: str, *, lease_s: float = 30.0) -> WorkerSettings:
+def worker_settings(name: str, *, lease_s: float = 30.0, concurrency: int = 64) -> WorkerSettings:
     options = WorkerOptions(lease_s=lease_s, maintenance_interval_s=0.2, shutdown_grace_s=0.2)
-    return WorkerSettings(resources={"worker": name}, queue=options, sweep_interval_s=0.2)
+    return WorkerSettings(
+        resources={"worker": name}, queue=options, sweep_interval_s=0.2, concurrency=concurrency
+    )
 
 
 @pytest.fixture
@@ -152,7 +155,7 @@ async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_t
         stale = await apply_ops(
             store, [Start(job=first), Complete(job=first, output={"value": 7}, provenance={})]
         )
-        assert stale == [False, False]
+        assert stale.results == [False, False]
         assert await job_of(dsn, run.run_id, "b") is None
         # The stale attempt wrote nothing: no start, no attempt counted, no event.
         before = await runs.get_run(run.run_id, tenant=TENANT)
@@ -162,7 +165,7 @@ async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_t
         done = await apply_ops(
             store, [Start(job=second), Complete(job=second, output={"value": 7}, provenance={})]
         )
-        assert done == [True, True]
+        assert done.results == [True, True]
         # One snapshot after that one commit: a completed, its job done, b's job waiting.
         assert await job_of(dsn, run.run_id, "a") == "succeeded"
         assert await job_of(dsn, run.run_id, "b") == "pending"
@@ -293,8 +296,9 @@ async def test_two_replicas_share_a_run_and_run_each_task_once(dsn: str) -> None
     graph = lattice(dsn, width=8, depth=5)
     async with (
         PostgresRunService.open(dsn, run_tasks=False) as api,
-        worker(dsn, worker_settings("A")),
-        worker(dsn, worker_settings("B")),
+        # Each holds half a layer at a time: neither can keep the run to itself.
+        worker(dsn, worker_settings("A", concurrency=4)),
+        worker(dsn, worker_settings("B", concurrency=4)),
     ):
         run = await api.create_run(graph=graph, inputs={}, tenant=TENANT)
         done = await finished(api, run.run_id)
@@ -325,6 +329,8 @@ async def test_a_replica_dying_mid_task_loses_nothing(dsn: str) -> None:
             # A "dies": its database connections go, so its heartbeats and writes stop.
             await store_a.pool.close()
             before = statuses(await api.get_run(run.run_id, tenant=TENANT))
+            # t1's completion started t2 on A (eager dispatch): it is A's lease that lapses.
+            assert (await started_at_enqueue(dsn, run.run_id))["t2"] is True
             async with worker(dsn, worker_settings("B", lease_s=1.0)):
                 done = await asyncio.wait_for(finished(api, run.run_id), 20)
             with contextlib.suppress(Exception):
@@ -493,3 +499,66 @@ async def test_progress_reports_waiting_to_be_written_collapse_to_the_latest(
         100,
         "step 200",
     )
+
+
+# -- eager dispatch -----------------------------------------------------------------------
+
+EAGER_FLAGS = (
+    "SELECT task.task_id, job.started_at = job.created_at"
+    " FROM graphmesh_run_tasks AS task JOIN graphmesh_jobs AS job ON job.id = task.job_id"
+    " WHERE task.run_id = {mark}"
+)
+
+
+async def started_at_enqueue(dsn: str, run_id: str) -> dict[str, bool]:
+    """Per task, whether its job started in the transaction that enqueued it (eager
+    dispatch) rather than by a later claim."""
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute(EAGER_FLAGS.format(mark="%s"), (run_id,))
+        return {task: bool(eager) for task, eager in await cursor.fetchall()}
+
+
+def chain_then_fan_out(dsn: str) -> dict[str, Any]:
+    """a -> b -> c, then c feeds d1, d2 and d3."""
+    fan = [f"d{i}" for i in (1, 2, 3)]
+    return {
+        "tasks": [record(task, dsn) for task in ["a", "b", "c", *fan]],
+        "dataflows": [flow("a", "b"), flow("b", "c"), *(flow("c", d) for d in fan)],
+    }
+
+
+async def test_a_completion_starts_the_task_it_makes_ready_here_without_a_claim(
+    dsn: str,
+) -> None:
+    async with PostgresRunService.open(dsn, worker=FAST) as runs:
+        run = await runs.create_run(graph=chain_then_fan_out(dsn), inputs={}, tenant=TENANT)
+        done = await finished(runs, run.run_id)
+    assert set(statuses(done).values()) == {TaskStatus.COMPLETED}
+    eager = await started_at_enqueue(dsn, run.run_id)
+    assert eager["a"] is False  # a root: enqueued by create_run, then claimed
+    assert eager["b"] and eager["c"]  # each took the slot of the task before it
+    # c's completion frees one slot: one of its dependents starts here, the fan-out's
+    # growth goes to the queue for any replica.
+    assert sorted(eager[d] for d in ("d1", "d2", "d3")) == [False, False, True]
+    assert await execution_counts(dsn) == Counter({t: 1 for t in eager})
+
+
+async def test_without_eager_dispatch_every_task_is_claimed(dsn: str) -> None:
+    settings = WorkerSettings(sweep_interval_s=0.2, eager_dispatch=False)
+    async with PostgresRunService.open(dsn, worker=settings) as runs:
+        run = await runs.create_run(graph=chain_then_fan_out(dsn), inputs={}, tenant=TENANT)
+        await finished(runs, run.run_id)
+    assert set((await started_at_enqueue(dsn, run.run_id)).values()) == {False}
+
+
+async def test_sqlite_runs_start_ready_tasks_eagerly_too(dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    async with SqliteRunService.open(path, worker=FAST) as runs:
+        run = await runs.create_run(graph=chain_then_fan_out(dsn), inputs={}, tenant=TENANT)
+        done = await finished(runs, run.run_id)
+    assert set(statuses(done).values()) == {TaskStatus.COMPLETED}
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        rows = connection.execute(EAGER_FLAGS.format(mark="?"), (run.run_id,)).fetchall()
+    eager = {task: bool(flag) for task, flag in rows}
+    assert (eager["a"], eager["b"], eager["c"]) == (False, True, True)
+    assert sum(eager[d] for d in ("d1", "d2", "d3")) == 1

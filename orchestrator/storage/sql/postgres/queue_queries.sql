@@ -6,8 +6,9 @@
 -- name: enqueue_jobs
 -- One statement for a batch; a key another job holds is skipped here and read back by
 -- jobs_by_keys. The batch is one JSON array of rows (see enqueue_params): encoding one
--- document costs a fraction of dumping ten arrays, which dominated a batch's cost. The
--- ORDER BY makes ids follow the order of the batch.
+-- document costs a fraction of dumping ten arrays, which dominated a batch's cost. It is
+-- parsed once as jsonb (each ->> on json text would parse its row again). The ORDER BY
+-- makes ids follow the order of the batch.
 INSERT INTO graphmesh_jobs (
     queue, task, payload, priority, idempotency_key, retry, run_at,
     schedule_to_start_s, start_deadline, start_to_close_s, traceparent
@@ -16,13 +17,41 @@ SELECT spec.queue, spec.task, spec.payload, spec.priority, spec.key, spec.retry,
        coalesce(spec.run_at, now()), spec.s2s,
        coalesce(spec.run_at, now()) + make_interval(secs => spec.s2s),
        spec.stc, spec.traceparent
-FROM json_array_elements(%(specs)s::json) WITH ORDINALITY AS item (row, position)
+FROM jsonb_array_elements(%(specs)s::jsonb) WITH ORDINALITY AS item (row, position)
 CROSS JOIN LATERAL (
-    SELECT item.row->>0 AS queue, item.row->>1 AS task, (item.row->2)::jsonb AS payload,
+    SELECT item.row->>0 AS queue, item.row->>1 AS task, item.row->2 AS payload,
            (item.row->>3)::integer AS priority, item.row->>4 AS key,
            (item.row->>5)::jsonb AS retry, (item.row->>6)::timestamptz AS run_at,
            (item.row->>7)::float8 AS s2s, (item.row->>8)::float8 AS stc,
            item.row->>9 AS traceparent
+) AS spec
+ORDER BY item.position
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, queue, task, payload::text, priority, status, idempotency_key, retry::text, run_at,
+          created_at, attempt, started_at, lease_until, finished_at, cancel_requested,
+          progress, result::text, history::text, schedule_to_start_s, start_to_close_s, traceparent;
+
+-- name: enqueue_started_jobs
+-- enqueue_jobs for a caller that runs the jobs itself at once (eager dispatch): each row
+-- is inserted with its first attempt started, leased for %(lease_s)s (capped by its
+-- start-to-close timeout) as a claim would. A key another job holds is skipped, and that
+-- job is left as it is. Running rows are not in the runnable set: no worker is woken.
+INSERT INTO graphmesh_jobs (
+    queue, task, payload, priority, idempotency_key, retry, run_at,
+    schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
+    status, attempt, started_at, attempt_deadline, lease_until
+)
+SELECT spec.queue, spec.task, spec.payload, spec.priority, spec.key, spec.retry, now(),
+       spec.s2s, now() + make_interval(secs => spec.s2s), spec.stc, spec.traceparent,
+       'running', 1, now(), now() + make_interval(secs => spec.stc),
+       least(now() + make_interval(secs => %(lease_s)s),
+             now() + make_interval(secs => spec.stc))
+FROM jsonb_array_elements(%(specs)s::jsonb) WITH ORDINALITY AS item (row, position)
+CROSS JOIN LATERAL (
+    SELECT item.row->>0 AS queue, item.row->>1 AS task, item.row->2 AS payload,
+           (item.row->>3)::integer AS priority, item.row->>4 AS key,
+           (item.row->>5)::jsonb AS retry, (item.row->>7)::float8 AS s2s,
+           (item.row->>8)::float8 AS stc, item.row->>9 AS traceparent
 ) AS spec
 ORDER BY item.position
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

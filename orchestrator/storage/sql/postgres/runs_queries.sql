@@ -128,14 +128,18 @@ CROSS JOIN LATERAL (
 WITH new AS MATERIALIZED (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS new (
         run_id text, task_id text, status text, progress float8, attempts integer,
-        remaining integer, dead boolean, job_id bigint, error text, error_payload text,
+        remaining integer, dead boolean, job_id bigint, job_key text, error text,
+        error_payload text,
         has_output boolean, output text, provenance text, started boolean, ended boolean,
         reset boolean
     )
 )
 UPDATE graphmesh_run_tasks AS task
 SET status = new.status, progress = new.progress, attempts = new.attempts,
-    remaining = new.remaining, dead = new.dead, job_id = new.job_id, error = new.error,
+    remaining = new.remaining, dead = new.dead, error = new.error,
+    -- A job enqueued in this transaction is found by its key (it was not read back).
+    job_id = CASE WHEN new.job_key IS NULL THEN new.job_id
+                  ELSE (SELECT id FROM graphmesh_jobs WHERE idempotency_key = new.job_key) END,
     -- Rows are loaded without their payload: NULL keeps it, a reset clears it.
     error_payload = CASE WHEN new.reset THEN NULL
                          ELSE coalesce(new.error_payload::jsonb, task.error_payload) END,

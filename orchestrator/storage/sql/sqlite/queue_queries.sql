@@ -17,6 +17,24 @@ RETURNING id, queue, task, payload, priority, status, idempotency_key, retry, ru
        attempt, started_at, lease_until, finished_at, cancel_requested, progress, result,
        history, schedule_to_start_s, start_to_close_s, traceparent;
 
+-- name: enqueue_started_job
+-- enqueue_job with the first attempt started for the caller (eager dispatch), leased as
+-- a claim would; a key another job holds inserts nothing and leaves that job as it is.
+INSERT INTO graphmesh_jobs (
+    queue, task, payload, priority, idempotency_key, retry, run_at, created_at,
+    schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
+    status, attempt, started_at, attempt_deadline, lease_until
+)
+VALUES (
+    :queue, :task, :payload, :priority, :key, :retry, :now, :now,
+    :s2s, :now + :s2s, :stc, :traceparent,
+    'running', 1, :now, :now + :stc, min(:now + :lease_s, coalesce(:now + :stc, :now + :lease_s))
+)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, queue, task, payload, priority, status, idempotency_key, retry, run_at, created_at,
+       attempt, started_at, lease_until, finished_at, cancel_requested, progress, result,
+       history, schedule_to_start_s, start_to_close_s, traceparent;
+
 -- name: job_by_key
 SELECT id, queue, task, payload, priority, status, idempotency_key, retry, run_at, created_at,
        attempt, started_at, lease_until, finished_at, cancel_requested, progress, result,

@@ -114,7 +114,10 @@ WHERE run_id = :run_id AND task_id IN (SELECT value FROM json_each(:task_ids));
 -- name: update_tasks
 UPDATE graphmesh_run_tasks
 SET status = :status, progress = :progress, attempts = :attempts, remaining = :remaining,
-    dead = :dead, job_id = :job_id, error = :error,
+    dead = :dead, error = :error,
+    -- A job enqueued in this transaction is found by its key.
+    job_id = CASE WHEN :job_key IS NULL THEN :job_id
+                  ELSE (SELECT id FROM graphmesh_jobs WHERE idempotency_key = :job_key) END,
     error_payload = CASE WHEN :reset THEN NULL ELSE coalesce(:error_payload, error_payload) END,
     output = CASE WHEN :has_output THEN :output WHEN :reset THEN NULL ELSE output END,
     provenance = CASE WHEN :has_output THEN :provenance WHEN :reset THEN NULL
