@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 JsonObject = dict[str, Any]
@@ -176,7 +177,7 @@ class Job:
     start_to_close_timeout_s: float | None
     traceparent: str | None
 
-    @property
+    @cached_property
     def token(self) -> AttemptToken:
         """The fencing token of this snapshot's attempt."""
         return AttemptToken(job_id=self.id, attempt=self.attempt)

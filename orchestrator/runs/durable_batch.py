@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from graphmesh.orchestrator.errors import GraphmeshError
@@ -43,11 +44,11 @@ class Op:
 
     job: Job
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         return str(self.job.payload["run_id"])
 
-    @property
+    @cached_property
     def task_id(self) -> str:
         return str(self.job.payload["task_id"])
 

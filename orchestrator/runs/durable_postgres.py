@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
+import orjson
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -87,7 +87,10 @@ class PostgresTx:
 
     async def write_rows(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
         # One statement for every row: the rows travel as one JSON array (json_to_recordset).
-        await self._connection.execute(QUERIES[query], {"rows": json.dumps(rows)})
+        # Their values are plain (JSON columns arrive as text already), which orjson
+        # encodes several times faster than json.
+        document = orjson.dumps(rows).decode()
+        await self._connection.execute(QUERIES[query], {"rows": document})
 
     async def enqueue(self, specs: Sequence[JobSpec]) -> None:
         await self._connection.execute(QUERIES["enqueue_jobs"], enqueue_params(specs))
