@@ -86,7 +86,7 @@ class PostgresTx:
         return PostgresPending(await self._connection.execute(QUERIES[query], params))
 
     async def write_rows(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        # One statement for every row: the rows travel as one JSON array (json_to_recordset).
+        # One statement for every row: the rows travel as one JSON array (jsonb_to_recordset).
         # Their values are plain (JSON columns arrive as text already), which orjson
         # encodes several times faster than json.
         document = orjson.dumps(rows).decode()

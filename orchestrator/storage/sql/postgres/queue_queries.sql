@@ -146,7 +146,7 @@ RETURNING id;
 -- {id, attempt, result} (cheaper to encode than arrays). The `id = ANY(...)` (here and in
 -- the other batch updates) lets the planner reach the rows through the primary key.
 WITH done AS MATERIALIZED (
-    SELECT * FROM json_to_recordset(%(done)s::json) AS done (id bigint, attempt integer, result jsonb)
+    SELECT * FROM jsonb_to_recordset(%(done)s::jsonb) AS done (id bigint, attempt integer, result jsonb)
 )
 UPDATE graphmesh_jobs AS job
 SET status = 'succeeded', finished_at = now(), lease_until = NULL, attempt_deadline = NULL,

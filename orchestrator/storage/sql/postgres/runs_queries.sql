@@ -1,5 +1,5 @@
 -- Named queries of the durable runs (graphmesh.orchestrator.runs.durable_*). Batch writes
--- take their rows as one JSON array of objects (%(rows)s, json_to_recordset): encoding
+-- take their rows as one JSON array of objects (%(rows)s, jsonb_to_recordset): encoding
 -- JSON costs far less than dumping one array per column. Key arrays are passed in binary
 -- (%(name)b). JSON values are written and read as text, decoded by the caller. SQLite has the same names and parameters (storage/sql/sqlite/runs_queries.sql).
 
@@ -23,7 +23,7 @@ WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency_key)s;
 -- name: insert_tasks
 INSERT INTO graphmesh_run_tasks (run_id, task_id, position, type, remaining)
 SELECT run_id, task_id, position, type, remaining
-FROM json_to_recordset(%(rows)s::json)
+FROM jsonb_to_recordset(%(rows)s::jsonb)
     AS new (run_id text, task_id text, position integer, type text, remaining integer);
 
 -- name: insert_events
@@ -33,7 +33,7 @@ INSERT INTO graphmesh_run_events (
 )
 SELECT run_id, seq, kind, run_status, task_id, status, progress, message, error, error_type,
        output_ref, details::jsonb, traceparent
-FROM json_to_recordset(%(rows)s::json) AS new (
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS new (
     run_id text, seq bigint, kind text, run_status text, task_id text, status text,
     progress float8, message text, error text, error_type text, output_ref text, details text,
     traceparent text
@@ -126,7 +126,7 @@ CROSS JOIN LATERAL (
 -- The rows are found through the primary key first (their ctids), then joined with the
 -- new values: a plain join is planned as a scan of the whole table.
 WITH new AS MATERIALIZED (
-    SELECT * FROM json_to_recordset(%(rows)s::json) AS new (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS new (
         run_id text, task_id text, status text, progress float8, attempts integer,
         remaining integer, dead boolean, job_id bigint, job_key text, error text,
         error_payload text,
@@ -173,7 +173,7 @@ SET status = new.status, last_seq = new.last_seq, open_tasks = new.open_tasks,
     -- A resumed run gets its whole timeout again.
     deadline = CASE WHEN new.reopened THEN now() + make_interval(secs => run.timeout_s)
                     ELSE run.deadline END
-FROM json_to_recordset(%(rows)s::json) AS new (
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS new (
     run_id text, status text, last_seq bigint, open_tasks integer, error text,
     cancel_reason text, generation integer, started boolean, ended boolean, reopened boolean
 )
