@@ -35,18 +35,22 @@ class Scheduler:
 
     # -- a task's life -----------------------------------------------------------------
     async def start(self, run: RunRow, task_id: str, job_id: int) -> bool:
-        """The job's worker is about to run the task; ``False``: it must not."""
+        """The job's worker is about to run the task; ``False``: it must not (a start that
+        arrives after its task settled, e.g. after a completion that started it, too)."""
         task = await self._held(run, task_id, job_id)
-        if task is None or not run.active:
+        if task is None or not task.open or not run.active:
             return False
+        self._begin(run, task)
+        return True
+
+    def _begin(self, run: RunRow, task: TaskRow) -> None:
         if run.status == RunState.PENDING:
             run.status, run.started, run.dirty = RunState.RUNNING, True, True
             self.state.event(run, RunEventKind.RUN_STARTED)
         task.status, task.progress, task.error = TaskStatus.PROCESSING, 0.0, None
         task.attempts += 1
         task.started = task.dirty = True
-        self.state.event(run, RunEventKind.TASK_STARTED, task_id=task_id, status=task.status)
-        return True
+        self.state.event(run, RunEventKind.TASK_STARTED, task_id=task.task_id, status=task.status)
 
     async def progress(
         self,
@@ -82,10 +86,17 @@ class Scheduler:
     async def complete(
         self, run: RunRow, task_id: str, job_id: int, output: JsonObject, provenance: JsonObject
     ) -> bool:
-        """Store the output and release the tasks it feeds; ``False``: a stale attempt."""
+        """Store the output and release the tasks it feeds; ``False``: a stale attempt. A
+        task still PENDING had its start not written (lost, or in a transaction that has
+        not committed yet): the completion writes it first, so a task never waits for
+        good behind a completed job."""
         task = await self._held(run, task_id, job_id)
-        if task is None or task.status != TaskStatus.PROCESSING or run.status.finished:
+        if task is None or not task.open or run.status.finished:
             return False
+        if task.status == TaskStatus.PENDING:
+            if not run.active:
+                return False
+            self._begin(run, task)
         task.progress = 100.0
         self.state.settle(run, task, TaskStatus.COMPLETED)
         self.state.store_output(task, output, provenance)

@@ -175,6 +175,33 @@ async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_t
         assert kinds[-1] == RunEventKind.TASK_COMPLETED
 
 
+async def test_a_completion_whose_start_was_not_written_starts_the_task_itself(
+    dsn: str,
+) -> None:
+    # The start never reached the database (lost with its transaction): the completion
+    # writes it, so the task and the run do not wait for good behind a completed job.
+    graph = {"tasks": [record("a", dsn, value=1), record("b", dsn)], "dataflows": [flow("a", "b")]}
+    async with PostgresRunService.open(dsn, run_tasks=False) as runs:
+        store = runs.store
+        assert isinstance(store, PostgresRunStore)
+        run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+        (job,) = await store.queue.claim([TASK_QUEUE])
+        done = await apply_ops(store, [Complete(job=job, output={"value": 1}, provenance={})])
+        assert done.results == [True]
+        late = await apply_ops(store, [Start(job=job)])  # a start arriving after its outcome
+        assert late.results == [False]
+        record_now = await runs.get_run(run.run_id, tenant=TENANT)
+        events = await events_upto(runs, run.run_id, record_now.last_seq)
+    assert statuses(record_now) == {"a": TaskStatus.COMPLETED, "b": TaskStatus.PENDING}
+    assert [t.attempts for t in record_now.tasks if t.task_id == "a"] == [1]
+    assert [(event.kind, event.task_id) for event in events] == [
+        (RunEventKind.RUN_CREATED, ""),
+        (RunEventKind.RUN_STARTED, ""),
+        (RunEventKind.TASK_STARTED, "a"),
+        (RunEventKind.TASK_COMPLETED, "a"),
+    ]
+
+
 async def job_of(dsn: str, run_id: str, task_id: str) -> str | None:
     async with await psycopg.AsyncConnection.connect(dsn) as connection:
         cursor = await connection.execute(
