@@ -15,6 +15,12 @@ VALUES (
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING run_id;
 
+-- name: created_run
+-- What get_run reads of a run that this transaction inserted, less the JSON the creating
+-- process holds (read after its first changes, which stamp the times).
+SELECT status, error, last_seq, created_at, updated_at, started_at, ended_at
+FROM graphmesh_runs WHERE run_id = :run_id;
+
 -- name: run_by_key
 SELECT run_id FROM graphmesh_runs
 WHERE tenant = :tenant AND idempotency_key = :idempotency_key;
