@@ -8,6 +8,8 @@ Timed from ``create_run`` until the run is COMPLETED (``create_run_s``: the part
 ``create_run`` took).
 
 Reference, measured in the same run: the in-process ``TaskGraphRunner`` on the same graph.
+This process stands for the orchestrator process, so it first tunes the garbage collector
+as ``graphmesh serve orchestrator`` does (:func:`graphmesh.orchestrator.runtime.tune_gc`).
 The database is created and dropped here, on the server the test suite finds
 (``tests/support/postgres.py``). Prints one JSON line.
 """
@@ -36,6 +38,7 @@ from graphmesh.orchestrator.queue.worker import WorkerOptions
 from graphmesh.orchestrator.runner import TaskGraphRunner
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput, ValueType
 
 LAYERS = 100
@@ -119,6 +122,7 @@ async def wait_for_end(dsn: str, run_id: str) -> str:
 
 
 def main() -> None:
+    tune_gc()
     graph = lattice()
     reference = asyncio.run(inprocess(graph))
     with postgres_server() as server, fresh_database(server) as dsn:

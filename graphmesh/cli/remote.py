@@ -99,6 +99,7 @@ async def _serve(
 ) -> None:
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
     from graphmesh.orchestrator.api.server import OrchestratorServer
+    from graphmesh.orchestrator.runtime import tune_gc
 
     async with contextlib.AsyncExitStack() as stack:
         models = await _models(stack, local)
@@ -120,6 +121,7 @@ async def _serve(
             f"(store {store}, auth {auth}, events {published})"
         )
         sys.stdout.flush()
+        tune_gc()
         await server.serve_until_signal()
 
 

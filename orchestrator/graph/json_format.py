@@ -10,7 +10,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError, UnknownTaskTypeError
+from graphmesh.orchestrator.errors import (
+    GraphError,
+    GraphIssue,
+    GraphValidationError,
+    UnknownTaskTypeError,
+)
 from graphmesh.orchestrator.graph.dataflow import DataFlow
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.task.base import Task
@@ -19,13 +24,24 @@ from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 JsonGraph = dict[str, Any]
 FLOW_KEYS = ("source_task", "source_port", "target_task", "target_port")
+# Values JSON text gives back as they are (an equal object of the same type).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 # -- graph JSON ----------------------------------------------------------------------------
 def graph_to_json(graph: TaskGraph) -> JsonGraph:
     return {
         "tasks": [task_to_json(task) for task in graph],
-        "dataflows": [{key: getattr(flow, key) for key in FLOW_KEYS} for flow in graph.dataflows],
+        "dataflows": [_flow_to_json(flow) for flow in graph.dataflows],
+    }
+
+
+def _flow_to_json(flow: DataFlow) -> dict[str, str]:
+    return {
+        "source_task": flow.source_task,
+        "source_port": flow.source_port,
+        "target_task": flow.target_task,
+        "target_port": flow.target_port,
     }
 
 
@@ -42,6 +58,12 @@ def task_to_json(task: Task) -> dict[str, Any]:
 
 
 def _json_value(value: dict[str, Any], task: Task, what: str) -> dict[str, Any]:
+    """A fresh copy of ``value`` as JSON text would give it back; a flat object of plain
+    scalars (most defaults and configs, often empty) is copied without the text."""
+    if type(value) is dict and all(
+        type(key) is str and type(item) in _JSON_SCALARS for key, item in value.items()
+    ):
+        return dict(value)
     try:
         return json.loads(json.dumps(value))  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
@@ -66,10 +88,9 @@ def graph_from_json(data: Any, registry: TaskRegistry = default_registry) -> Tas
         raise GraphValidationError([_shape("the graph must be a JSON object with 'tasks'")])
     graph = TaskGraph()
     for index, item in enumerate(_list_field(data, "tasks", issues)):
-        task = _task_from_json(item, f"tasks[{index}]", registry, issues)
-        _add_task(graph, task, issues)
+        _add_task(graph, _task_from_json(item, index, registry, issues), issues)
     for index, item in enumerate(_list_field(data, "dataflows", issues)):
-        _add_flow(graph, item, f"dataflows[{index}]", issues)
+        _add_flow(graph, item, index, issues)
     if issues:
         raise GraphValidationError(issues)
     return graph
@@ -84,20 +105,20 @@ def loads_graph(text: str | bytes, registry: TaskRegistry = default_registry) ->
 
 
 def _task_from_json(
-    item: Any, where: str, registry: TaskRegistry, issues: list[GraphIssue]
+    item: Any, index: int, registry: TaskRegistry, issues: list[GraphIssue]
 ) -> Task | None:
-    if not isinstance(item, Mapping):
-        issues.append(_shape(f"{where} must be an object"))
+    if not _is_object(item):
+        issues.append(_shape(f"tasks[{index}] must be an object"))
         return None
     task_id, task_type = item.get("id"), item.get("type")
     if not isinstance(task_id, str) or not task_id:
-        issues.append(_shape(f"{where} needs a non-empty string 'id'"))
+        issues.append(_shape(f"tasks[{index}] needs a non-empty string 'id'"))
         return None
     if not isinstance(task_type, str) or not task_type:
         issues.append(_shape(f"task {task_id!r} needs a non-empty string 'type'", task_id))
         return None
     for key in ("defaults", "config"):
-        if not isinstance(item.get(key, {}), Mapping):
+        if key in item and not _is_object(item[key]):
             issues.append(_shape(f"task {task_id!r}: {key!r} must be an object", task_id))
             return None
     try:
@@ -150,24 +171,52 @@ def _add_task(graph: TaskGraph, task: Task | None, issues: list[GraphIssue]) -> 
     graph.add_task(task)
 
 
-def _add_flow(graph: TaskGraph, item: Any, where: str, issues: list[GraphIssue]) -> None:
-    if not isinstance(item, Mapping) or not all(isinstance(item.get(k), str) for k in FLOW_KEYS):
+def _add_flow(graph: TaskGraph, item: Any, index: int, issues: list[GraphIssue]) -> None:
+    flow = _flow_from_json(item)
+    if flow is None:
         issues.append(
-            _shape(f"{where} must be an object with string fields {', '.join(FLOW_KEYS)}")
-        )
-        return
-    flow = DataFlow(**{key: item[key] for key in FLOW_KEYS})
-    missing = [t for t in (flow.source_task, flow.target_task) if t not in graph]
-    if missing:
-        issues.append(
-            GraphIssue(
-                code="unknown_task",
-                task_id=missing[0],
-                message=f"dataflow {flow} names unknown task {missing[0]!r}",
+            _shape(
+                f"dataflows[{index}] must be an object with string fields {', '.join(FLOW_KEYS)}"
             )
         )
         return
-    graph.add_dataflow(flow)
+    try:
+        graph.add_dataflow(flow)
+    except GraphError:  # it names a task the graph lacks
+        missing = next(t for t in (flow.source_task, flow.target_task) if t not in graph)
+        issues.append(
+            GraphIssue(
+                code="unknown_task",
+                task_id=missing,
+                message=f"dataflow {flow} names unknown task {missing!r}",
+            )
+        )
+
+
+def _flow_from_json(item: Any) -> DataFlow | None:
+    """The dataflow ``item`` describes, or ``None`` unless it is an object of four strings."""
+    if not _is_object(item):
+        return None
+    source_task, source_port, target_task, target_port = map(item.get, FLOW_KEYS)
+    if not (
+        isinstance(source_task, str)
+        and isinstance(source_port, str)
+        and isinstance(target_task, str)
+        and isinstance(target_port, str)
+    ):
+        return None
+    return DataFlow(
+        source_task=source_task,
+        source_port=source_port,
+        target_task=target_task,
+        target_port=target_port,
+    )
+
+
+def _is_object(value: Any) -> bool:
+    """A JSON object: a dict (checked first, as parsed JSON holds nothing else; the
+    ``Mapping`` check costs several times more) or another mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _list_field(data: Mapping[str, Any], key: str, issues: list[GraphIssue]) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from graphmesh.orchestrator.errors import GraphError, GraphIssue, GraphValidationError
@@ -118,10 +119,10 @@ class TaskGraph:
         indegree = {
             tid: len({f.source_task for f in flows}) for tid, flows in self._incoming.items()
         }
-        ready = [tid for tid, n in indegree.items() if n == 0]
+        ready = deque(tid for tid, n in indegree.items() if n == 0)
         order: list[Task] = []
         while ready:
-            task_id = ready.pop(0)
+            task_id = ready.popleft()
             order.append(self._tasks[task_id])
             for target in dict.fromkeys(f.target_task for f in self._outgoing[task_id]):
                 indegree[target] -= 1

@@ -58,6 +58,9 @@ def _unknown_port(task_id: str, port: str, direction: str, task_type: str) -> Gr
 
 def _check_required_inputs(graph: TaskGraph, task_id: str) -> list[GraphIssue]:
     task = graph.get_task(task_id)
+    needed = [port for port in task.input_ports if port.required and port.id not in task.defaults]
+    if not needed:
+        return []
     wired = {flow.target_port for flow in graph.incoming(task_id)}
     return [
         GraphIssue(
@@ -69,6 +72,6 @@ def _check_required_inputs(graph: TaskGraph, task_id: str) -> list[GraphIssue]:
             task_id=task_id,
             port=port.id,
         )
-        for port in task.input_ports
-        if port.required and port.id not in wired and port.id not in task.defaults
+        for port in needed
+        if port.id not in wired
     ]

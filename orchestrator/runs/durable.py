@@ -18,6 +18,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
@@ -25,8 +26,10 @@ from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import (
     RunRow,
     TaskRow,
+    as_time,
     dumps,
     event_record,
+    json_copy,
     run_record,
 )
 from graphmesh.orchestrator.runs.durable_store import RunStore
@@ -40,6 +43,7 @@ from graphmesh.orchestrator.runs.model import (
     RunRecord,
     RunState,
     RunStateError,
+    TaskState,
     decode_page_token,
     encode_page_token,
 )
@@ -86,8 +90,9 @@ class DurableRunService:
         plan = GraphPlan(
             run_id, task_graph, json.loads(dumps(inputs)), self._registry, traceparent=traceparent
         )
-        if await self._insert(plan, tenant, key, dict(labels or {}), timeout_s=timeout):
-            return await self._record(run_id, tenant)
+        created = await self._insert(plan, tenant, key, dict(labels or {}), timeout_s=timeout)
+        if created is not None:
+            return created
         # A concurrent call with the same key created the run first.
         found = await self._by_key(tenant, key or "")
         if found is None:
@@ -169,14 +174,17 @@ class DurableRunService:
         labels: dict[str, str],
         *,
         timeout_s: float | None,
-    ) -> bool:
+    ) -> RunRecord | None:
+        """Store the run and return its record as committed; ``None`` when a run of this
+        idempotency key exists already."""
         graph = plan.graph
+        graph_json = graph_to_json(graph)
         remaining = {task.id: len(graph.incoming(task.id)) for task in graph}
         params = {
             "run_id": plan.run_id,
             "tenant": tenant,
             "status": RunState.PENDING.value,
-            "graph": dumps(graph_to_json(graph)),
+            "graph": dumps(graph_json),
             "inputs": dumps(plan.inputs),
             "labels": dumps(labels),
             "idempotency_key": key,
@@ -186,7 +194,7 @@ class DurableRunService:
         }
         async with self.store.transaction() as tx:
             if not await tx.fetch("insert_run", params):
-                return False
+                return None
             if remaining:
                 await tx.write_rows("insert_tasks", _task_rows(plan, remaining))
             state = TxnState(tx, self.store.plans)
@@ -198,7 +206,18 @@ class DurableRunService:
             roots = [_new_task(plan.run_id, task_id) for task_id, n in remaining.items() if not n]
             Scheduler(state).created(run, roots)
             await state.write()
-        return True
+            tasks = _pending_states(plan)  # built while the server writes the task rows
+            row = (await tx.fetch("created_run", {"run_id": plan.run_id}))[0]
+        return _created_record(
+            row,
+            tasks,
+            run_id=plan.run_id,
+            tenant=tenant,
+            key=key,
+            labels=labels,
+            graph=graph_json,
+            inputs=json_copy(plan.inputs),
+        )
 
     async def _change(self, run_id: str, tenant: str, change: Change) -> None:
         async with self.store.transaction() as tx:
@@ -240,6 +259,53 @@ def _new_run(run_id: str, tenant: str, tasks: int, timeout_s: float | None) -> R
         cancel_reason="",
         timeout_s=timeout_s,
     )
+
+
+def _pending_states(plan: GraphPlan) -> tuple[TaskState, ...]:
+    """The tasks of a run just created, as ``get_run`` reads their rows."""
+    return tuple(
+        TaskState(task_id=task.id, type=task.type, status=TaskStatus.PENDING) for task in plan.graph
+    )
+
+
+def _created_record(
+    row: Sequence[Any],
+    tasks: tuple[TaskState, ...],
+    *,
+    run_id: str,
+    tenant: str,
+    key: str | None,
+    labels: dict[str, str],
+    graph: JsonObject,
+    inputs: JsonObject,
+) -> RunRecord:
+    """What ``get_run`` returns for a run this process just created: its ``created_run``
+    row with what was stored, rather than the graph and every task row read back."""
+    status, error, last_seq, created_at, updated_at, started_at, ended_at = row
+    return RunRecord(
+        run_id=run_id,
+        tenant=tenant,
+        status=RunState(status),
+        graph=graph,
+        inputs=inputs,
+        labels=labels,
+        idempotency_key=key,
+        created_at=_stored_time(created_at),
+        updated_at=_stored_time(updated_at),
+        error=error,
+        last_seq=int(last_seq),
+        tasks=tasks,
+        started_at=as_time(started_at),
+        ended_at=as_time(ended_at),
+    )
+
+
+def _stored_time(value: datetime | str) -> datetime:
+    """A NOT NULL time column of either dialect."""
+    moment = as_time(value)
+    if moment is None:
+        raise ValueError("a required time column is NULL")
+    return moment
 
 
 def _new_task(run_id: str, task_id: str) -> TaskRow:

@@ -37,6 +37,7 @@ from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteGraphRepository
@@ -142,6 +143,7 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
                 publish_run_events(outbox, store.signals, settings.nats_url)
             )
         print("graphmesh run worker started", flush=True)
+        tune_gc()
         await stop.wait()
 
 

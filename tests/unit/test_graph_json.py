@@ -19,7 +19,7 @@ from graphmesh.orchestrator.graph import (
     graph_to_json,
     loads_graph,
 )
-from graphmesh.orchestrator.task import TaskRegistry
+from graphmesh.orchestrator.task import TaskRegistry, TaskStatus
 
 
 def df(source: str, source_port: str, target: str, target_port: str) -> DataFlow:
@@ -120,6 +120,31 @@ def test_to_json_refuses_values_that_are_not_json() -> None:
     assert issue.code == "not_json"
     assert issue.task_id == "e"
     assert "task 'e' (TestEcho) defaults are not JSON" in issue.message
+
+
+@pytest.mark.parametrize("what", ["defaults", "config"])
+@pytest.mark.parametrize("value", [object(), {1, 2}, [object()], {"nested": object()}])
+def test_to_json_refuses_flat_and_nested_values_that_are_not_json(what: str, value: Any) -> None:
+    graph = TaskGraph([Echo(id="e", **{what: {"value": value}})])
+    with pytest.raises(GraphValidationError) as info:
+        graph_to_json(graph)
+    [issue] = info.value.issues
+    assert (issue.code, issue.task_id) == ("not_json", "e")
+    assert f"task 'e' (TestEcho) {what} are not JSON" in issue.message
+
+
+def test_to_json_gives_what_json_text_would_and_shares_nothing_with_the_graph() -> None:
+    flat = {"s": "x", "i": 1, "f": 2.5, "b": True, "n": None}
+    odd = {1: (1, 2), "status": TaskStatus.PENDING}
+    graph = TaskGraph([Echo(id="e", defaults=flat, config={"odd": odd})])
+    [task] = graph_to_json(graph)["tasks"]
+    assert task["defaults"] == flat
+    assert task["config"] == json.loads(json.dumps({"odd": odd}))
+    assert type(task["config"]["odd"]["status"]) is str
+    task["defaults"]["s"] = "changed"
+    task["config"]["odd"]["1"].append(3)
+    assert graph.get_task("e").defaults == flat
+    assert graph.get_task("e").config == {"odd": odd}
 
 
 def test_loading_uses_the_given_registry() -> None:
