@@ -7,9 +7,11 @@ all at the end with one batch statement per kind. The decisions are in :mod:`.sc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from graphmesh.orchestrator.queue.base import Job
 from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan, PlanCache
 from graphmesh.orchestrator.runs.durable_rows import EventRow, RunRow, TaskRow, dumps
@@ -18,6 +20,7 @@ from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
 from graphmesh.orchestrator.task.base import TaskStatus
 
 TaskKey = tuple[str, str]
+log = logging.getLogger(__name__)
 
 
 class TxnState:
@@ -169,10 +172,17 @@ class TxnState:
     async def hand_over(self) -> None:
         """After the commit: run the jobs started for this process in the slots held for
         them (a job whose key was held by another job frees its slot)."""
-        if self.dispatch is not None and self.held:
-            jobs = [] if self.started is None else await self.started.jobs()
-            self.dispatch.adopt([job for job in jobs if job is not None], held=self.held)
-            self.held = 0
+        if self.dispatch is None or not self.held:
+            return
+        jobs: list[Job | None] = []
+        try:
+            if self.started is not None:
+                jobs = await self.started.jobs()
+        except Exception:
+            # Committed, but not to be run here: their leases run out and they run again.
+            log.exception("reading the jobs started for this worker failed")
+        self.dispatch.adopt([job for job in jobs if job is not None], held=self.held)
+        self.held = 0
 
     def release_held(self) -> None:
         """The transaction failed: free the slots held for its jobs."""
