@@ -18,7 +18,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
@@ -30,6 +29,7 @@ from graphmesh.orchestrator.runs.durable_rows import (
     dumps,
     event_record,
     json_copy,
+    required_time,
     run_record,
 )
 from graphmesh.orchestrator.runs.durable_store import RunStore
@@ -290,22 +290,14 @@ def _created_record(
         inputs=inputs,
         labels=labels,
         idempotency_key=key,
-        created_at=_stored_time(created_at),
-        updated_at=_stored_time(updated_at),
+        created_at=required_time(created_at),
+        updated_at=required_time(updated_at),
         error=error,
         last_seq=int(last_seq),
         tasks=tasks,
         started_at=as_time(started_at),
         ended_at=as_time(ended_at),
     )
-
-
-def _stored_time(value: datetime | str) -> datetime:
-    """A NOT NULL time column of either dialect."""
-    moment = as_time(value)
-    if moment is None:
-        raise ValueError("a required time column is NULL")
-    return moment
 
 
 def _new_task(run_id: str, task_id: str) -> TaskRow:

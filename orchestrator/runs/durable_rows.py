@@ -265,8 +265,8 @@ def run_record(row: Row, tasks: Sequence[Row], *, deduplicated: bool = False) ->
         inputs=json.loads(inputs),
         labels=json.loads(labels),
         idempotency_key=key,
-        created_at=_required(as_time(created_at)),
-        updated_at=_required(as_time(updated_at)),
+        created_at=required_time(created_at),
+        updated_at=required_time(updated_at),
         error=error,
         last_seq=int(last_seq),
         tasks=tuple(task_state(run_id, task) for task in tasks),
@@ -302,7 +302,7 @@ def event_record(row: Row) -> RunEventRecord:
     return RunEventRecord(
         run_id=run_id,
         seq=int(seq),
-        time=_required(as_time(time)),
+        time=required_time(time),
         kind=RunEventKind(kind),
         run_status=RunState(run_status),
         task_id=task_id,
@@ -317,7 +317,9 @@ def event_record(row: Row) -> RunEventRecord:
     )
 
 
-def _required(value: datetime | None) -> datetime:
-    if value is None:
+def required_time(value: datetime | str) -> datetime:
+    """:func:`as_time` of a NOT NULL time column."""
+    moment = as_time(value)
+    if moment is None:
         raise ValueError("a required time column is NULL")
-    return value
+    return moment
