@@ -15,6 +15,7 @@ from graphmesh.orchestrator.queue.base import (
     Completion,
     Job,
     JobSpec,
+    JobStatus,
     JsonObject,
     LeaseState,
 )
@@ -86,12 +87,20 @@ def check_started(specs: Sequence[JobSpec], lease_s: float) -> None:
 
 
 def started_in_spec_order(specs: Sequence[JobSpec], inserted: list[Job]) -> list[Job | None]:
-    """The started job for each spec, ``None`` where its key was held: by another job, or
-    by an earlier spec of the same batch (each job is handed out once). Keyless jobs are
-    matched in id order, which follows the batch order."""
+    """The job started for each spec, ``None`` where its key was held (by another job, or
+    by an earlier spec of the same batch: each job is handed out once) or where it was
+    inserted pending behind a job of higher priority. Keyless jobs are matched in id order,
+    which follows the batch order."""
     by_key = {job.key: job for job in inserted if job.key is not None}
     keyless = iter(sorted((job for job in inserted if job.key is None), key=lambda job: job.id))
-    return [next(keyless) if spec.key is None else by_key.pop(spec.key, None) for spec in specs]
+    found = [next(keyless) if spec.key is None else by_key.pop(spec.key, None) for spec in specs]
+    return started_only(found)
+
+
+def started_only(jobs: Sequence[Job | None]) -> list[Job | None]:
+    """``enqueue_started``'s answer from the jobs it inserted: each job that runs for the
+    caller, ``None`` for one that waits as pending (or was never inserted)."""
+    return [job if job is not None and job.status is JobStatus.RUNNING else None for job in jobs]
 
 
 class MaintenanceClock:

@@ -241,8 +241,10 @@ class JobQueue(Protocol):
         back running, attempt 1, leased for ``lease_s`` (capped by its start-to-close
         timeout): heartbeat, complete or fail it like a claimed attempt; if the caller
         dies, the lease runs out and the job is rescued. ``None`` where the key is held
-        by another job (left as it is) or by an earlier spec of the batch. No worker is
-        woken; a spec with a ``run_at`` is refused."""
+        by another job (left as it is) or by an earlier spec of the batch, and where a
+        due pending job of higher priority waits in the spec's queue: priorities hold, so
+        that job is added pending instead, for a claim, and workers are woken for it. No
+        worker is woken for started jobs; a spec with a ``run_at`` is refused."""
         ...
 
     async def claim(

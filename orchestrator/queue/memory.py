@@ -126,15 +126,31 @@ class MemoryJobQueue(BatchQueue):
         self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
     ) -> list[Job | None]:
         """Add jobs with their first attempt started for the caller; ``None`` where a key
-        is held (see the protocol). Nobody else can claim them, so no worker is woken."""
+        is held or where a due job of higher priority waits in the queue (the job is then
+        left pending and workers are woken; see the protocol)."""
         check_started(specs, lease_s)
         payloads = [encode_json(spec.payload) for spec in specs]  # refuse before any change
         now = self._clock()
         started: list[Job | None] = []
         for spec, payload in zip(specs, payloads, strict=True):
-            held = spec.key is not None and spec.key in self._by_key
-            started.append(None if held else self._start(self._add(spec, payload), now, lease_s))
+            if spec.key is not None and spec.key in self._by_key:
+                started.append(None)
+            elif self._outranked(spec, now):
+                self._add(spec, payload)
+                self._hub.notify([spec.queue])
+                started.append(None)
+            else:
+                started.append(self._start(self._add(spec, payload), now, lease_s))
         return started
+
+    def _outranked(self, spec: JobSpec, now: float) -> bool:
+        """Whether a due pending job of ``spec``'s queue has a higher priority."""
+        return any(
+            record.spec.queue == spec.queue
+            and record.spec.priority > spec.priority
+            and self._due(record, now)
+            for record in self._pending.values()
+        )
 
     def _add(self, spec: JobSpec, payload: str) -> _Record:
         if spec.key is not None and spec.key in self._by_key:

@@ -35,6 +35,7 @@ from graphmesh.orchestrator.queue._shared import (
     WakeupHub,
     check_claim,
     check_lease,
+    started_only,
 )
 from graphmesh.orchestrator.queue.base import (
     DEFAULT_LEASE_S,
@@ -122,8 +123,10 @@ class SqliteJobQueue(BatchQueue):
         self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
     ) -> list[Job | None]:
         """Add jobs with their first attempt started for the caller (see ``JobQueue``);
-        nobody else can claim them, so no worker is woken."""
-        return await self._call(lambda ops: ops.enqueue_started(specs, lease_s=lease_s))
+        workers are woken only for those left pending behind a job of higher priority."""
+        jobs = await self._call(lambda ops: ops.enqueue_started(specs, lease_s=lease_s))
+        self._wake_if_pending([job for job in jobs if job is not None])
+        return started_only(jobs)
 
     async def claim(
         self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S

@@ -109,8 +109,10 @@ class SqliteQueueOps:
         return job_from_row(rows[0])
 
     def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> list[Job | None]:
-        """Add jobs with their first attempt started for the caller; ``None`` where a key
-        is held (see ``JobQueue.enqueue_started``)."""
+        """Add jobs with their first attempt started for the caller (see
+        ``JobQueue.enqueue_started``). Returns each job as inserted: running, or pending
+        when a due job of higher priority waits in its queue (the caller wakes workers
+        and hands out only the running ones); ``None`` where a key is held."""
         check_started(specs, lease_s)
         params = [{**self._enqueue_params(spec), "lease_s": lease_s} for spec in specs]
         with atomic(self._db):

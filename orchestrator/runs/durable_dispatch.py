@@ -8,7 +8,9 @@ queue worker holds for it (``Worker.hold_slots``); after the commit the worker r
 (``Worker.adopt``). A transaction starts here at most as many tasks as it ended here (a
 task's successor takes its slot), only in free slots and only for the queues this worker
 serves: the rest (a fan-out's growth, work beyond this worker) is enqueued as pending jobs
-that any replica claims, so replicas still share the work. A process that dies before
+that any replica claims, so replicas still share the work. Priorities hold: a job whose
+queue has a due job of higher priority waiting is inserted pending instead, and the slot
+held for it is freed for a claim. A process that dies before
 running them leaves leases that expire, and the jobs are rescued as after any lost worker.
 """
 

@@ -21,7 +21,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue._shared import started_only
+from graphmesh.orchestrator.queue.base import (
+    AttemptToken,
+    Completion,
+    Job,
+    JobError,
+    JobSpec,
+    JobStatus,
+)
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.sqlite import SqliteJobQueue
 from graphmesh.orchestrator.runs.durable import DurableRunService
@@ -103,7 +111,11 @@ class SqliteTx:
     async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> SqliteStarted:
         ops = self._queue.within
         jobs = await self._call(lambda db: ops(db).enqueue_started(specs, lease_s=lease_s))
-        return SqliteStarted(jobs)
+        # Those left pending behind a job of higher priority wake the workers at commit.
+        self.queues.update(
+            job.queue for job in jobs if job is not None and job.status is JobStatus.PENDING
+        )
+        return SqliteStarted(started_only(jobs))
 
     async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:
         completions = [Completion(token=token) for token in tokens]

@@ -236,6 +236,37 @@ async def test_enqueue_started_refuses_what_cannot_start_now(queue: JobQueue) ->
     assert await queue.list_jobs() == []  # nothing of a refused batch was written
 
 
+async def test_enqueue_started_defers_to_a_due_job_of_higher_priority(queue: JobQueue) -> None:
+    urgent = await queue.enqueue(JobSpec(task="t", priority=5))
+    await queue.enqueue(JobSpec(task="t", priority=9, run_at=utc_now() + timedelta(seconds=60)))
+    low, equal, high, elsewhere = await queue.enqueue_started(
+        [
+            JobSpec(task="t", key="low"),
+            JobSpec(task="t", key="equal", priority=5),
+            JobSpec(task="t", key="high", priority=7),
+            JobSpec(task="t", key="elsewhere", queue="other"),
+        ]
+    )
+    # Only a due job that outranks a spec holds it back (the priority 9 one is not due).
+    assert low is None
+    assert equal is not None and high is not None and elsewhere is not None
+    assert {job.status for job in (equal, high, elsewhere)} == {JobStatus.RUNNING}
+    (waiting,) = [job for job in await queue.list_jobs() if job.key == "low"]
+    assert (waiting.status, waiting.attempt) == (JobStatus.PENDING, 0)
+    # The claim order is kept: the urgent job first, then the one that deferred to it.
+    claimed = await queue.claim(["default"], limit=10)
+    assert [job.id for job in claimed] == [urgent.id, waiting.id]
+
+
+async def test_a_started_job_left_pending_wakes_workers(queue: JobQueue) -> None:
+    await queue.enqueue(JobSpec(task="t", priority=1))
+    async with queue.wakeups(["default"]) as wakeup:  # listening after that enqueue
+        wakeup.clear()
+        (job,) = await queue.enqueue_started([JobSpec(task="t")])
+        assert job is None
+        assert await wakeup.wait(5.0)
+
+
 async def test_started_jobs_wake_no_worker(queue: JobQueue) -> None:
     async with queue.wakeups(["default"]) as wakeup:
         wakeup.clear()

@@ -34,8 +34,11 @@ RETURNING id, queue, task, payload::text, priority, status, idempotency_key, ret
 -- name: enqueue_started_jobs
 -- enqueue_jobs for a caller that runs the jobs itself at once (eager dispatch): each row
 -- is inserted with its first attempt started, leased for %(lease_s)s (capped by its
--- start-to-close timeout) as a claim would. A key another job holds is skipped, and that
--- job is left as it is. Running rows are not in the runnable set: no worker is woken.
+-- start-to-close timeout) as a claim would. Running rows are not in the runnable set: no
+-- worker is woken for them. Priorities still hold: a row whose queue has a due pending
+-- job of higher priority (one probe of the runnable index) is inserted pending instead,
+-- for a claim, and its insert wakes the workers. A key another job holds is skipped, and
+-- that job is left as it is.
 INSERT INTO graphmesh_jobs (
     queue, task, payload, priority, idempotency_key, retry, run_at,
     schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
@@ -43,9 +46,12 @@ INSERT INTO graphmesh_jobs (
 )
 SELECT spec.queue, spec.task, spec.payload, spec.priority, spec.key, spec.retry, now(),
        spec.s2s, now() + make_interval(secs => spec.s2s), spec.stc, spec.traceparent,
-       'running', 1, now(), now() + make_interval(secs => spec.stc),
-       least(now() + make_interval(secs => %(lease_s)s),
-             now() + make_interval(secs => spec.stc))
+       CASE WHEN eager.starts THEN 'running' ELSE 'pending' END,
+       CASE WHEN eager.starts THEN 1 ELSE 0 END,
+       CASE WHEN eager.starts THEN now() END,
+       CASE WHEN eager.starts THEN now() + make_interval(secs => spec.stc) END,
+       CASE WHEN eager.starts THEN least(now() + make_interval(secs => %(lease_s)s),
+                                   now() + make_interval(secs => spec.stc)) END
 FROM jsonb_array_elements(%(specs)s::jsonb) WITH ORDINALITY AS item (row, position)
 CROSS JOIN LATERAL (
     SELECT item.row->>0 AS queue, item.row->>1 AS task, item.row->2 AS payload,
@@ -53,6 +59,14 @@ CROSS JOIN LATERAL (
            (item.row->>5)::jsonb AS retry, (item.row->>7)::float8 AS s2s,
            (item.row->>8)::float8 AS stc, item.row->>9 AS traceparent
 ) AS spec
+CROSS JOIN LATERAL (
+    SELECT NOT EXISTS (
+        SELECT FROM graphmesh_jobs AS waiting
+        WHERE waiting.status = 'pending' AND waiting.queue = spec.queue
+          AND waiting.priority > spec.priority AND waiting.run_at <= now()
+          AND (waiting.start_deadline IS NULL OR waiting.start_deadline > now())
+    ) AS starts
+) AS eager
 ORDER BY item.position
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, queue, task, payload::text, priority, status, idempotency_key, retry::text, run_at,

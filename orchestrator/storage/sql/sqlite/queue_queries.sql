@@ -19,17 +19,30 @@ RETURNING id, queue, task, payload, priority, status, idempotency_key, retry, ru
 
 -- name: enqueue_started_job
 -- enqueue_job with the first attempt started for the caller (eager dispatch), leased as
--- a claim would; a key another job holds inserts nothing and leaves that job as it is.
+-- a claim would, unless its queue has a due pending job of higher priority: then it is
+-- inserted pending, for a claim. A key another job holds inserts nothing and leaves that
+-- job as it is. (`WHERE true` tells SQLite the ON CONFLICT is not part of the SELECT.)
 INSERT INTO graphmesh_jobs (
     queue, task, payload, priority, idempotency_key, retry, run_at, created_at,
     schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
     status, attempt, started_at, attempt_deadline, lease_until
 )
-VALUES (
-    :queue, :task, :payload, :priority, :key, :retry, :now, :now,
-    :s2s, :now + :s2s, :stc, :traceparent,
-    'running', 1, :now, :now + :stc, min(:now + :lease_s, coalesce(:now + :stc, :now + :lease_s))
-)
+SELECT :queue, :task, :payload, :priority, :key, :retry, :now, :now,
+       :s2s, :now + :s2s, :stc, :traceparent,
+       CASE WHEN eager.starts THEN 'running' ELSE 'pending' END,
+       CASE WHEN eager.starts THEN 1 ELSE 0 END,
+       CASE WHEN eager.starts THEN :now END,
+       CASE WHEN eager.starts THEN :now + :stc END,
+       CASE WHEN eager.starts
+            THEN min(:now + :lease_s, coalesce(:now + :stc, :now + :lease_s)) END
+FROM (
+    SELECT NOT EXISTS (
+        SELECT 1 FROM graphmesh_jobs
+        WHERE status = 'pending' AND queue = :queue AND priority > :priority
+          AND run_at <= :now AND (start_deadline IS NULL OR start_deadline > :now)
+    ) AS starts
+) AS eager
+WHERE true
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, queue, task, payload, priority, status, idempotency_key, retry, run_at, created_at,
        attempt, started_at, lease_until, finished_at, cancel_requested, progress, result,
