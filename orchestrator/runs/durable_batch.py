@@ -9,7 +9,8 @@ Within a transaction the ops apply in arrival order, so a task's events keep the
 A failing transaction is retried op by op, so one bad op fails only its own caller; one
 that failed because the database was unreachable is retried whole, every
 :data:`RETRY_PAUSE_S`, until the database is back (or the committer closes): a lost start
-would leave its task waiting for good.
+would leave its task waiting for good. One whose commit was cut off on the way is first
+looked up (``CommitOutcomeUnknownError``), and written again only if it did not commit.
 Ops nobody waits for (starts, progress) wait up to :data:`POST_DELAY_S` for one that
 somebody does, so a task's start is usually written with its outcome.
 """
@@ -27,7 +28,7 @@ from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobError
 from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_store import RunStore, Tx
+from graphmesh.orchestrator.runs.durable_store import CommitOutcomeUnknownError, RunStore, Tx
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, StoreUnavailableError
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TaskKey, TxnState
@@ -160,7 +161,7 @@ class Committer:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                applied = await apply_ops(self._store, [op for op, _ in batch], self.dispatch)
+                applied = await self._apply(batch)
             except StoreUnavailableError as error:
                 await self._retry_later(batch, error)
                 continue
@@ -175,7 +176,7 @@ class Committer:
     async def _one_by_one(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         for index, (op, future) in enumerate(batch):
             try:
-                applied = await apply_ops(self._store, [op], self.dispatch)
+                applied = await self._apply([(op, future)])
             except StoreUnavailableError as error:
                 await self._retry_later(batch[index:], error)
                 return
@@ -183,6 +184,24 @@ class Committer:
                 _settle(future, error=error)
             else:
                 await self._done([(op, future)], applied)
+
+    async def _apply(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> Applied:
+        """Commit the batch's ops; raises StoreUnavailableError when they must be written
+        again. A commit cut off on the way is looked up first: writing a transaction
+        again that did commit would repeat its starts and progress events."""
+        try:
+            return await apply_ops(self._store, [op for op, _ in batch], self.dispatch)
+        except CutOffCommit as cut:
+            uncertain = cut
+        error = uncertain.error
+        log.warning("a run commit was cut off (%s); asking whether it went through", error)
+        while True:
+            committed = await error.committed()
+            if committed:
+                return uncertain.applied
+            if committed is False or self._closing:
+                raise error  # written again (or, when closing, failed) by the caller
+            await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _done(
         self, batch: list[tuple[Op, asyncio.Future[Any] | None]], applied: Applied
@@ -233,17 +252,34 @@ class Applied:
     state: TxnState
 
 
+class CutOffCommit(Exception):
+    """:func:`apply_ops`' commit was cut off on the way: what the transaction decided, to
+    be used if ``error.committed()`` says it went through."""
+
+    def __init__(self, applied: Applied, error: CommitOutcomeUnknownError) -> None:
+        super().__init__(str(error))
+        self.applied = applied
+        self.error = error
+
+
 async def apply_ops(
     store: RunStore, ops: list[Op], dispatch: EagerDispatch | None = None
 ) -> Applied:
     """Apply ``ops`` in one transaction. Tasks they make ready start in this process when
-    ``dispatch`` has free slots for them, once the caller calls ``hand_over``."""
+    ``dispatch`` has free slots for them, once the caller calls ``hand_over``. Raises
+    :class:`CutOffCommit` when the commit's outcome is unknown."""
     state: TxnState | None = None
     try:
         async with store.transaction() as tx:
             state = TxnState(tx, store.plans, dispatch)
             results = await _decide(state, tx, ops)
             await state.write()
+    except CommitOutcomeUnknownError as error:
+        # Were it committed, the jobs it started here could not be read back now: their
+        # leases run out and they are rescued, as after a lost worker.
+        assert state is not None  # only a commit's failure raises it
+        state.release_held()
+        raise CutOffCommit(Applied(results=results, state=state), error) from error
     except BaseException:
         if state is not None:
             state.release_held()

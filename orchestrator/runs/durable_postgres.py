@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Self
 
 import orjson
@@ -30,6 +31,7 @@ from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, job_from_
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
 from graphmesh.orchestrator.runs.durable_store import (
+    CommitOutcomeUnknownError,
     Query,
     Row,
     RunSignals,
@@ -161,15 +163,35 @@ class PostgresRunStore:
         """A transaction; its changed runs are NOTIFYed (delivered at commit) and then
         signalled in this process. It runs in pipeline mode: writes are sent without
         waiting for their results, so most of a transaction costs one round trip."""
-        async with self._connection() as connection, connection.pipeline():
-            async with connection.transaction():
-                tx = PostgresTx(connection, self.queue)
-                yield tx
-                if tx.changed:
-                    payloads = [signal_payload(*change) for change in tx.changed.items()]
-                    await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
+        xid: str | None = None  # known once the body is done, before the commit is sent
+        try:
+            async with self._connection() as connection, connection.pipeline():
+                async with connection.transaction():
+                    marker = await connection.execute(QUERIES["transaction_id"])
+                    tx = PostgresTx(connection, self.queue)
+                    yield tx
+                    if tx.changed:
+                        payloads = [signal_payload(*change) for change in tx.changed.items()]
+                        await connection.execute(QUERIES["notify_runs"], {"payloads": payloads})
+                    xid = str((await marker.fetchall())[0][0])
+        except StoreUnavailableError as error:
+            if xid is None:
+                raise  # it broke before the commit was sent: rolled back
+            raise CommitOutcomeUnknownError(str(error), partial(self._committed, xid)) from error
         for run_id, status in tx.changed.items():
             self.signals.notify(run_id, status)
+
+    async def _committed(self, xid: str) -> bool | None:
+        """Whether transaction ``xid`` committed; ``None`` while the database cannot tell
+        (unreachable, or the transaction still ending). One too old to be told counts as
+        not committed: its writes are then written again, as before this check existed."""
+        try:
+            (row,) = await self.fetch("transaction_status", {"xid": xid})
+        except StoreUnavailableError:
+            return None
+        if row[0] == "in progress":
+            return None
+        return bool(row[0] == "committed")
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         async with self._connection() as connection:

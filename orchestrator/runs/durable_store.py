@@ -10,17 +10,27 @@ state changed through :class:`RunSignals` (and, on Postgres, ``NOTIFY`` to every
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any, Protocol
 
 from graphmesh.orchestrator.queue.base import AttemptToken, Job, JobError, JobSpec
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 
 Row = tuple[Any, ...]
 Query = tuple[str, Mapping[str, Any]]
 StatusListener = Callable[[str, RunState], None]
+
+
+class CommitOutcomeUnknownError(StoreUnavailableError):
+    """The connection broke while the transaction's commit was on the way, so it may have
+    committed or not. :attr:`committed` asks the database once it answers again: ``True``
+    or ``False``, or ``None`` while that cannot be told yet (still unreachable)."""
+
+    def __init__(self, message: str, committed: Callable[[], Awaitable[bool | None]]) -> None:
+        super().__init__(message)
+        self.committed = committed
 
 
 class Pending(Protocol):

@@ -230,3 +230,12 @@ SELECT job.id, job.attempt
 FROM graphmesh_jobs AS job
 JOIN unnest(%(job_ids)s::bigint[], %(attempts)s::integer[]) AS token (id, attempt)
   ON job.id = token.id AND job.attempt = token.attempt;
+
+-- name: transaction_id
+-- Names a run transaction, so that one whose commit was cut off on the way can be looked
+-- up afterwards (transaction_status). Sent with its first reads: no round trip of its own.
+SELECT pg_current_xact_id()::text;
+
+-- name: transaction_status
+-- 'committed', 'aborted' or 'in progress'; NULL once too old to be told.
+SELECT pg_xact_status(%(xid)s::xid8);

@@ -1,0 +1,78 @@
+"""A run transaction whose commit is cut off on the way, on a real Postgres.
+
+The network breaks while COMMIT is in flight, so the committer cannot know whether it went
+through. It asks the database (``pg_xact_status`` of the transaction's id) and writes the
+transaction again only when it did not commit: a start written twice would log a second
+TASK_STARTED and count a second attempt. The break is made by a proxy between the service
+and the server (``support.tcp_proxy``): after the server answered the COMMIT (it committed),
+or before the COMMIT reached it (it rolled back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from support.durable_tasks import create_executions_table, flow, record
+from support.tcp_proxy import CuttingProxy
+
+from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
+from graphmesh.orchestrator.runs.durable_batch import Committer, Complete, Start
+from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
+from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunRecord
+
+TENANT = "acme"
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param({"to_client": b"COMMIT\x00"}, id="committed-answer-lost"),
+        pytest.param({"to_server": b"COMMIT"}, id="commit-never-arrived"),
+    ],
+)
+async def test_a_cut_off_commit_is_written_exactly_once(
+    postgres_dsn: str, cut: dict[str, bytes]
+) -> None:
+    await create_executions_table(postgres_dsn)
+    graph = {
+        "tasks": [record("a", postgres_dsn, value=1), record("b", postgres_dsn)],
+        "dataflows": [flow("a", "b")],
+    }
+    async with (
+        CuttingProxy(postgres_dsn) as proxy,
+        PostgresRunService.open(proxy.dsn, run_tasks=False) as runs,
+    ):
+        store = runs.store
+        assert isinstance(store, PostgresRunStore)  # its every connection goes through the proxy
+        run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+        # Claimed past the proxy: the claim's background maintenance commits too.
+        async with PostgresJobQueue.open(postgres_dsn) as direct:
+            (job,) = await direct.claim([TASK_QUEUE])
+        committer = Committer(store)
+        was_cut = proxy.cut_when(**cut)
+        started = await asyncio.wait_for(committer.submit(Start(job=job)), 20)
+        assert was_cut.is_set()
+        completed = await committer.submit(Complete(job=job, output={"value": 1}, provenance={}))
+        await committer.close()
+        after = await runs.get_run(run.run_id, tenant=TENANT)
+        events = await events_upto(runs, after)
+    assert started is True and completed is True
+    assert [task.attempts for task in after.tasks if task.task_id == "a"] == [1]
+    assert [(event.kind, event.task_id) for event in events] == [
+        (RunEventKind.RUN_CREATED, ""),
+        (RunEventKind.RUN_STARTED, ""),
+        (RunEventKind.TASK_STARTED, "a"),
+        (RunEventKind.TASK_COMPLETED, "a"),
+    ]
+    assert [event.seq for event in events] == list(range(1, after.last_seq + 1))
+
+
+async def events_upto(runs: PostgresRunService, run: RunRecord) -> list[RunEventRecord]:
+    found = []
+    async for event in runs.watch_run(run.run_id, tenant=TENANT):
+        found.append(event)
+        if event.seq == run.last_seq:
+            break
+    return found
