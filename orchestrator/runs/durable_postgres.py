@@ -72,6 +72,10 @@ class PostgresStarted:
         return started_in_spec_order(self._specs, inserted)
 
 
+class _DroppedError(StoreUnavailableError):
+    """The server dropped the connection in use (see ``PostgresRunStore._connection``)."""
+
+
 class PostgresTx:
     """A run transaction on one pooled connection."""
 
@@ -194,26 +198,42 @@ class PostgresRunStore:
         return bool(row[0] == "committed")
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        async with self._connection() as connection:
-            cursor = await connection.execute(QUERIES[query], params)
-            return await cursor.fetchall()
+        return (await self.fetch_many([(query, params)]))[0]
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
-        async with self._connection() as connection, connection.pipeline():
-            cursors = [await connection.execute(QUERIES[name], params) for name, params in queries]
-            return [await cursor.fetchall() for cursor in cursors]
+        try:
+            return await self._fetch_many(queries)
+        except _DroppedError:
+            # The server dropped the connection (it restarted): the pool has been checked
+            # since, so a read, safe to repeat, is tried once more on a live connection.
+            return await self._fetch_many(queries)
+
+    async def _fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        async with self._connection() as connection:
+            if len(queries) == 1:
+                ((name, params),) = queries
+                return [await (await connection.execute(QUERIES[name], params)).fetchall()]
+            async with connection.pipeline():
+                cursors = [await connection.execute(QUERIES[q], params) for q, params in queries]
+                return [await cursor.fetchall() for cursor in cursors]
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         """A pooled connection. When none can be had, or it breaks (the server restarted),
-        the error becomes StoreUnavailableError; other errors pass unchanged."""
+        the error becomes StoreUnavailableError; other errors pass unchanged. A broken one
+        has the pool check its idle connections: after a restart they are all dead, and
+        each would otherwise fail one more call."""
         connection: Connection | None = None
         try:
             async with self.pool.connection() as connection:
                 yield connection
         except psycopg.OperationalError as error:
-            if connection is None or connection.closed or connection.broken:
-                raise StoreUnavailableError(f"the runs database is unavailable: {error}") from error
+            message = f"the runs database is unavailable: {error}"
+            if connection is None:
+                raise StoreUnavailableError(message) from error
+            if connection.closed or connection.broken:
+                await self.pool.check()
+                raise _DroppedError(message) from error
             raise
 
     async def _listen(self, dsn: str) -> None:

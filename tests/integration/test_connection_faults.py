@@ -1,26 +1,31 @@
-"""A run transaction whose commit is cut off on the way, on a real Postgres.
+"""Network and server faults under the Postgres run store, on a real Postgres.
 
-The network breaks while COMMIT is in flight, so the committer cannot know whether it went
-through. It asks the database (``pg_xact_status`` of the transaction's id) and writes the
-transaction again only when it did not commit: a start written twice would log a second
-TASK_STARTED and count a second attempt. The break is made by a proxy between the service
-and the server (``support.tcp_proxy``): after the server answered the COMMIT (it committed),
-or before the COMMIT reached it (it rolled back).
+A run transaction whose commit is cut off on the way: the network breaks while COMMIT is
+in flight, so the committer cannot know whether it went through. It asks the database
+(``pg_xact_status`` of the transaction's id) and writes the transaction again only when it
+did not commit: a start written twice would log a second TASK_STARTED and count a second
+attempt. The break is made by a proxy between the service and the server
+(``support.tcp_proxy``): after the server answered the COMMIT (it committed), or before the
+COMMIT reached it (it rolled back).
+
+Every pooled connection dropped by the server (as by a restart): the next read works, on a
+fresh connection, instead of failing once per dead connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
-from support.durable_tasks import create_executions_table, flow, record
+from support.durable_tasks import CollectTask, create_executions_table, flow, record
 from support.tcp_proxy import CuttingProxy
 
 from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
 from graphmesh.orchestrator.runs.durable_batch import Committer, Complete, Start
 from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunRecord
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunFilter, RunRecord
 
 TENANT = "acme"
 
@@ -76,3 +81,30 @@ async def events_upto(runs: PostgresRunService, run: RunRecord) -> list[RunEvent
         if event.seq == run.last_seq:
             break
     return found
+
+
+async def test_reads_work_at_once_after_the_server_dropped_every_connection(
+    postgres_dsn: str,
+) -> None:
+    graph = {"tasks": [{"id": "a", "type": CollectTask.type}], "dataflows": []}
+    async with PostgresRunService.open(postgres_dsn, run_tasks=False, max_pool_size=4) as runs:
+        run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+        # Four reads at once leave four idle connections in the pool.
+        await asyncio.gather(*(runs.get_run(run.run_id, tenant=TENANT) for _ in range(4)))
+        assert await drop_connections(postgres_dsn) >= 4
+        again = await runs.get_run(run.run_id, tenant=TENANT)
+        listed = await runs.list_runs(RunFilter(tenant=TENANT))
+    assert again.run_id == run.run_id
+    assert [found.run_id for found in listed.items] == [run.run_id]
+
+
+async def drop_connections(dsn: str) -> int:
+    """Terminate every other connection to ``dsn``'s database, as a restart would."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        cursor = await connection.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
