@@ -198,7 +198,9 @@ class PostgresJobQueue(BatchQueue):
         names = check_claim(queues, limit, lease_s)
         if self._maintenance is not None and self._maintenance.due():
             self._maintenance.run_in_background(self.maintain)
-        params: dict[str, Any] = {"limit": limit, "lease_s": float(lease_s)}
+        # Claims of their own need not wait for the WAL flush (see claim_jobs).
+        commit = None if self._bound is not None else "off"
+        params: dict[str, Any] = {"limit": limit, "lease_s": float(lease_s), "commit": commit}
         if len(set(names)) == 1:  # the common case has a simpler statement, cheaper to plan
             query, params["queue"] = "claim_jobs", names[0]
         else:

@@ -8,6 +8,7 @@ from collections import Counter
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 from support.queues import eventually
 
 from graphmesh.orchestrator.queue import Job, JobSpec, JobStatus
@@ -142,7 +143,13 @@ async def test_the_claim_walks_the_partial_index_of_runnable_jobs(postgres_dsn: 
     ):
         await queue.enqueue_many([JobSpec(task="t", queue=f"q{n % 20}") for n in range(5000)])
         await connection.execute("ANALYZE graphmesh_jobs")
-        params = {"queue": "q1", "queues": ["q1", "q2"], "limit": 10, "lease_s": 30.0}
+        params = {
+            "queue": "q1",
+            "queues": ["q1", "q2"],
+            "limit": 10,
+            "lease_s": 30.0,
+            "commit": "off",
+        }
         for query in ("claim_jobs", "claim_jobs_of_queues"):
             sql = POSTGRES_QUERIES[query]
             assert "FOR UPDATE SKIP LOCKED" in sql
@@ -150,3 +157,30 @@ async def test_the_claim_walks_the_partial_index_of_runnable_jobs(postgres_dsn: 
             plan = "\n".join(row[0] for row in await cursor.fetchall())
             assert "graphmesh_jobs_runnable_idx" in plan, plan
             assert "Seq Scan on graphmesh_jobs" not in plan, plan
+
+
+async def test_a_claim_waits_for_no_wal_flush_only_in_a_transaction_of_its_own(
+    postgres_dsn: str,
+) -> None:
+    async with (
+        PostgresJobQueue.open(postgres_dsn) as queue,
+        await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as connection,
+    ):
+        await queue.enqueue_many([JobSpec(task="t") for _ in range(2)])
+        before = await synchronous_commit(connection)
+        async with connection.transaction():
+            assert len(await queue.within(connection).claim(["default"])) == 1
+            assert await synchronous_commit(connection) == before  # the caller's, untouched
+        async with connection.transaction():
+            params = {"queue": "default", "limit": 1, "lease_s": 30.0, "commit": "off"}
+            cursor = await connection.execute(POSTGRES_QUERIES["claim_jobs"], params)
+            assert len(await cursor.fetchall()) == 1
+            assert await synchronous_commit(connection) == "off"  # what a claim commits with
+        assert await synchronous_commit(connection) == before  # for its transaction only
+
+
+async def synchronous_commit(connection: psycopg.AsyncConnection[TupleRow]) -> str:
+    cursor = await connection.execute("SHOW synchronous_commit")
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])

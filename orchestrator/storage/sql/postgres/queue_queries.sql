@@ -85,7 +85,11 @@ FROM graphmesh_jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 -- their attempts. `id = ANY(ARRAY(...))` makes the update reach its rows through the
 -- primary key, where a join could be planned as a scan of the whole table. The lease
 -- never reaches past the start-to-close deadline (least() ignores the NULL of "no
--- timeout").
+-- timeout"). A claim in a transaction of its own commits without waiting for its WAL
+-- flush (commit = 'off': synchronous_commit for this transaction only); a claim in a
+-- caller's transaction passes NULL, which leaves the caller's setting as it is. (A claim
+-- lost to a database crash leaves its job pending, to run again: at-least-once, as ever.
+-- A completion commits durably, and the WAL is flushed in order, so its claim is too.)
 UPDATE graphmesh_jobs AS job
 SET status = 'running',
     attempt = job.attempt + 1,
@@ -104,6 +108,9 @@ WHERE job.id = ANY(ARRAY(
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ))
+  AND (SELECT set_config('synchronous_commit',
+                         coalesce(%(commit)s, current_setting('synchronous_commit')),
+                         true)) IS NOT NULL
 RETURNING job.id, job.queue, job.task, job.payload::text, job.priority, job.status,
           job.idempotency_key, job.retry::text, job.run_at, job.created_at, job.attempt,
           job.started_at, job.lease_until, job.finished_at, job.cancel_requested,
@@ -137,6 +144,9 @@ WHERE job.id = ANY(ARRAY(
     ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
     LIMIT %(limit)s
 ))
+  AND (SELECT set_config('synchronous_commit',
+                         coalesce(%(commit)s, current_setting('synchronous_commit')),
+                         true)) IS NOT NULL
 RETURNING job.id, job.queue, job.task, job.payload::text, job.priority, job.status,
           job.idempotency_key, job.retry::text, job.run_at, job.created_at, job.attempt,
           job.started_at, job.lease_until, job.finished_at, job.cancel_requested,
