@@ -19,13 +19,14 @@ import asyncio
 import psycopg
 import pytest
 from support.durable_tasks import CollectTask, create_executions_table, flow, record
+from support.runs import events_upto
 from support.tcp_proxy import CuttingProxy
 
 from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
 from graphmesh.orchestrator.runs.durable_batch import Committer, Complete, Start
 from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunFilter, RunRecord
+from graphmesh.orchestrator.runs.model import RunEventKind, RunFilter
 
 TENANT = "acme"
 
@@ -62,7 +63,7 @@ async def test_a_cut_off_commit_is_written_exactly_once(
         completed = await committer.submit(Complete(job=job, output={"value": 1}, provenance={}))
         await committer.close()
         after = await runs.get_run(run.run_id, tenant=TENANT)
-        events = await events_upto(runs, after)
+        events = await events_upto(runs, after.run_id, after.last_seq, tenant=TENANT)
     assert started is True and completed is True
     assert [task.attempts for task in after.tasks if task.task_id == "a"] == [1]
     assert [(event.kind, event.task_id) for event in events] == [
@@ -72,15 +73,6 @@ async def test_a_cut_off_commit_is_written_exactly_once(
         (RunEventKind.TASK_COMPLETED, "a"),
     ]
     assert [event.seq for event in events] == list(range(1, after.last_seq + 1))
-
-
-async def events_upto(runs: PostgresRunService, run: RunRecord) -> list[RunEventRecord]:
-    found = []
-    async for event in runs.watch_run(run.run_id, tenant=TENANT):
-        found.append(event)
-        if event.seq == run.last_seq:
-            break
-    return found
 
 
 async def test_reads_work_at_once_after_the_server_dropped_every_connection(

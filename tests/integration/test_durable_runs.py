@@ -30,6 +30,7 @@ from support.durable_tasks import (
     flow,
     record,
 )
+from support.runs import events_upto
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the model tasks)
 from graphmesh.orchestrator.ai.testing import FakeModelClient
@@ -171,7 +172,10 @@ async def test_dependents_are_enqueued_by_the_completing_transaction_and_stale_t
         assert await job_of(dsn, run.run_id, "b") == "pending"
         record_now = await runs.get_run(run.run_id, tenant=TENANT)
         assert statuses(record_now) == {"a": TaskStatus.COMPLETED, "b": TaskStatus.PENDING}
-        kinds = [event.kind for event in await events_upto(runs, run.run_id, record_now.last_seq)]
+        kinds = [
+            event.kind
+            for event in await events_upto(runs, run.run_id, record_now.last_seq, tenant=TENANT)
+        ]
         assert kinds[-1] == RunEventKind.TASK_COMPLETED
 
 
@@ -191,7 +195,7 @@ async def test_a_completion_whose_start_was_not_written_starts_the_task_itself(
         late = await apply_ops(store, [Start(job=job)])  # a start arriving after its outcome
         assert late.results == [False]
         record_now = await runs.get_run(run.run_id, tenant=TENANT)
-        events = await events_upto(runs, run.run_id, record_now.last_seq)
+        events = await events_upto(runs, run.run_id, record_now.last_seq, tenant=TENANT)
     assert statuses(record_now) == {"a": TaskStatus.COMPLETED, "b": TaskStatus.PENDING}
     assert [t.attempts for t in record_now.tasks if t.task_id == "a"] == [1]
     assert [(event.kind, event.task_id) for event in events] == [
@@ -212,15 +216,6 @@ async def job_of(dsn: str, run_id: str, task_id: str) -> str | None:
         )
         row = await cursor.fetchone()
     return None if row is None else str(row[0])
-
-
-async def events_upto(runs: DurableRunService, run_id: str, last: int) -> list[RunEventRecord]:
-    found = []
-    async for event in runs.watch_run(run_id, tenant=TENANT):
-        found.append(event)
-        if event.seq == last:
-            break
-    return found
 
 
 async def test_a_permanent_failure_fails_the_run_and_stops_everything_else(
