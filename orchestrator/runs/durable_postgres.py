@@ -181,21 +181,29 @@ class PostgresRunStore:
         except StoreUnavailableError as error:
             if xid is None:
                 raise  # it broke before the commit was sent: rolled back
-            raise CommitOutcomeUnknownError(str(error), partial(self._committed, xid)) from error
-        for run_id, status in tx.changed.items():
+            committed = partial(self._committed, xid, tx.changed)
+            raise CommitOutcomeUnknownError(str(error), committed) from error
+        self._signal(tx.changed)
+
+    def _signal(self, changed: Mapping[str, RunState]) -> None:
+        for run_id, status in changed.items():
             self.signals.notify(run_id, status)
 
-    async def _committed(self, xid: str) -> bool | None:
-        """Whether transaction ``xid`` committed; ``None`` while the database cannot tell
-        (unreachable, or the transaction still ending). One too old to be told counts as
-        not committed: its writes are then written again, as before this check existed."""
+    async def _committed(self, xid: str, changed: Mapping[str, RunState]) -> bool | None:
+        """Whether transaction ``xid`` committed (then its changed runs are signalled
+        here, as after any commit); ``None`` while the database cannot tell (unreachable,
+        or the transaction still ending). One too old to be told counts as not committed:
+        its writes are then written again, as before this check existed."""
         try:
             (row,) = await self.fetch("transaction_status", {"xid": xid})
         except StoreUnavailableError:
             return None
         if row[0] == "in progress":
             return None
-        return bool(row[0] == "committed")
+        if row[0] != "committed":
+            return False
+        self._signal(changed)
+        return True
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         return (await self.fetch_many([(query, params)]))[0]
