@@ -66,6 +66,7 @@ CROSS JOIN LATERAL (
           AND waiting.priority > spec.priority AND waiting.run_at <= now()
           AND (waiting.start_deadline IS NULL OR waiting.start_deadline > now())
     ) AS starts
+    OFFSET 0  -- a fence: probed once per row, not once per CASE below
 ) AS eager
 ORDER BY item.position
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
