@@ -192,16 +192,13 @@ class Committer:
         try:
             return await apply_ops(self._store, [op for op, _ in batch], self.dispatch)
         except CutOffCommit as cut:
-            uncertain = cut
-        error = uncertain.error
-        log.warning("a run commit was cut off (%s); asking whether it went through", error)
-        while True:
-            committed = await error.committed()
-            if committed:
-                return uncertain.applied
-            if committed is False or self._closing:
-                raise error  # written again (or, when closing, failed) by the caller
-            await asyncio.sleep(RETRY_PAUSE_S)
+            log.warning("a run commit was cut off (%s); asking whether it went through", cut)
+            # Polls the database, not an in-process state an event could signal.
+            while (committed := await cut.error.committed()) is None and not self._closing:  # noqa: ASYNC110
+                await asyncio.sleep(RETRY_PAUSE_S)
+            if not committed:
+                raise cut.error from None  # written again (or, when closing, failed)
+            return cut.applied
 
     async def _done(
         self, batch: list[tuple[Op, asyncio.Future[Any] | None]], applied: Applied

@@ -43,7 +43,8 @@ class Started(Protocol):
     """Jobs enqueued with their first attempt started, readable once committed."""
 
     async def jobs(self) -> list[Job | None]:
-        """One per spec: the started job, or ``None`` where its key was held."""
+        """One per spec: the started job, or ``None`` where its key was held or it was
+        left pending behind a job of higher priority."""
         ...
 
 
