@@ -180,6 +180,7 @@ class GraphRun:
             report_progress=lambda pct, msg, details: self._progress(task, pct, msg, details),
             run_subgraph=lambda graph, inputs: self._run_subgraph(task, graph, inputs),
             resources=self.env.resources,
+            tenant=self.env.tenant,
         )
         timeout = task.config.get("timeout", self.env.task_timeout)
         if timeout is None and self.handler is invoke_task:
@@ -366,7 +367,7 @@ class GraphRun:
 class RunEnvironment:
     """What every task of a run (and of its subgraphs) shares."""
 
-    __slots__ = ("listener", "models", "resources", "task_timeout")
+    __slots__ = ("listener", "models", "resources", "task_timeout", "tenant")
 
     def __init__(
         self,
@@ -375,11 +376,13 @@ class RunEnvironment:
         listener: Listener | None,
         resources: Mapping[str, Any],
         task_timeout: float | None,
+        tenant: str | None = None,
     ) -> None:
         self.models = models
         self.listener = listener
         self.resources = resources
         self.task_timeout = task_timeout
+        self.tenant = tenant
 
 
 async def _with_timeout(task: Task, handler: Handler, call: TaskCall, seconds: float) -> TaskOutput:

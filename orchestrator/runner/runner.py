@@ -37,13 +37,18 @@ class TaskGraphRunner:
         listener: Listener | None = None,
         resources: Mapping[str, Any] | None = None,
         task_timeout: float | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.graph = graph
         self.repository = repository
         chain = [*middleware, *([CacheMiddleware(repository)] if repository is not None else [])]
         self._handler = build_chain(chain)
         self._env = RunEnvironment(
-            models=models, listener=listener, resources=resources or {}, task_timeout=task_timeout
+            models=models,
+            listener=listener,
+            resources=resources or {},
+            task_timeout=task_timeout,
+            tenant=tenant,
         )
         self._current: asyncio.Task[RunResult] | None = None
         self._checked: tuple[int, frozenset[str]] | None = None

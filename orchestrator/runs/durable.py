@@ -88,7 +88,12 @@ class DurableRunService:
         check_run_inputs(task_graph, inputs)
         run_id = uuid.uuid4().hex
         plan = GraphPlan(
-            run_id, task_graph, json.loads(dumps(inputs)), self._registry, traceparent=traceparent
+            run_id,
+            task_graph,
+            json.loads(dumps(inputs)),
+            self._registry,
+            traceparent=traceparent,
+            tenant=tenant,
         )
         created = await self._insert(plan, tenant, key, dict(labels or {}), timeout_s=timeout)
         if created is not None:

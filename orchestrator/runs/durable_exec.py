@@ -101,6 +101,7 @@ class TaskExecution:
             report_progress=self._progress,
             run_subgraph=lambda graph, inputs: self._subgraph(task, graph, inputs, provenance),
             resources=self.settings.resources,
+            tenant=self.plan.tenant,
         )
 
     async def _call(self, task: Task, context: TaskContext) -> JsonObject:
@@ -133,6 +134,7 @@ class TaskExecution:
             listener=self._nested_event,
             resources=self.settings.resources,
             task_timeout=self.settings.task_timeout,
+            tenant=self.plan.tenant,
         )
         nested = GraphRun(
             graph,

@@ -57,8 +57,10 @@ class GraphPlan:
         registry: TaskRegistry = default_registry,
         *,
         traceparent: str | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.run_id = run_id
+        self.tenant = tenant
         self.graph = graph
         self.inputs = dict(inputs)
         self.traceparent = traceparent
@@ -135,9 +137,16 @@ class PlanCache:
         rows = await fetch("run_plan", {"run_id": run_id})
         if not rows:
             raise RunNotFoundError(f"no run {run_id!r}")
-        graph_json, inputs, traceparent = rows[0]
+        graph_json, inputs, traceparent, tenant = rows[0]
         graph = graph_from_json(json.loads(graph_json), self._registry)
-        plan = GraphPlan(run_id, graph, json.loads(inputs), self._registry, traceparent=traceparent)
+        plan = GraphPlan(
+            run_id,
+            graph,
+            json.loads(inputs),
+            self._registry,
+            traceparent=traceparent,
+            tenant=tenant,
+        )
         return self.adopt(plan)
 
     def adopt(self, plan: GraphPlan) -> GraphPlan:

@@ -308,6 +308,7 @@ class MemoryRunService:
             middleware=middleware,
             listener=_TaskEvents(run, graph, reused),
             task_timeout=self._task_timeout,
+            tenant=run.tenant,
         )
         driver = asyncio.get_running_loop().create_task(self._drive(run, runner))
         run.driver = driver

@@ -54,7 +54,8 @@ class TaskContext:
     """What a running task may use besides its inputs.
 
     ``idempotency_key`` is stable for ``(run_id, task_id)``, so a task that re-runs after a
-    crash can make its side effects idempotent.
+    crash can make its side effects idempotent. ``tenant`` is the remote tenant the run
+    belongs to in service mode, ``None`` for the local user (embedded mode).
     """
 
     run_id: str
@@ -64,6 +65,7 @@ class TaskContext:
     report_progress: ProgressReporter
     run_subgraph: SubgraphRunner
     resources: Mapping[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -116,6 +116,14 @@ async def test_a_run_completes_with_an_ordered_event_log(runs: RunService) -> No
     assert await runs.get_task_output(run.run_id, "b", tenant=TENANT) == {"value": "hi"}
 
 
+async def test_tasks_run_as_the_tenant_of_their_run(runs: RunService) -> None:
+    graph = {"tasks": [{"id": "who", "type": "RunTestTenant"}], "dataflows": []}
+    created = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+    run = await finished(runs, created.run_id)
+    assert run.status == RunState.COMPLETED
+    assert await runs.get_task_output(run.run_id, "who", tenant=TENANT) == {"tenant": TENANT}
+
+
 async def test_outputs_of_unknown_tasks_and_runs_are_not_found(runs: RunService) -> None:
     run = await finished(
         runs, (await runs.create_run(graph=chain(sleep_task("a")), inputs={}, tenant=TENANT)).run_id

@@ -67,6 +67,16 @@ class FlakyTask(Task):
         return {"value": inputs["value"]}
 
 
+class TenantTask(Task):
+    """Outputs the tenant its task context names (``None`` for the local user)."""
+
+    type = "RunTestTenant"
+    outputs = (Port(id="tenant", value_type=ValueType.ANY),)
+
+    async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
+        return {"tenant": ctx.tenant}
+
+
 def _exists(path: str) -> bool:
     return Path(path).exists()
 

@@ -85,7 +85,7 @@ LIMIT %(limit)s;
 SELECT status, last_seq FROM graphmesh_runs WHERE run_id = %(run_id)s;
 
 -- name: run_plan
-SELECT graph::text, inputs::text, traceparent FROM graphmesh_runs WHERE run_id = %(run_id)s;
+SELECT graph::text, inputs::text, traceparent, tenant FROM graphmesh_runs WHERE run_id = %(run_id)s;
 
 -- name: lock_runs
 -- Every transaction that changes runs starts here, locking them in one order.

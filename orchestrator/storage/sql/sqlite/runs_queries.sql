@@ -83,7 +83,7 @@ LIMIT :limit;
 SELECT status, last_seq FROM graphmesh_runs WHERE run_id = :run_id;
 
 -- name: run_plan
-SELECT graph, inputs, traceparent FROM graphmesh_runs WHERE run_id = :run_id;
+SELECT graph, inputs, traceparent, tenant FROM graphmesh_runs WHERE run_id = :run_id;
 
 -- name: lock_runs
 -- The caller holds the database write lock (BEGIN IMMEDIATE): no row locks are needed.
