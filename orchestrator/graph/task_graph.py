@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from graphmesh.orchestrator.errors import GraphError, GraphIssue, GraphValidationError
 from graphmesh.orchestrator.graph.dataflow import DataFlow
@@ -20,6 +21,7 @@ class TaskGraph:
         self._dataflows: list[DataFlow] = []
         self._flow_set: set[DataFlow] = set()
         self.revision = 0  # bumped by every change of nodes or edges (caches key on it)
+        self._in_run = False
         for task in tasks:
             self.add_task(task)
         for flow in dataflows:
@@ -38,6 +40,23 @@ class TaskGraph:
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._tasks
+
+    def copy_for_run(self) -> TaskGraph:
+        """The same tasks and dataflows with fresh run state (see :meth:`Task.copy_for_run`)."""
+        return TaskGraph((task.copy_for_run() for task in self), self._dataflows)
+
+    @contextmanager
+    def claim_for_run(self) -> Iterator[TaskGraph]:
+        """This graph for the block's run, or a copy when another run holds it: a run keeps
+        its state on the tasks, so two overlapping runs must not share them."""
+        if self._in_run:
+            yield self.copy_for_run()
+            return
+        self._in_run = True
+        try:
+            yield self
+        finally:
+            self._in_run = False
 
     def get_task(self, task_id: str) -> Task:
         try:

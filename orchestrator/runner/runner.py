@@ -50,7 +50,7 @@ class TaskGraphRunner:
             task_timeout=task_timeout,
             tenant=tenant,
         )
-        self._current: asyncio.Task[RunResult] | None = None
+        self._current: set[asyncio.Future[RunResult]] = set()
         self._checked: tuple[int, frozenset[str]] | None = None
 
     def layers(self) -> list[list[Task]]:
@@ -72,22 +72,24 @@ class TaskGraphRunner:
         GraphValidationError before anything runs; task failures are reported in the result.
         """
         self._check(inputs or {})
-        graph_run = GraphRun(
-            self.graph,
-            run_id=run_id or uuid.uuid4().hex,
-            handler=self._handler,
-            env=self._env,
-            provenance=provenance or {},
-        )
-        self._current = asyncio.ensure_future(graph_run.execute(inputs or {}, timeout))
-        try:
-            return await self._current
-        except asyncio.CancelledError:
-            if self._current.cancelled() and not _outer_cancelled():
-                return graph_run._result(RunStatus.CANCELLED, "the run was cancelled")
-            raise
-        finally:
-            self._current = None
+        with self.graph.claim_for_run() as graph:
+            graph_run = GraphRun(
+                graph,
+                run_id=run_id or uuid.uuid4().hex,
+                handler=self._handler,
+                env=self._env,
+                provenance=provenance or {},
+            )
+            current = asyncio.ensure_future(graph_run.execute(inputs or {}, timeout))
+            self._current.add(current)
+            try:
+                return await current
+            except asyncio.CancelledError:
+                if current.cancelled() and not _outer_cancelled():
+                    return graph_run._result(RunStatus.CANCELLED, "the run was cancelled")
+                raise
+            finally:
+                self._current.discard(current)
 
     def _check(self, inputs: Mapping[str, Any]) -> None:
         """Validate the graph, counting routed inputs as given for the tasks they reach.
@@ -111,9 +113,9 @@ class TaskGraphRunner:
         self._checked = checked
 
     def cancel(self) -> None:
-        """Abort the current run: running tasks are cancelled, pending ones skipped."""
-        if self._current is not None:
-            self._current.cancel()
+        """Abort the current runs: running tasks are cancelled, pending ones skipped."""
+        for current in self._current:
+            current.cancel()
 
     def run_reactive(self, inputs: Mapping[str, Any] | None = None) -> RunResult:
         """Preview: only the cheap ``run_reactive`` path of PENDING tasks; no cache, no events."""

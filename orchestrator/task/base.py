@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from graphmesh.orchestrator.task.events import EventEmitter
 from graphmesh.orchestrator.task.ports import MISSING, Port, merge_input
@@ -167,6 +167,13 @@ class Task:
         self.status = TaskStatus.PENDING
         self.progress = 0.0
         self.error = None
+
+    def copy_for_run(self) -> Self:
+        """A copy with this task's definition (id, defaults, config, event listeners) and
+        fresh run state, for a run that overlaps another run of the same graph."""
+        clone = copy.copy(self)
+        clone.reset_input()
+        return clone
 
     def add_input(self, port_id: str, value: Any, *, spread: bool | None = None) -> None:
         """Merge a value arriving over a dataflow: array ports append, scalars overwrite

@@ -6,7 +6,7 @@ import copy
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from graphmesh.orchestrator.task.base import Task, TaskContext, TaskInput, TaskKind, TaskOutput
 from graphmesh.orchestrator.task.ports import Port, ValueType
@@ -105,6 +105,11 @@ class CompoundTask(Task):
         # defaults, and copies of those must not override the tasks' configured defaults.
         super().reset_input()
         self.run_input = copy.deepcopy(self.defaults)
+
+    def copy_for_run(self) -> Self:
+        clone = super().copy_for_run()
+        clone.subgraph = self.subgraph.copy_for_run()
+        return clone
 
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
         outputs = await ctx.run_subgraph(self.subgraph, inputs)

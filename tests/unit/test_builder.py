@@ -314,6 +314,21 @@ def test_parallel_refuses_branches_sharing_an_id() -> None:
     assert len(builder.graph) == 0
 
 
+async def test_parallel_branches_sharing_an_output_port_keep_every_value() -> None:
+    builder = TaskGraphBuilder().bld_source(text="shared")
+    builder.parallel(
+        lambda branch: branch.bld_upper(suffix="1"),
+        lambda branch: branch.bld_upper(suffix="2"),
+        lambda branch: branch.bld_upper(suffix="3"),
+    )
+    compound = builder.graph.tasks[-1]
+    port = compound.output_port("text")
+    assert port is not None and port.is_array
+    result = await builder.run()
+    assert result.status == RunStatus.COMPLETED, result.error
+    assert result.output == {"text": ["SHARED1", "SHARED2", "SHARED3"]}
+
+
 def test_parallel_takes_builders_too() -> None:
     left = TaskGraphBuilder().bld_source(id="l")
     right = TaskGraphBuilder().bld_source(id="r")
@@ -340,7 +355,7 @@ async def test_parallel_is_auto_connected_and_its_inputs_reach_every_branch() ->
         "bld_upper_2": {"text": "GO2"},
         "tail": {"text": "GO23"},
     }
-    assert result.output == {"text": "GO23"}
+    assert result.output == {"text": ["GO1", "GO23"]}  # both branches' sinks output "text"
 
 
 # -- JSON forms --------------------------------------------------------------------------

@@ -135,6 +135,25 @@ async def test_result_holds_every_task_status_and_output() -> None:
     assert graph.get_task("b").progress == 100.0
 
 
+async def test_overlapping_runs_of_one_graph_keep_their_own_inputs(signals: Signals) -> None:
+    graph = TaskGraph([Gate(id="gate", config={"wait": "go"}), Square(id="square")])
+    graph.add_dataflow(
+        DataFlow(
+            source_task="gate", source_port="output", target_task="square", target_port="input"
+        )
+    )
+    first, second = (TaskGraphRunner(graph, resources={"signals": signals}) for _ in range(2))
+    runs = asyncio.gather(first.run({"input": 3}), second.run({"input": 4}))
+    await signals["gate.started"].wait()
+    for _ in range(5):  # let the second run reach its gate too (no timing: loop turns only)
+        await asyncio.sleep(0)
+    signals["go"].set()
+    results = await runs
+    assert [r.output for r in results] == [{"output": 9}, {"output": 16}]
+    assert [r.tasks["gate"].output for r in results] == [{"output": 3}, {"output": 4}]
+    assert (await first.run({"input": 5})).output == {"output": 25}
+
+
 async def test_empty_graph_completes() -> None:
     result = await TaskGraphRunner(TaskGraph()).run()
     assert result.ok and result.tasks == {} and result.output == {}
