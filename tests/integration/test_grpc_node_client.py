@@ -1,21 +1,18 @@
 """A real non-Python client: Node.js with ``@grpc/grpc-js``, loading our .proto files with
 ``@grpc/proto-loader``, calls ListTaskTypes and CreateRun on a live orchestrator.
 
-The two npm packages are installed once into a cache folder (``GRAPHMESH_NODE_CACHE``,
-default ``~/.cache/graphmesh/node-grpc``) from the npm registry. Without ``node`` or when
-the install fails the test fails, saying what is missing; it is never skipped.
+The npm packages are those ``examples/node`` locks, installed once (see
+:mod:`support.node`); without ``node`` the test fails, saying what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.node import example_node_modules, node_env
 from support.orchestrator import orchestrator
 from support.run_tasks import sleep_task
 
@@ -23,7 +20,6 @@ from graphmesh.client import Client
 from graphmesh.orchestrator.runs.model import RunState
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("@grpc/grpc-js@1.14.3", "@grpc/proto-loader@0.8.0")
 SCRIPT = r"""
 const grpc = require('@grpc/grpc-js');
 const loader = require('@grpc/proto-loader');
@@ -56,23 +52,7 @@ const call = (method, request) => new Promise((resolve) => {
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    """The cache folder's node_modules with grpc-js and proto-loader, installed once."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("this test needs Node.js: install the 'nodejs' and 'npm' packages")
-    default = Path.home() / ".cache" / "graphmesh" / "node-grpc"
-    cache = Path(os.environ.get("GRAPHMESH_NODE_CACHE", default))
-    modules = cache / "node_modules"
-    if not all((modules / name.rsplit("@", 1)[0] / "package.json").exists() for name in PACKAGES):
-        cache.mkdir(parents=True, exist_ok=True)
-        install = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(cache), *PACKAGES],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        if install.returncode != 0:
-            pytest.fail(f"npm install {' '.join(PACKAGES)} failed:\n{install.stderr[-2000:]}")
-    return modules
+    return example_node_modules()
 
 
 async def test_a_node_client_lists_task_types_and_creates_a_run(
@@ -89,7 +69,7 @@ async def test_a_node_client_lists_task_types_and_creates_a_run(
             str(ROOT / "proto"),
             "token-a",
             json.dumps(graph),
-            env={**os.environ, "NODE_PATH": str(node_modules)},
+            env=node_env(node_modules),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
