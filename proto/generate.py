@@ -2,7 +2,7 @@
 
 Usage (from anywhere; paths are relative to the repository)::
 
-    python proto/generate.py           # rewrite graphmesh/v1/*_pb2*.py[i]
+    python proto/generate.py           # rewrite graphmesh/v1/*_pb2*.py[i] and docs/api.md
     python proto/generate.py --check   # exit 1, naming the stale files, if they would change
 
 ``proto/`` is the protoc include root and the repository root the output root, so the
@@ -10,6 +10,8 @@ generated modules live in ``graphmesh/v1/`` and import each other as ``from grap
 ...``. Besides ``--python_out`` and ``--grpc_python_out`` it runs mypy-protobuf's
 ``--mypy_out``/``--mypy_grpc_out`` for typed ``.pyi`` stubs. Output is deterministic: the same
 protos and the same pinned ``grpcio-tools``/``mypy-protobuf`` always give the same bytes.
+The API reference ``docs/api.md`` is rendered from the same run's descriptors and comments
+(:mod:`apidoc`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]  # ships no type hints
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import apidoc  # beside this script, which is no package
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "proto"
 PACKAGE_DIR = Path("graphmesh") / "v1"
 GENERATED_PATTERNS = ("*_pb2.py", "*_pb2.pyi", "*_pb2_grpc.py", "*_pb2_grpc.pyi")
 PLUGINS = ("protoc-gen-mypy", "protoc-gen-mypy_grpc")
+API_DOC = Path("docs") / "api.md"
+DESCRIPTORS = "descriptors.binpb"
 
 
 def proto_files() -> list[str]:
@@ -62,10 +70,15 @@ def run_protoc(out_dir: Path) -> None:
         f"--grpc_python_out={out_dir}",
         f"--mypy_out=quiet:{out_dir}",
         f"--mypy_grpc_out=quiet:{out_dir}",
+        f"--descriptor_set_out={out_dir / DESCRIPTORS}",
+        "--include_source_info",
         *proto_files(),
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString((out_dir / DESCRIPTORS).read_bytes())
+    (out_dir / API_DOC).parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / API_DOC).write_text(apidoc.render(descriptors), encoding="utf-8")
 
 
 def generated_files(root: Path) -> set[str]:
@@ -83,7 +96,11 @@ def stale_files(fresh_root: Path) -> list[str]:
         new, old = fresh_root / PACKAGE_DIR / name, REPO_ROOT / PACKAGE_DIR / name
         if not filecmp.cmp(new, old, shallow=False):
             reasons[name] = "differs"
-    return [f"{(PACKAGE_DIR / name).as_posix()} ({why})" for name, why in sorted(reasons.items())]
+    stale = [f"{(PACKAGE_DIR / name).as_posix()} ({why})" for name, why in sorted(reasons.items())]
+    doc = REPO_ROOT / API_DOC
+    if not doc.exists() or not filecmp.cmp(fresh_root / API_DOC, doc, shallow=False):
+        stale.append(f"{API_DOC.as_posix()} ({'differs' if doc.exists() else 'missing'})")
+    return stale
 
 
 def install(fresh_root: Path) -> None:
@@ -94,6 +111,8 @@ def install(fresh_root: Path) -> None:
         (target / name).unlink()
     for name in sorted(generated_files(fresh_root)):
         shutil.copyfile(fresh_root / PACKAGE_DIR / name, target / name)
+    (REPO_ROOT / API_DOC).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fresh_root / API_DOC, REPO_ROOT / API_DOC)
     init = target / "__init__.py"
     if not init.exists():
         init.write_text('"""Generated gRPC stubs of the graphmesh.v1 contract (see proto/)."""\n')
@@ -120,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         stale = stale_files(fresh_root)
     if stale:
-        print("Generated stubs are stale; run `python proto/generate.py`:", file=sys.stderr)
+        print("Generated files are stale; run `python proto/generate.py`:", file=sys.stderr)
         print("\n".join(f"  {name}" for name in stale), file=sys.stderr)
         print(f"(compared with output of {tool_versions()})", file=sys.stderr)
         return 1
-    print(f"Generated stubs are up to date ({len(proto_files())} proto files).")
+    print(f"Generated stubs and API reference are up to date ({len(proto_files())} proto files).")
     return 0
 
 
