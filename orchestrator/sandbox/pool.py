@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import threading
 import time
@@ -29,10 +28,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from graphmesh.orchestrator.catalog.errors import JavaScriptError, JavaScriptSandboxError
+from graphmesh.orchestrator.catalog.errors import JavaScriptSandboxError
 from graphmesh.orchestrator.sandbox.errors import death_error, reply_error
 from graphmesh.orchestrator.sandbox.fair import FairSlots
 from graphmesh.orchestrator.sandbox.process import SandboxGone, SandboxProcess
+from graphmesh.orchestrator.sandbox.result import decode_result
 from graphmesh.orchestrator.sandbox.settings import SandboxLimits, SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -202,12 +202,7 @@ class SandboxPool:
 def _result(reply: dict[str, Any], script: Script, settings: SandboxSettings) -> Any:
     if "ok" not in reply:
         raise reply_error(reply, script.limits, settings)
-    try:
-        return json.loads(reply["ok"])
-    except RecursionError:
-        raise JavaScriptError("the JavaScript result is nested too deeply") from None
-    except ValueError as exc:
-        raise JavaScriptError(f"the JavaScript result is not JSON: {exc}") from None
+    return decode_result(str(reply["ok"]))
 
 
 _shared: SandboxPool | None = None
