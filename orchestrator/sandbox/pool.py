@@ -131,6 +131,8 @@ class SandboxPool:
 
     def _start(self) -> SandboxProcess:
         try:
+            if self._closed:
+                raise OSError("the pool is closed")
             return SandboxProcess.start(self.settings)
         except (OSError, SandboxGone) as error:
             log.warning("could not start a JavaScript sandbox: %s", error)
@@ -159,7 +161,7 @@ class SandboxPool:
         with self._lock:
             self._busy.discard(process)
         if reply.get("retire") or process.tasks >= self.settings.tasks_per_worker:
-            self._threads.submit(process.retire)
+            self._dispose(process)
             self._replace()
             return
         self._keep(process)
@@ -169,7 +171,14 @@ class SandboxPool:
             if not self._closed and len(self._idle) < self.settings.workers:
                 self._idle.append(process)
                 return
-        self._threads.submit(process.retire)
+        self._dispose(process)
+
+    def _dispose(self, process: SandboxProcess) -> None:
+        """Let a worker no longer needed exit (in the background while the pool is open)."""
+        try:
+            self._threads.submit(process.retire)
+        except RuntimeError:  # the pool closed: no threads any more
+            process.close()
 
     def _lost(self, process: SandboxProcess) -> None:
         with self._lock:
@@ -179,7 +188,11 @@ class SandboxPool:
     def _replace(self) -> None:
         """Keep ``warm_workers`` ready after one left, started in the background."""
         if self._claim_start():
-            self._threads.submit(self._start).add_done_callback(self._adopt)
+            try:
+                self._threads.submit(self._start).add_done_callback(self._adopt)
+            except RuntimeError:  # the pool closed meanwhile
+                with self._lock:
+                    self._starting -= 1
 
     def close(self) -> None:
         """Kill every worker, idle or busy (their calls fail), and start no more."""
@@ -191,12 +204,19 @@ class SandboxPool:
             process.kill()
         for process in idle:
             process.close()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        # Queued work still runs, so every process handed to a thread is closed by it.
+        self._threads.shutdown(wait=False)
 
     def counts(self) -> dict[str, int]:
         """Workers idle, busy and starting now (for tests and metrics)."""
         with self._lock:
             return {"idle": len(self._idle), "busy": len(self._busy), "starting": self._starting}
+
+    def pids(self, *, busy: bool = False) -> set[int]:
+        """The process ids of the busy workers (``busy``), or of all started ones."""
+        with self._lock:
+            found = {process.pid for process in self._busy}
+            return found if busy else found | {process.pid for process in self._idle}
 
 
 def _result(reply: dict[str, Any], script: Script, settings: SandboxSettings) -> Any:
