@@ -136,6 +136,15 @@ def sandboxes(served: Served) -> set[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def until(condition: Any, timeout: float = 60) -> None:
     """Wait until ``condition()`` is true, at most ``timeout`` seconds (then fail)."""
     async with asyncio.timeout(timeout):
