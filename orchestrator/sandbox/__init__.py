@@ -9,7 +9,7 @@ process's pool (``GRAPHMESH_JS_*`` settings, :class:`SandboxSettings`), which a
 from typing import Final
 
 from graphmesh.orchestrator.sandbox.fair import FairSlots
-from graphmesh.orchestrator.sandbox.pool import Script, SandboxPool, set_shared_pool, shared_pool
+from graphmesh.orchestrator.sandbox.pool import SandboxPool, Script, set_shared_pool, shared_pool
 from graphmesh.orchestrator.sandbox.settings import SandboxLimits, SandboxSettings
 
 SANDBOX_RESOURCE: Final = "javascript_sandbox"

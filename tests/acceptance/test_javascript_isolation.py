@@ -66,7 +66,7 @@ async def test_hostile_scripts_of_one_tenant_leave_the_other_tenants_runs_alone(
             )
             sums = [await tenant_b.output(run.run_id, "sum") for _, run in pipelines]
         assert served.alive() and await healthy(served)
-    for n, run in pipelines:
+    for _, run in pipelines:
         assert run.status == RunState.COMPLETED, run.error
     assert [s["output"] for s in sums] == [n * (n + 1) * (2 * n + 1) // 6 for n, _ in pipelines]
     for attack in attacks:

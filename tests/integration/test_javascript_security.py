@@ -107,7 +107,7 @@ async def test_a_cancelled_run_ends_its_script(tmp_path: Path) -> None:
             await until(lambda: cpu_seconds(pid) > 0.5)  # well into the loop
             await tenant.cancel(run.run_id)
             assert (await tenant.wait(run.run_id)).status == RunState.CANCELLED
-            await until(lambda: pid not in sandboxes(served), timeout=10)
+            await until(lambda: pid not in sandboxes(served), within=10)
         assert await healthy(served)
 
 

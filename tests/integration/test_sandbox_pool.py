@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.js_server import until
 
 from graphmesh.orchestrator.catalog.errors import (
     JavaScriptError,
@@ -56,12 +57,6 @@ def proc_limits(pid: int) -> dict[str, tuple[str, str]]:
     return {row[:26].strip(): (row[26:47].strip(), row[47:68].strip()) for row in rows}
 
 
-async def until(condition: Any, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 async def test_a_warm_worker_runs_scripts_one_after_another(pool: SandboxPool) -> None:
     assert pool.counts()["idle"] == 1
     first = pool.pids()
@@ -80,21 +75,25 @@ async def test_every_worker_is_locked_down(
     pool.close()
     async with SandboxPool(SandboxSettings(workers=1)) as fresh:
         (pid,) = fresh.pids()
-        limits = proc_limits(pid)
-        assert limits["Max core file size"] == ("0", "0")
-        assert limits["Max file size"] == ("0", "0")
-        assert limits["Max open files"][1] == str(len(os.listdir(f"/proc/{pid}/fd")))
-        for name in ("Max address space", "Max data size", "Max cpu time"):
-            assert limits[name][1] != "unlimited", name
-        targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        assert all(t.startswith(("pipe:", "socket:", "anon_inode:")) for t in targets), targets
-        assert os.readlink(f"/proc/{pid}/cwd") == "/"
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except PermissionError:
-            return  # not dumpable: not even its own user may read it
-        assert b"secret" not in environ
-        assert sorted(e.split(b"=")[0] for e in environ.split(b"\0") if e) == [b"LC_ALL", b"PATH"]
+        assert_locked_down(pid)
+
+
+def assert_locked_down(pid: int) -> None:
+    limits = proc_limits(pid)
+    assert limits["Max core file size"] == ("0", "0")
+    assert limits["Max file size"] == ("0", "0")
+    assert limits["Max open files"][1] == str(len(os.listdir(f"/proc/{pid}/fd")))
+    for name in ("Max address space", "Max data size", "Max cpu time"):
+        assert limits[name][1] != "unlimited", name
+    targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert all(t.startswith(("pipe:", "socket:", "anon_inode:")) for t in targets), targets
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except PermissionError:
+        return  # not dumpable: not even its own user may read it
+    assert b"secret" not in environ
+    assert sorted(e.split(b"=")[0] for e in environ.split(b"\0") if e) == [b"LC_ALL", b"PATH"]
 
 
 async def test_a_running_script_has_a_cpu_limit_near_its_timeout(pool: SandboxPool) -> None:
@@ -109,7 +108,7 @@ async def test_a_running_script_has_a_cpu_limit_near_its_timeout(pool: SandboxPo
 
 async def test_a_v8_abort_fails_its_script_and_the_worker_is_replaced(pool: SandboxPool) -> None:
     (first,) = pool.pids()
-    with pytest.raises(JavaScriptMemoryError, match="ran out of memory .* sandbox was stopped"):
+    with pytest.raises(JavaScriptMemoryError, match=r"ran out of memory .* sandbox was stopped"):
         await pool.run(script(V8_ABORT), tenant="a")
     assert not alive(first)
     await until(lambda: pool.counts()["idle"] == 1)

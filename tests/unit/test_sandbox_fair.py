@@ -15,7 +15,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def holding(slots: FairSlots, tenant: str | None, order: list[str], gate: asyncio.Event) -> None:
+async def holding(
+    slots: FairSlots, tenant: str | None, order: list[str], gate: asyncio.Event
+) -> None:
     async with slots.hold(tenant):
         order.append(str(tenant))
         await gate.wait()
