@@ -23,7 +23,9 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -238,6 +240,19 @@ def shared_pool() -> SandboxPool:
             _shared = SandboxPool(SandboxSettings())
             atexit.register(_shared.close)
         return _shared
+
+
+@asynccontextmanager
+async def serving_pool(settings: SandboxSettings | None = None) -> AsyncIterator[SandboxPool]:
+    """Open a pool (workers warm) and make it the process's pool while the block runs:
+    a server's composition root opens it at start-up, so bad ``GRAPHMESH_JS_*`` settings
+    fail then, and its workers end with the server."""
+    async with SandboxPool(settings) as pool:
+        previous = set_shared_pool(pool)
+        try:
+            yield pool
+        finally:
+            set_shared_pool(previous)
 
 
 def set_shared_pool(pool: SandboxPool | None) -> SandboxPool | None:
