@@ -23,12 +23,12 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from graphmesh.orchestrator.catalog.errors import JavaScriptSandboxError
 from graphmesh.orchestrator.sandbox.errors import death_error, reply_error
@@ -38,6 +38,7 @@ from graphmesh.orchestrator.sandbox.result import decode_result
 from graphmesh.orchestrator.sandbox.settings import SandboxLimits, SandboxSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,9 +94,8 @@ class SandboxPool:
             "max_memory": script.limits.max_memory,
         }
         deadline = time.monotonic() + script.limits.timeout_s + self.settings.kill_grace_s
-        loop = asyncio.get_running_loop()
         try:
-            reply = await loop.run_in_executor(self._threads, process.call, request, deadline)
+            reply = await asyncio.wrap_future(self._submit(process.call, request, deadline))
         except asyncio.CancelledError:
             process.kill()  # its thread sees the pipe close, reaps it and returns
             self._lost(process)
@@ -121,7 +121,7 @@ class SandboxPool:
                 self._busy.add(process)
                 return process
             self._starting += 1
-        started = self._threads.submit(self._start)
+        started = self._submit(self._start)
         try:
             process = await asyncio.wrap_future(started)
         except asyncio.CancelledError:
@@ -130,6 +130,12 @@ class SandboxPool:
         with self._lock:
             self._busy.add(process)
         return process
+
+    def _submit(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        try:
+            return self._threads.submit(work, *args)
+        except RuntimeError:  # its threads are gone: close() came first
+            raise JavaScriptSandboxError("the JavaScript sandbox pool is closed") from None
 
     def _start(self) -> SandboxProcess:
         try:

@@ -49,7 +49,9 @@ class SandboxGone(Exception):
 
     @property
     def out_of_memory(self) -> bool:
-        return "out of memory" in self.stderr.lower()
+        """V8's out-of-memory abort, or Python's MemoryError in the worker itself."""
+        text = self.stderr.lower()
+        return "out of memory" in text or "memoryerror" in text
 
     @property
     def out_of_cpu(self) -> bool:
