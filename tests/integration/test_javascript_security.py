@@ -98,8 +98,13 @@ async def test_an_endless_loop_is_stopped_and_leaves_room_for_another_tenant(
         assert await healthy(served)
 
 
-async def test_a_cancelled_run_ends_its_script(tmp_path: Path) -> None:
-    with serve("memory", tmp_path, env={"GRAPHMESH_JS_WARM_WORKERS": "0"}) as served:
+@pytest.mark.parametrize("store", STORES)
+async def test_a_cancelled_run_ends_its_script(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dsn = request.getfixturevalue("postgres_dsn") if store == "postgres" else None
+    env = {"GRAPHMESH_JS_WARM_WORKERS": "0"}
+    with serve(store, tmp_path, dsn=dsn, env=env) as served:
         async with client(served) as tenant:
             run = await tenant.submit(js_graph("while (true) {}", timeout_sec=25))
             await until(lambda: len(sandboxes(served)) == 1)
