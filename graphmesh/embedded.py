@@ -15,6 +15,7 @@ import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog
 from graphmesh.orchestrator.ai.client import ModelClient
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner import RunnerEvent, RunResult, TaskGraphRunner
+from graphmesh.orchestrator.sandbox import SANDBOX_RESOURCE, SandboxPool, SandboxSettings
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteOutputRepository
 from graphmesh.settings import EmbeddedSettings
@@ -23,7 +24,9 @@ from graphmesh.settings import EmbeddedSettings
 class EmbeddedEngine:
     """``async with EmbeddedEngine() as engine: result = await engine.run(graph)``.
 
-    Models load lazily on first use, so graphs without AI tasks start instantly.
+    Models load lazily on first use, so graphs without AI tasks start instantly; so do
+    JavaScript sandbox processes (``GRAPHMESH_JS_*`` settings), ended when the engine
+    closes.
     """
 
     def __init__(
@@ -36,10 +39,13 @@ class EmbeddedEngine:
         self.settings = settings or EmbeddedSettings()
         self.models = models
         self.repository = repository
+        self.sandbox: SandboxPool | None = None
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
+        self.sandbox = SandboxPool(SandboxSettings())  # its workers start on first use
+        self._stack.callback(self.sandbox.close)
         if self.models is None:
             from graphmesh.local_models import LocalModelClient
 
@@ -71,6 +77,7 @@ class EmbeddedEngine:
             models=self.models,
             listener=listener,
             task_timeout=self.settings.task_timeout,
+            resources={SANDBOX_RESOURCE: self.sandbox} if self.sandbox else None,
         )
 
     async def run(

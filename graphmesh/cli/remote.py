@@ -100,8 +100,10 @@ async def _serve(
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
     from graphmesh.orchestrator.api.server import OrchestratorServer
     from graphmesh.orchestrator.runtime import tune_gc
+    from graphmesh.orchestrator.sandbox import serving_pool
 
     async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
         models = await _models(stack, local)
         runs, graphs = await _open_store(stack, store, models)
         server = await stack.enter_async_context(

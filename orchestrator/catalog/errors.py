@@ -5,7 +5,8 @@ GraphmeshError
     ├── TaskInputError         (an input has the wrong shape or value)
     └── JavaScriptError        (user JavaScript threw; carries the JS message)
         ├── JavaScriptTimeoutError
-        └── JavaScriptMemoryError
+        ├── JavaScriptMemoryError
+        └── JavaScriptSandboxError (its sandbox process died, or none could start)
 """
 
 from __future__ import annotations
@@ -35,3 +36,12 @@ class JavaScriptTimeoutError(JavaScriptError):
 
 class JavaScriptMemoryError(JavaScriptError):
     """User JavaScript went over its memory limit and was stopped."""
+
+
+class JavaScriptSandboxError(JavaScriptError):
+    """The sandbox process running user JavaScript died (a crash: permanent), or none
+    could be started (``retryable``: the queue may try the task again later)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from graphmesh.embedded import EmbeddedEngine
 from graphmesh.orchestrator.catalog.errors import (
     JavaScriptError,
     JavaScriptMemoryError,
@@ -16,6 +18,7 @@ from graphmesh.orchestrator.catalog.errors import (
 from graphmesh.orchestrator.catalog.javascript import JavaScriptTask
 from graphmesh.orchestrator.graph import DataFlow, TaskGraph
 from graphmesh.orchestrator.runner import RunResult, TaskGraphRunner
+from graphmesh.settings import EmbeddedSettings
 
 
 async def run_js(code: str, input: Any = None, **config: Any) -> RunResult:
@@ -139,3 +142,17 @@ async def test_bad_limits_are_refused(config: dict[str, Any], message: str) -> N
 def test_error_types_form_a_tree() -> None:
     assert issubclass(JavaScriptTimeoutError, JavaScriptError)
     assert issubclass(JavaScriptMemoryError, JavaScriptError)
+
+
+async def test_the_embedded_engine_runs_scripts_in_its_own_sandboxes(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(state_dir=tmp_path, cache=False)
+    abort = JavaScriptTask(id="js", defaults={"code": "new Array(2**31).fill(0)"})
+    async with EmbeddedEngine(settings) as engine:
+        assert engine.sandbox is not None
+        result = await engine.run(TaskGraph([abort]))
+        assert "JavaScriptMemoryError: JavaScript ran out of memory" in (result.error or "")
+        square = JavaScriptTask(id="js", defaults={"code": "input * input", "input": 9})
+        assert (await engine.run(TaskGraph([square]))).raise_for_status().output == {"output": 81}
+        assert engine.sandbox.pids(), "the engine's pool served the scripts"
+        pids = engine.sandbox.pids()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "closed with the engine"  # noqa: ASYNC240
