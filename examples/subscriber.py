@@ -7,7 +7,9 @@ Each event is a protobuf ``graphmesh.v1.RunEvent`` on ``graphmesh.runs.<run_id>.
 By default an ordered consumer replays the stream from its start, then follows it live.
 With ``--durable NAME`` a durable consumer acknowledges what it printed, so the next start
 with the same name goes on where this one stopped. Stops after ``--count`` events, or on
-Ctrl-C. Any language with a NATS client and the protos can do the same.
+Ctrl-C. Any language with a NATS client and the protos can do the same. With the standard
+``OTEL_*`` variables set (e.g. ``OTEL_EXPORTER_OTLP_ENDPOINT``), each printed event is a
+consumer span in its run's trace.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import nats
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from graphmesh.orchestrator.api.convert_events import event_from_proto
 from graphmesh.orchestrator.events.subjects import (
@@ -31,7 +35,9 @@ from graphmesh.orchestrator.events.subjects import (
     TRACEPARENT_HEADER,
     EventStreamConfig,
 )
+from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, tracer
 from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.services.kit.telemetry import tracing
 from graphmesh.v1 import events_pb2
 
 
@@ -84,6 +90,23 @@ def decode(msg: Msg) -> RunEventRecord:
     return event if traceparent is None else replace(event, traceparent=traceparent)
 
 
+@contextmanager
+def processing_span(event: RunEventRecord, subject: str) -> Iterator[None]:
+    """With OpenTelemetry on (``OTEL_*``), a consumer span in the run's trace: its parent is
+    the orchestrator's publish span named by the ``traceparent`` header."""
+    context = context_of(event.traceparent)
+    if context is None:
+        yield
+        return
+    with tracer.start_as_current_span(
+        f"{subject} process",
+        context=context,
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "nats", RUN_ID: event.run_id, "graphmesh.seq": event.seq},
+    ):
+        yield
+
+
 Wanted = Callable[[], int]
 """How many more events the caller will print."""
 
@@ -134,7 +157,9 @@ async def follow(options: Options, emit: Callable[[str], None]) -> int:
     try:
         source = durable_messages if options.durable else ordered_messages
         async for msg in source(client.jetstream(), options, tally.wanted):
-            emit(describe(decode(msg)))
+            event = decode(msg)
+            with processing_span(event, msg.subject):
+                emit(describe(event))
             if options.durable:
                 await msg.ack_sync()
             tally.printed += 1
@@ -165,7 +190,8 @@ def _subject(options: Options) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        asyncio.run(run(parse_args(argv)))
+        with tracing("graphmesh-subscriber"):
+            asyncio.run(run(parse_args(argv)))
     except KeyboardInterrupt:  # where signal handlers are unavailable
         pass
     return 0

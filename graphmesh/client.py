@@ -46,6 +46,7 @@ from graphmesh.orchestrator.runs.model import (
     RunState,
     StoreUnavailableError,
 )
+from graphmesh.services.kit.telemetry import client_interceptors
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc
 
@@ -98,11 +99,16 @@ class Client:
         self._stub: Any = None
 
     async def __aenter__(self) -> Self:
+        # With OpenTelemetry set up in this process, every call is a span whose context
+        # travels as ``traceparent`` metadata: a run joins its submitter's trace.
+        interceptors = client_interceptors()
         if self._credentials is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(
+                self.target, options=CHANNEL_OPTIONS, interceptors=interceptors
+            )
         else:
             self._channel = grpc.aio.secure_channel(
-                self.target, self._credentials, options=CHANNEL_OPTIONS
+                self.target, self._credentials, options=CHANNEL_OPTIONS, interceptors=interceptors
             )
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         return self

@@ -101,8 +101,10 @@ async def _serve(
     from graphmesh.orchestrator.api.server import OrchestratorServer
     from graphmesh.orchestrator.runtime import tune_gc
     from graphmesh.orchestrator.sandbox import serving_pool
+    from graphmesh.services.kit.telemetry import tracing
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(tracing("graphmesh-orchestrator"))  # OTEL_* decide; off by default
         await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
         models = await _models(stack, local)
         runs, graphs = await _open_store(stack, store, models)
@@ -142,6 +144,7 @@ async def _open_store(
 
     The durable SQLite/Postgres RunService plugs in here (open it on
     ``settings.database_url`` and return it with the matching graph repository)."""
+    from graphmesh.orchestrator.runner.tracing import tracing_middleware
     from graphmesh.orchestrator.runs.memory import MemoryRunService
     from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 
@@ -149,7 +152,10 @@ async def _open_store(
         from graphmesh.orchestrator.runs.durable_main import DurableSettings, open_durable
 
         return await open_durable(stack, store, DurableSettings(), models)
-    runs: RunService = await stack.enter_async_context(MemoryRunService(models))
+    middleware = tracing_middleware()
+    runs: RunService = await stack.enter_async_context(
+        MemoryRunService(models, middleware=middleware)
+    )
     graphs: TaskGraphRepository = await stack.enter_async_context(MemoryGraphRepository.open())
     return runs, graphs
 
@@ -257,8 +263,11 @@ def _remote(
         async with Client(address, token=token, timeout=timeout) as client:
             return await call(client)
 
+    from graphmesh.services.kit.telemetry import tracing
+
     try:
-        return asyncio.run(main())
+        with tracing("graphmesh-cli"):  # OTEL_* set: the CLI's calls start the trace
+            return asyncio.run(main())
     except GraphValidationError as exc:
         errors.print("[red]invalid graph:")
         for issue in exc.issues:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from graphmesh.orchestrator.runner.tracing import traceparent_of_current
+
 TRACEPARENT = "traceparent"
 _FORMAT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
@@ -31,7 +33,12 @@ def parse_traceparent(value: str) -> str | None:
 
 
 def traceparent_of(metadata: Iterable[Any] | None) -> str | None:
-    """The valid ``traceparent`` among a request's metadata pairs, if any."""
+    """The trace a run created by this request continues: this call's server span while
+    tracing is on (so the run's spans hang under it), else the caller's valid
+    ``traceparent`` among the request's metadata pairs, if any."""
+    current = traceparent_of_current()
+    if current is not None:
+        return current
     for key, value in metadata or ():
         if key == TRACEPARENT and isinstance(value, str):
             return parse_traceparent(value)

@@ -11,23 +11,32 @@ or updated to the configured limits, before the first publish, and again if it v
 (a NATS server that restarted without its store). Each publish waits for the stream's
 acknowledgement, so an accepted event is stored; with the file store's default settings
 that survives a crash of the NATS process, but not of its machine (see NATS ``sync_interval``).
+Each publish of an event in a trace is a producer span of that trace, and the message's
+``traceparent`` header names it, so a subscriber's span continues the run's trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import api
+from opentelemetry.trace import SpanKind
 
 from graphmesh.orchestrator.api.convert_events import event_to_proto
 from graphmesh.orchestrator.events.bus import EventBusError, PublishError
-from graphmesh.orchestrator.events.subjects import EventStreamConfig, headers_for, message_id
+from graphmesh.orchestrator.events.subjects import (
+    TRACEPARENT_HEADER,
+    EventStreamConfig,
+    headers_for,
+    message_id,
+)
+from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, traceparent_of_current, tracer
 from graphmesh.orchestrator.runs.model import RunEventRecord
 
 log = logging.getLogger(__name__)
@@ -147,13 +156,18 @@ class JetStreamEventBus:
             self.duplicates += 1
 
     async def _send(self, event: RunEventRecord) -> api.PubAck:
-        return await self._js.publish(
-            self._stream.subject_for(event.run_id),
-            event_to_proto(event).SerializeToString(),
-            timeout=self._ack_timeout_s,
-            stream=self._stream.name,
-            headers=headers_for(event),
-        )
+        subject = self._stream.subject_for(event.run_id)
+        headers = headers_for(event)
+        with _publish_span(event, subject):
+            if event.traceparent:  # a subscriber's span becomes a child of this publish
+                headers[TRACEPARENT_HEADER] = traceparent_of_current() or event.traceparent
+            return await self._js.publish(
+                subject,
+                event_to_proto(event).SerializeToString(),
+                timeout=self._ack_timeout_s,
+                stream=self._stream.name,
+                headers=headers,
+            )
 
     async def _wait_connected(self) -> None:
         if self._connecting is not None:
@@ -185,3 +199,22 @@ async def _log_error(error: Exception) -> None:
 
 async def _log_reconnected() -> None:
     log.info("NATS connection re-established")
+
+
+@contextmanager
+def _publish_span(event: RunEventRecord, subject: str) -> Iterator[None]:
+    """A producer span in the event's run trace (none for an event outside any trace)."""
+    context = context_of(event.traceparent)
+    if context is None:
+        yield
+        return
+    attributes = {
+        "messaging.system": "nats",
+        "messaging.destination.name": subject,
+        "messaging.message.id": message_id(event),
+        RUN_ID: event.run_id,
+    }
+    with tracer.start_as_current_span(
+        f"{subject} publish", context=context, kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        yield

@@ -21,6 +21,7 @@ from graphmesh.orchestrator.queue.base import Job
 from graphmesh.orchestrator.runner.graph_run import GraphRun, RunEnvironment
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
 from graphmesh.orchestrator.runner.result import RunnerEvent
+from graphmesh.orchestrator.runner.tracing import continued
 from graphmesh.orchestrator.runs.durable_batch import Committer, Note, Progress
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import Upstream
@@ -62,7 +63,7 @@ class TaskExecution:
         return str(self.job.payload["task_id"])
 
     async def run(self) -> tuple[JsonObject, JsonObject]:
-        with self.plan.instance(self.task_id) as task:
+        with continued(self.job.traceparent), self.plan.instance(self.task_id) as task:
             provenance = self._prepare(task)
             missing = task.missing_inputs()
             if missing:

@@ -33,6 +33,7 @@ from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
 from graphmesh.orchestrator.events.sqlite import SqliteOutbox
 from graphmesh.orchestrator.queue.worker import WorkerOptions
+from graphmesh.orchestrator.runner.tracing import tracing_middleware
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
@@ -41,6 +42,7 @@ from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteGraphRepository
+from graphmesh.services.kit.telemetry import tracing
 
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_SQLITE = "graphmesh.sqlite"
@@ -63,6 +65,7 @@ class DurableSettings(BaseSettings):
         return WorkerSettings(
             concurrency=self.worker_concurrency,
             models=models,
+            middleware=tracing_middleware(),
             queue=WorkerOptions(lease_s=self.worker_lease_s),
         )
 
@@ -135,6 +138,7 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
+        stack.enter_context(tracing("graphmesh-worker"))  # OTEL_* decide; off by default
         store = await stack.enter_async_context(PostgresRunStore.open(url))
         await stack.enter_async_context(RunWorker(store, store.queue, settings.worker()))
         if settings.nats_url:

@@ -1,22 +1,8 @@
-"""The small kit every graphmesh gRPC service shares: settings and the server bootstrap.
+"""The small kit every graphmesh gRPC service shares: settings, the server bootstrap
+(:mod:`.server`) and telemetry (:mod:`.telemetry`).
 
 It imports neither the engine nor a deployable, so the orchestrator, model servers and
-gateways can all build on it.
+gateways can all build on it. Import its modules directly: this package imports nothing,
+so the SDK can use :mod:`.telemetry` without the service extras' health and reflection
+packages.
 """
-
-from graphmesh.services.kit.server import (
-    GrpcServer,
-    ServiceRegistration,
-    TlsFiles,
-    wait_for_shutdown_signal,
-)
-from graphmesh.services.kit.settings import ServiceSettings, load_tokens
-
-__all__ = [
-    "GrpcServer",
-    "ServiceRegistration",
-    "ServiceSettings",
-    "TlsFiles",
-    "load_tokens",
-    "wait_for_shutdown_signal",
-]

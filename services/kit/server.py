@@ -3,7 +3,8 @@
 ``async with GrpcServer(...) as server`` binds, starts, and reports SERVING on
 ``grpc.health.v1`` (overall and per registered service); leaving it reports NOT_SERVING
 first, so load balancers stop routing, then gives in-flight calls the grace period. Server
-reflection lists the registered services, health and reflection itself.
+reflection lists the registered services, health and reflection itself. While tracing is
+on (:mod:`graphmesh.services.kit.telemetry`) every call but health checks makes a span.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any, Self
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from graphmesh.services.kit.telemetry import server_interceptors
 
 ServiceAdder = Callable[[grpc.aio.Server], None]
 
@@ -68,7 +71,9 @@ class GrpcServer:
         self.services = tuple(services)
         self.tls = tls
         self.grace_period = grace_period
-        self.server = grpc.aio.server(interceptors=list(interceptors), options=list(options))
+        # The tracing interceptor goes first, so the span covers auth and error mapping.
+        traced = [*server_interceptors(), *interceptors]
+        self.server = grpc.aio.server(interceptors=traced, options=list(options))
         # The asyncio servicer (health.aio) is missing from the grpc-stubs package.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.port = 0
