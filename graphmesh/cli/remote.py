@@ -66,6 +66,10 @@ def serve_orchestrator(
     local_models: Annotated[
         bool, typer.Option("--local-models", help="serve AI tasks with in-process models")
     ] = False,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT for Prometheus /metrics (env GRAPHMESH_METRICS_LISTEN)"),
+    ] = None,
 ) -> None:
     """Serve the OrchestratorService until SIGTERM/SIGINT (settings: GRAPHMESH_* env)."""
     from graphmesh.services.kit.settings import ServiceSettings
@@ -74,6 +78,8 @@ def serve_orchestrator(
     updates: dict[str, Any] = {"auth": settings.auth and not no_auth}
     if listen is not None:
         updates["listen"] = listen
+    if metrics_listen is not None:
+        updates["metrics_listen"] = metrics_listen
     settings = settings.model_copy(update=updates)
     tokens = settings.token_tenants() if settings.auth else None
     if tokens is not None and not tokens:
@@ -101,10 +107,12 @@ async def _serve(
     from graphmesh.orchestrator.api.server import OrchestratorServer
     from graphmesh.orchestrator.runtime import tune_gc
     from graphmesh.orchestrator.sandbox import serving_pool
+    from graphmesh.services.kit.metrics import metrics_endpoint
     from graphmesh.services.kit.telemetry import tracing
 
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(tracing("graphmesh-orchestrator"))  # OTEL_* decide; off by default
+        metrics = await stack.enter_async_context(metrics_endpoint(settings.metrics_listen))
         await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
         models = await _models(stack, local)
         runs, graphs = await _open_store(stack, store, models)
@@ -120,9 +128,10 @@ async def _serve(
         )
         auth = "off" if tokens is None else f"{len(tokens)} token(s)"
         published = "to NATS" if events else "off"
+        scraped = f", metrics on {metrics}" if metrics else ""
         print(
             f"graphmesh orchestrator listening on {server.target} "
-            f"(store {store}, auth {auth}, events {published})"
+            f"(store {store}, auth {auth}, events {published}{scraped})"
         )
         sys.stdout.flush()
         tune_gc()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Self
@@ -83,6 +83,10 @@ class PostgresTx:
         self._connection = connection
         self._queue = queue.within(connection)
         self.changed: dict[str, RunState] = {}
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         cursor = await self._connection.execute(QUERIES[query], params)
@@ -181,15 +185,17 @@ class PostgresRunStore:
         except StoreUnavailableError as error:
             if xid is None:
                 raise  # it broke before the commit was sent: rolled back
-            committed = partial(self._committed, xid, tx.changed)
+            committed = partial(self._committed, xid, tx)
             raise CommitOutcomeUnknownError(str(error), committed) from error
-        self._signal(tx.changed)
+        self._signal(tx)
 
-    def _signal(self, changed: Mapping[str, RunState]) -> None:
-        for run_id, status in changed.items():
+    def _signal(self, tx: PostgresTx) -> None:
+        for run_id, status in tx.changed.items():
             self.signals.notify(run_id, status)
+        for callback in tx.committed:
+            callback()
 
-    async def _committed(self, xid: str, changed: Mapping[str, RunState]) -> bool | None:
+    async def _committed(self, xid: str, tx: PostgresTx) -> bool | None:
         """Whether transaction ``xid`` committed (then its changed runs are signalled
         here, as after any commit); ``None`` while the database cannot tell (unreachable,
         or the transaction still ending). One too old to be told counts as not committed:
@@ -202,7 +208,7 @@ class PostgresRunStore:
             return None
         if row[0] != "committed":
             return False
-        self._signal(changed)
+        self._signal(tx)
         return True
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:

@@ -89,6 +89,10 @@ class SqliteTx:
         self._queue = queue
         self.changed: dict[str, RunState] = {}
         self.queues: set[str] = set()
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
 
     async def _call(self, function: Callable[[sqlite3.Connection], T]) -> T:
         return await self._connection.call_held(function)
@@ -185,6 +189,8 @@ class SqliteRunStore:
             self.queue.notify(sorted(tx.queues))
         for run_id, status in tx.changed.items():
             self.signals.notify(run_id, status)
+        for callback in tx.committed:
+            callback()
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         return (await self.fetch_many([(query, params)]))[0]

@@ -90,6 +90,11 @@ class Tx(Protocol):
         """Announce, once this transaction commits, that ``run_id`` changed."""
         ...
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in this process once this transaction committed (never if it
+        rolled back), after its signals."""
+        ...
+
 
 class RunStore(Protocol):
     """A database holding runs, their tasks and events, and the job queue."""

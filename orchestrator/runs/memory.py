@@ -31,6 +31,7 @@ from graphmesh.orchestrator.runner import (
     TaskGraphRunner,
 )
 from graphmesh.orchestrator.runner.inputs import resolve_inputs
+from graphmesh.orchestrator.runs.metrics import count_events
 from graphmesh.orchestrator.runs.model import (
     JsonObject,
     Page,
@@ -131,6 +132,7 @@ class _Run:
             **fields,
         )
         self.events.append(event)
+        count_events((kind,))
         # Not an asyncio.Condition: runner listeners are synchronous and cannot take its lock.
         woken, self.changed = self.changed, asyncio.Event()
         woken.set()

@@ -16,6 +16,7 @@ from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan, PlanCache
 from graphmesh.orchestrator.runs.durable_rows import EventRow, RunRow, TaskRow, dumps
 from graphmesh.orchestrator.runs.durable_store import Started, Tx
+from graphmesh.orchestrator.runs.metrics import count_events
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
 from graphmesh.orchestrator.task.base import TaskStatus
 
@@ -143,6 +144,9 @@ class TxnState:
         dirty = [task.params() for task in self.tasks.values() if task.dirty]
         await self._write("update_tasks", dirty)
         await self._write("insert_events", [event.params() for event in self.events])
+        if self.events:
+            kinds = [event.kind for event in self.events]
+            self.tx.after_commit(lambda: count_events(kinds))
         await self._write("update_runs", [run.params() for run in self.runs.values() if run.dirty])
         for run in self.runs.values():
             if run.dirty:

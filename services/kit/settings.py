@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     )
     database_url: SecretStr | None = None
     grace_period: float = Field(default=10.0, ge=0, description="seconds in-flight calls get")
+    metrics_listen: str | None = Field(
+        default=None, description="HOST:PORT of Prometheus /metrics (port 0 picks one); unset: off"
+    )
 
     def token_tenants(self) -> dict[str, str]:
         """Every configured token and its tenant (the file's entries win over the env's)."""
