@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -40,6 +41,7 @@ from graphmesh.orchestrator.runs.durable_store import (
 )
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
+from graphmesh.orchestrator.runs.storable import UnstorableValueError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
@@ -228,13 +230,20 @@ class PostgresRunStore:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         """A pooled connection. When none can be had, or it breaks (the server restarted),
-        the error becomes StoreUnavailableError; other errors pass unchanged. A broken one
-        has the pool check its idle connections: after a restart they are all dead, and
-        each would otherwise fail one more call."""
+        the error becomes StoreUnavailableError; a value the database refuses (NUL in
+        text, say) UnstorableValueError, with the database's text only in the log; other
+        errors pass unchanged. A broken connection has the pool check its idle ones:
+        after a restart they are all dead, and each would otherwise fail one more call."""
         connection: Connection | None = None
         try:
             async with self.pool.connection() as connection:
                 yield connection
+        except psycopg.DataError as error:
+            reference = uuid.uuid4().hex[:12]
+            log.warning("the runs database refused a value (reference %s): %s", reference, error)
+            raise UnstorableValueError(
+                f"a value could not be stored (reference {reference})"
+            ) from None
         except psycopg.OperationalError as error:
             message = f"the runs database is unavailable: {error}"
             if connection is None:
