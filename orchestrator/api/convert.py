@@ -29,10 +29,11 @@ from graphmesh.orchestrator.api.convert_events import (
 )
 from graphmesh.orchestrator.api.graphs import SavedGraph
 from graphmesh.orchestrator.api.validation import (
+    FieldViolation,
     RequestLimits,
     check_graph_shape,
-    check_json,
     check_timeout,
+    json_violations,
     parse_json,
     raise_if,
     violation,
@@ -186,15 +187,16 @@ def graph_source(request: Any, limits: RequestLimits) -> Any:
 # -- run inputs --------------------------------------------------------------------------
 def inputs_from_proto(inputs: Mapping[str, Struct], limits: RequestLimits) -> JsonObject:
     """``{task_id: {port: value}}`` as runner input keys: ``task.port``, or ``port`` for
-    the :data:`ROOT_INPUTS` entry; each value within ``limits`` (field ``inputs.<key>``)."""
+    the :data:`ROOT_INPUTS` entry; every value within ``limits`` (field ``inputs.<key>``)."""
     flat: JsonObject = {}
+    violations: list[FieldViolation] = []
     for task_id, values in inputs.items():
         converted = struct_to_dict(values)
-        check_json(
-            converted, "inputs" + ("" if task_id == ROOT_INPUTS else key_path(task_id)), limits
-        )
+        path = "inputs" + ("" if task_id == ROOT_INPUTS else key_path(task_id))
+        violations += json_violations(converted, path, limits.json_depth)
         for port, value in converted.items():
             flat[port if task_id == ROOT_INPUTS else f"{task_id}.{port}"] = value
+    raise_if(violations)
     return flat
 
 

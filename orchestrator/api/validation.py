@@ -122,8 +122,13 @@ def check_json(value: Any, path: str, limits: RequestLimits) -> None:
     raise_if(json_violations(value, path, limits.json_depth))
 
 
-def json_violations(value: Any, path: str, max_depth: int) -> Iterator[FieldViolation]:
-    for problem in value_problems(value, path, max_depth=max_depth):
+def json_violations(
+    value: Any, path: str, max_depth: int, *, by_id: bool = False
+) -> Iterator[FieldViolation]:
+    """Violations of a JSON value; ``by_id`` names list items that are objects with a
+    plain ``id`` by that id (graph documents: ``tasks[<id>]``)."""
+    label = _id_label if by_id else _index_label
+    for problem in value_problems(value, path, max_depth=max_depth, label=label):
         yield violation(problem.path, problem.description, problem.reason)
 
 
@@ -143,7 +148,7 @@ def parse_json(text: str, field: str, limits: RequestLimits) -> Any:
     except ValueError as exc:  # NaN/Infinity (our message), an integer of thousands of digits
         text = str(exc) if isinstance(exc, _ConstantError) else "a number is too long"
         raise InvalidRequestError([violation(field, text, "BAD_JSON")]) from None
-    raise_if(json_violations(data, "", limits.document_depth))
+    raise_if(json_violations(data, "", limits.document_depth, by_id=True))
     return data
 
 
@@ -224,6 +229,14 @@ def _dependency_names(deps: Any, where: str, limits: RequestLimits) -> Iterator[
         for source in sources if isinstance(sources, list) else [sources]:
             if isinstance(source, dict):
                 yield from _names_in(source, ("id", "output"), port_path, limits)
+
+
+def _id_label(item: Any, index: int) -> str:
+    return task_label(item.get("id"), index) if isinstance(item, dict) else str(index)
+
+
+def _index_label(item: Any, index: int) -> str:
+    return str(index)
 
 
 def task_label(task_id: Any, index: int) -> str:

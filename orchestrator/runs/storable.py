@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +45,21 @@ class ValueProblem:
     description: str
 
 
-def value_problems(value: Any, path: str, *, max_depth: int) -> Iterator[ValueProblem]:
+Label = Callable[[Any, int], str]
+
+
+def _index(item: Any, index: int) -> str:
+    return str(index)
+
+
+def value_problems(
+    value: Any, path: str, *, max_depth: int, label: Label = _index
+) -> Iterator[ValueProblem]:
     """Every problem of a JSON value in document order (see the module docs): a string or
     key with NUL or a lone surrogate, a number that is not finite, an integer outside
     64 bits, a type JSON lacks, nesting deeper than ``max_depth`` (a container is one
-    level; nothing below the limit is looked at)."""
+    level; nothing below the limit is looked at). ``label(item, index)`` names list
+    items in paths (default: the index)."""
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()
@@ -62,14 +72,14 @@ def value_problems(value: Any, path: str, *, max_depth: int) -> Iterator[ValuePr
                     description=f"nested more than {max_depth} levels deep",
                 )
                 continue
-            stack.extend(reversed(list(_children(item, where, depth + 1))))
+            stack.extend(reversed(list(_children(item, where, depth + 1, label))))
             continue
         problem = scalar_problem(item)
         if problem is not None:
             yield ValueProblem(path=where, reason=problem[0], description=problem[1])
 
 
-def _children(item: Any, where: str, depth: int) -> Iterator[tuple[Any, str, int]]:
+def _children(item: Any, where: str, depth: int, label: Label) -> Iterator[tuple[Any, str, int]]:
     """The items of a container with their paths; a key that is itself unstorable is
     one more item (a string, checked like any other)."""
     if isinstance(item, dict):
@@ -83,7 +93,7 @@ def _children(item: Any, where: str, depth: int) -> Iterator[tuple[Any, str, int
             yield child, child_path, depth
         return
     for index, child in enumerate(item):
-        yield child, f"{where}[{index}]", depth
+        yield child, f"{where}[{label(child, index)}]", depth
 
 
 def scalar_problem(item: Any) -> tuple[str, str] | None:
