@@ -113,7 +113,9 @@ HOSTILE_TEXT = st.sampled_from(
         "[0]", "'\"", "default", "a/b", "tasks[0]", "\\", "\\u0000", "RunTestSleep",
     ]
 )  # fmt: skip
-NAMES = st.one_of(HOSTILE_TEXT, st.text(max_size=12), st.sampled_from(["a", "b", "value", "*"]))
+PLAIN = st.sampled_from(["a", "b", "c", "value", "x1", "team"])
+# Mostly plain names, so that requests get past the first check and reach deeper code.
+NAMES = st.one_of(PLAIN, PLAIN, HOSTILE_TEXT, st.text(max_size=12))
 NUMBERS = st.one_of(
     st.integers(),
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -125,6 +127,18 @@ JSON = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(NAMES, inner, max_size=3)),
     max_leaves=12,
 )
+BENIGN = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53), 2**53),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(PLAIN, inner, max_size=3)),
+    max_leaves=8,
+)
+VALUES = st.one_of(BENIGN, BENIGN, JSON)
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ENUM = st.one_of(st.integers(0, 3), INT32)
@@ -178,10 +192,26 @@ def graphs(draw: st.DrawFn, level: int = 0) -> dict[str, Any]:
 
 
 @st.composite
+def valid_graphs(draw: st.DrawFn) -> dict[str, Any]:
+    """A chain of fast tasks that runs, with drawn (mostly benign) values."""
+    count = draw(st.integers(1, 3))
+    chain = [sleep_task(f"t{i}", value=draw(VALUES)) for i in range(count)]
+    flows = [
+        {"source_task": f"t{i}", "source_port": "value", "target_task": f"t{i + 1}",
+         "target_port": "value"}
+        for i in range(count - 1)
+    ]  # fmt: skip
+    return {"tasks": chain, "dataflows": flows}
+
+
+ANY_GRAPH = st.one_of(valid_graphs(), valid_graphs(), graphs())
+
+
+@st.composite
 def graph_json(draw: st.DrawFn) -> str:
-    graph = draw(graphs())
+    graph = draw(ANY_GRAPH)
     text = json.dumps(graph, allow_nan=True)
-    choice = draw(st.integers(0, 5))
+    choice = draw(st.integers(0, 8))
     if choice == 0:
         return draw(DEEP_TEXT)
     if choice == 1 and '"a"' in text:  # a lone surrogate, as JSON can write it
@@ -212,9 +242,9 @@ def graph_source(draw: st.DrawFn, target: FuzzTarget, with_id: bool) -> dict[str
     if which == "graph_json":
         return {"graph_json": draw(graph_json())}
     if which == "graph_id":
-        return {"graph_id": draw(st.one_of(st.sampled_from(target.graph_ids), NAMES))}
+        return {"graph_id": draw(ids(target, target.graph_ids))}
     try:
-        message = graph_to_proto(draw(graphs()))
+        message = graph_to_proto(draw(ANY_GRAPH))
     except (ValueError, TypeError, OverflowError, UnicodeError, KeyError):
         return {"graph_json": "{}"}
     return {"graph": message}
@@ -237,28 +267,36 @@ def inputs(draw: st.DrawFn) -> dict[str, Struct]:
     return found
 
 
+def pick(known: list[str]) -> st.SearchStrategy[str]:
+    """One of ``known`` (which grows as the fuzz learns): drawn as an index, so what is
+    drawn does not depend on that state (Hypothesis replays draws)."""
+    return st.builds(lambda index: known[index % len(known)], st.integers(0, 2**16))
+
+
 def ids(target: FuzzTarget, known: list[str]) -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(known), NAMES)
+    return st.one_of(pick(known), NAMES)
 
 
 def requests(target: FuzzTarget) -> dict[str, Callable[[st.DrawFn], Message]]:
     """For each RPC, how to draw its request."""
     run_id = ids(target, target.run_ids)
-    labels = st.dictionaries(NAMES, NAMES, max_size=3)
-    page_token = st.one_of(st.sampled_from(target.tokens), NAMES)
+    labels = st.one_of(st.just({}), st.dictionaries(NAMES, NAMES, max_size=3))
+    timeouts = st.one_of(
+        st.just({}),
+        st.builds(lambda s: {"timeout": Duration(seconds=s)}, st.integers(1, 3600)),
+        st.builds(lambda s, n: {"timeout": Duration(seconds=s, nanos=n)}, INT64, INT32),
+    )
+    key = st.one_of(st.just(""), NAMES)
+    page_token = st.one_of(st.just(""), pick(target.tokens), NAMES)
     return {
         "ListTaskTypes": lambda draw: pb.ListTaskTypesRequest(category=draw(NAMES)),
         "ValidateGraph": lambda draw: pb.ValidateGraphRequest(**draw(graph_source(target, False))),
         "CreateRun": lambda draw: pb.CreateRunRequest(
             **draw(graph_source(target, True)),
-            inputs=draw(inputs()),
-            idempotency_key=draw(NAMES),
+            inputs=draw(st.one_of(st.just({}), inputs())),
+            idempotency_key=draw(key),
             labels=draw(labels),
-            **(
-                {"timeout": Duration(seconds=draw(INT64), nanos=draw(INT32))}
-                if draw(st.booleans())
-                else {}
-            ),
+            **draw(timeouts),
         ),
         "GetRun": lambda draw: pb.GetRunRequest(run_id=draw(run_id), view=draw(ENUM)),
         "ListRuns": lambda draw: pb.ListRunsRequest(
@@ -275,7 +313,7 @@ def requests(target: FuzzTarget) -> dict[str, Callable[[st.DrawFn], Message]]:
             run_id=draw(run_id), task_id=draw(NAMES)
         ),
         "SaveGraph": lambda draw: pb.SaveGraphRequest(
-            graph_id=draw(NAMES),
+            graph_id=draw(key),
             name=draw(NAMES),
             description=draw(NAMES),
             labels=draw(labels),
@@ -335,7 +373,8 @@ def learn(target: FuzzTarget, rpc: str, response: Any) -> None:
 
 def call(target: FuzzTarget, data: st.DataObject) -> None:
     makers = requests(target)
-    rpc = data.draw(st.sampled_from(sorted(makers)), label="rpc")
+    # Runs are where the stores are reached: CreateRun is drawn more often.
+    rpc = data.draw(st.sampled_from([*sorted(makers), *["CreateRun"] * 4]), label="rpc")
     request = makers[rpc](data.draw)
     metadata = data.draw(
         st.sampled_from(METADATA[:2]) if data.draw(st.integers(0, 9)) else st.sampled_from(METADATA)
@@ -361,6 +400,19 @@ def call(target: FuzzTarget, data: st.DataObject) -> None:
         if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and rpc == "WatchRun":  # type: ignore[attr-defined]
             return  # a run of sleeping tasks outlived the watch: not a failure
         check_error(rpc, error)
+
+
+def seed(target: FuzzTarget) -> None:
+    """Real runs, a saved graph and a page token for the fuzz to aim at."""
+    stub, metadata = target.stub, METADATA[0]
+    graph = json.dumps({"tasks": [sleep_task("a", value=1)], "dataflows": []})
+    for _ in range(3):
+        run = stub.CreateRun(pb.CreateRunRequest(graph_json=graph), metadata=metadata, timeout=30)
+        target.run_ids.append(run.run.run_id)
+    saved = stub.SaveGraph(pb.SaveGraphRequest(graph_json=graph), metadata=metadata, timeout=30)
+    target.graph_ids.append(saved.graph.graph_id)
+    page = stub.ListRuns(pb.ListRunsRequest(page_size=1), metadata=metadata, timeout=30)
+    target.tokens.append(page.next_page_token)
 
 
 def check_healthy(target: FuzzTarget) -> None:
@@ -392,5 +444,6 @@ def test_fuzz_every_rpc(fuzz_target: FuzzTarget) -> None:
     def fuzz(data: st.DataObject) -> None:
         call(fuzz_target, data)
 
+    seed(fuzz_target)
     fuzz()
     check_healthy(fuzz_target)
