@@ -328,10 +328,11 @@ def requests(target: FuzzTarget) -> dict[str, Callable[[st.DrawFn], Message]]:
 
 
 def mutated(data: st.DataObject, raw: bytes) -> bytes:
-    """``raw`` with a few bytes flipped, cut or inserted (for the parser)."""
+    """``raw`` with a few bytes flipped, cut or inserted (for the parser). Positions are
+    drawn independently of ``raw``'s length, so replays draw the same."""
     buffer = bytearray(raw)
     for _ in range(data.draw(st.integers(1, 4))):
-        where = data.draw(st.integers(0, len(buffer)))
+        where = data.draw(st.integers(0, 2**16)) % (len(buffer) + 1)
         action = data.draw(st.sampled_from(["flip", "insert", "cut"]))
         if action == "insert" or not buffer:
             buffer[where:where] = data.draw(st.binary(min_size=1, max_size=4))
