@@ -180,7 +180,7 @@ def graph_source(request: Any, limits: RequestLimits) -> Any:
         data = parse_json(request.graph_json, "graph_json", limits)
     else:
         raise_if([violation("graph_source", "the request names no graph", "MISSING")])
-    check_graph_shape(data, limits)
+    check_graph_shape(data, limits, parsed=which == "graph_json")
     return data
 
 

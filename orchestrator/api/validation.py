@@ -28,7 +28,14 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from graphmesh.orchestrator.errors import GraphmeshError
-from graphmesh.orchestrator.runs.storable import key_path, quoted, text_problem, value_problems
+from graphmesh.orchestrator.runs.storable import (
+    MAX_INT,
+    key_path,
+    nested_deeper,
+    quoted,
+    text_problem,
+    value_problems,
+)
 
 MAX_VIOLATIONS = 20
 PROTOBUF_DEPTH = 100
@@ -133,10 +140,10 @@ def json_violations(
 
 
 def parse_json(text: str, field: str, limits: RequestLimits) -> Any:
-    """``text`` parsed as a graph document: no NaN/Infinity literals, bounded nesting,
-    storable strings; :class:`InvalidRequestError` naming ``field`` otherwise."""
+    """``text`` parsed as a graph document: finite numbers, integers in 64 bits, bounded
+    nesting, storable strings; :class:`InvalidRequestError` naming ``field`` otherwise."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_float, parse_int=_int)
     except RecursionError:
         raise InvalidRequestError(
             [violation(field, f"nested more than {limits.document_depth} levels", "TOO_DEEP")]
@@ -145,30 +152,71 @@ def parse_json(text: str, field: str, limits: RequestLimits) -> Any:
         raise InvalidRequestError(
             [violation(field, f"not valid JSON: {exc}", "BAD_JSON")]
         ) from None
-    except ValueError as exc:  # NaN/Infinity (our message), an integer of thousands of digits
-        text = str(exc) if isinstance(exc, _ConstantError) else "a number is too long"
+    except ValueError as exc:  # our own, or an integer of thousands of digits
+        text = str(exc) if isinstance(exc, _NumberError) else "a number is too long"
         raise InvalidRequestError([violation(field, text, "BAD_JSON")]) from None
-    raise_if(json_violations(data, "", limits.document_depth, by_id=True))
+    if _SUSPECT_ESCAPE.search(text) or nested_deeper(data, limits.document_depth):
+        raise_if(json_violations(data, "", limits.document_depth, by_id=True))
     return data
 
 
-class _ConstantError(ValueError):
+# Parsed strictly, a JSON text holds NUL or a lone surrogate only as an escape (raw
+# control characters are refused, and protobuf let no invalid UTF-8 in): text without
+# such an escape is checked for depth alone, not value by value.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+class _NumberError(ValueError):
     pass
 
 
 def _refuse_constant(name: str) -> Any:
-    raise _ConstantError(f"{name} is not a JSON number (numbers must be finite)")
+    raise _NumberError(f"{name} is not a JSON number (numbers must be finite)")
 
 
-def check_graph_shape(graph: Any, limits: RequestLimits) -> None:
+def _float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NumberError(f"{text[:32]} is out of range (numbers must be finite)")
+    return number
+
+
+def _int(text: str) -> int:
+    number = int(text)
+    if not -MAX_INT - 1 <= number <= MAX_INT:
+        raise _NumberError(f"{text[:32]} is out of range (integers must fit in 64 bits)")
+    return number
+
+
+def check_graph_shape(graph: Any, limits: RequestLimits, *, parsed: bool = False) -> None:
     """Nesting limits of a graph (graph JSON or dependency JSON): each task's defaults
-    and config within ``json_depth``, subgraphs within ``graph_depth``."""
-    raise_if(_shape_violations(graph, "", limits, 0))
+    and config within ``json_depth`` (and storable, unless ``parsed`` by
+    :func:`parse_json`, which checked every value), subgraphs within ``graph_depth``;
+    ids, types and ports are names."""
+    # A parsed document no deeper than this cannot hold defaults or config too deep.
+    shallow = parsed and not nested_deeper(graph, limits.json_depth + 2)
+    shape = _Shape(limits=limits, parsed=parsed, shallow=shallow)
+    raise_if(_shape_violations(graph, "", shape, 0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Shape:
+    limits: RequestLimits
+    parsed: bool
+    shallow: bool
+
+    def values(self, value: Any, path: str) -> Iterator[FieldViolation]:
+        if self.shallow:
+            return
+        if self.parsed and not nested_deeper(value, self.limits.json_depth):
+            return  # its contents were checked with the whole document
+        yield from json_violations(value, path, self.limits.json_depth)
 
 
 def _shape_violations(
-    graph: Any, prefix: str, limits: RequestLimits, level: int
+    graph: Any, prefix: str, shape: _Shape, level: int
 ) -> Iterator[FieldViolation]:
+    limits = shape.limits
     dependency_form = isinstance(graph, list)
     items = graph if dependency_form else graph.get("tasks") if isinstance(graph, dict) else None
     if not isinstance(items, list):
@@ -190,7 +238,7 @@ def _shape_violations(
             yield from _dependency_names(item.get("dependencies"), f"{where}.dependencies", limits)
         for key in values:
             if item.get(key) is not None:
-                yield from json_violations(item[key], f"{where}.{key}", limits.json_depth)
+                yield from shape.values(item[key], f"{where}.{key}")
         if item.get(nested) is None:
             continue
         if level >= limits.graph_depth:
@@ -200,7 +248,7 @@ def _shape_violations(
                 "TOO_DEEP",
             )
             continue
-        yield from _shape_violations(item[nested], f"{where}.{nested}.", limits, level + 1)
+        yield from _shape_violations(item[nested], f"{where}.{nested}.", shape, level + 1)
     flows = None if dependency_form else graph.get("dataflows")
     for index, flow in enumerate(flows if isinstance(flows, list) else ()):
         if isinstance(flow, dict):

@@ -60,6 +60,8 @@ def value_problems(
     64 bits, a type JSON lacks, nesting deeper than ``max_depth`` (a container is one
     level; nothing below the limit is looked at). ``label(item, index)`` names list
     items in paths (default: the index)."""
+    if is_storable(value, max_depth):
+        return  # the common case, checked without building a path for every value
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()
@@ -77,6 +79,64 @@ def value_problems(
         problem = scalar_problem(item)
         if problem is not None:
             yield ValueProblem(path=where, reason=problem[0], description=problem[1])
+
+
+def is_storable(value: Any, max_depth: int) -> bool:
+    """Whether :func:`value_problems` would find nothing (a fast check, no paths)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or (not item.isascii() and _SURROGATE.search(item)):
+                return False
+        elif kind is dict:
+            if depth >= max_depth:
+                return False
+            for key, child in item.items():
+                if (
+                    type(key) is not str
+                    or "\x00" in key
+                    or (not key.isascii() and _SURROGATE.search(key))
+                ):
+                    return False
+                push((child, depth + 1))
+        elif kind is list or kind is tuple:
+            if depth >= max_depth:
+                return False
+            for child in item:
+                push((child, depth + 1))
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is int:
+            if not -MAX_INT - 1 <= item <= MAX_INT:
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
+
+
+def nested_deeper(value: Any, max_depth: int) -> bool:
+    """Whether a JSON value nests more than ``max_depth`` containers (scalars unread)."""
+    if type(value) not in _CONTAINERS:
+        return False
+    level, depth = [value], 0
+    while level:  # one level of containers at a time
+        if depth >= max_depth:
+            return True
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) in _CONTAINERS
+        ]
+        depth += 1
+    return False
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def _children(item: Any, where: str, depth: int, label: Label) -> Iterator[tuple[Any, str, int]]:

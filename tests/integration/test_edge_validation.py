@@ -268,10 +268,8 @@ async def test_non_finite_numbers_are_refused(stub: Stub, number: float) -> None
     for literal in ("NaN", "Infinity", "-Infinity", "1e999"):
         text = '{"tasks": [{"id": "a", "type": "RunTestSleep", "defaults": {"value": %s}}]}'
         error = await refused(stub.CreateRun(create(graph_json=text % literal), metadata=A))
-        assert fields(error) in (
-            {"graph_json": "BAD_JSON"},
-            {"tasks[a].defaults.value": "NOT_FINITE"},
-        )
+        assert fields(error) == {"graph_json": "BAD_JSON"}
+        assert "finite" in (error.details() or "")
     await healthy(stub)
 
 

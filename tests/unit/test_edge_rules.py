@@ -111,9 +111,14 @@ def test_parse_json_refuses_constants_depth_and_long_numbers() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_json("[" * 50_000 + "]" * 50_000, "graph_json", LIMITS)
     assert set(violations(caught).values()) == {"TOO_DEEP"}
+    for number in ("1e999", "-1e999", str(2**63)):
+        with pytest.raises(InvalidRequestError, match="out of range") as caught:
+            parse_json('{"tasks": [{"id": "a", "x": ' + number + "}]}", "graph_json", LIMITS)
+        assert violations(caught) == {"graph_json": "BAD_JSON"}
+    assert parse_json(str(2**63 - 1), "graph_json", LIMITS) == 2**63 - 1
     with pytest.raises(InvalidRequestError) as caught:
-        parse_json('{"tasks": [{"id": "a", "x": 1e999}]}', "graph_json", LIMITS)
-    assert violations(caught) == {"tasks[a].x": "NOT_FINITE"}
+        parse_json('{"tasks": [{"id": "a", "x": "\\u0000"}]}', "graph_json", LIMITS)
+    assert violations(caught) == {"tasks[a].x": "NUL"}
 
 
 def test_graph_shape_in_both_json_forms() -> None:
