@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graphmesh.orchestrator.errors import TaskFailedError
+from graphmesh.orchestrator.errors import GraphmeshError, TaskFailedError
 from graphmesh.orchestrator.queue.errors import PermanentJobError
 
 MAX_OUTPUT_DEPTH = 32
@@ -27,6 +27,12 @@ Struct needs three protobuf levels per JSON level, and parsers stop at 100."""
 MAX_INT = 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+
+class RunStoreError(GraphmeshError):
+    """The run store failed a statement for another reason than being unreachable (a bug,
+    or a deadlock): may pass on retry. Its message carries a reference to the log, never
+    the database's own text."""
 
 
 class UnstorableValueError(PermanentJobError):
