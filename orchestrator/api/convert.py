@@ -30,6 +30,7 @@ from graphmesh.orchestrator.api.convert_events import (
 from graphmesh.orchestrator.api.graphs import SavedGraph
 from graphmesh.orchestrator.api.validation import (
     FieldViolation,
+    InvalidRequestError,
     RequestLimits,
     check_graph_shape,
     check_timeout,
@@ -179,7 +180,9 @@ def graph_source(request: Any, limits: RequestLimits) -> Any:
     elif which == "graph_json":
         data = parse_json(request.graph_json, "graph_json", limits)
     else:
-        raise_if([violation("graph_source", "the request names no graph", "MISSING")])
+        raise InvalidRequestError(
+            [violation("graph_source", "the request names no graph", "MISSING")]
+        )
     check_graph_shape(data, limits, parsed=which == "graph_json")
     return data
 
