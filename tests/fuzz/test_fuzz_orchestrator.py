@@ -9,7 +9,7 @@ Python class name, "Traceback", SQL, a file path, "DETAIL"), on a run or task er
 driver text, and unless the server is healthy afterwards (its health check serves and a
 normal run still completes).
 
-Seeded and bounded for CI: ``GRAPHMESH_FUZZ_EXAMPLES`` examples per store (default 150),
+Seeded and bounded for CI: ``GRAPHMESH_FUZZ_EXAMPLES`` examples per store (default 300),
 drawn from a fixed seed unless ``GRAPHMESH_FUZZ_SEED`` names another; ``make fuzz`` runs
 a longer one.
 """
@@ -43,7 +43,7 @@ from graphmesh.v1 import common_pb2
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1.orchestrator_pb2_grpc import OrchestratorServiceStub
 
-EXAMPLES = int(os.environ.get("GRAPHMESH_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("GRAPHMESH_FUZZ_EXAMPLES", "300"))
 SEED = os.environ.get("GRAPHMESH_FUZZ_SEED") or None
 SERVICE = "/graphmesh.v1.OrchestratorService/"
 FORBIDDEN_CODES = {
