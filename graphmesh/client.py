@@ -13,7 +13,9 @@ Every call carries a deadline (``timeout`` seconds, default 30; streams ``stream
 default one hour). Calls that only read are retried by gRPC when the server answers
 UNAVAILABLE (its database restarting, say), and :meth:`Client.wait` picks its watch up
 again where it broke off. Failed calls raise domain exceptions: RunNotFoundError, RunStateError,
-GraphValidationError (issues rebuilt from the field violations), GraphNotFoundError,
+GraphValidationError (issues rebuilt from the field violations), InvalidRequestError (a
+request past the server's limits; ``violations`` name the fields), QuotaExceededError (the
+tenant's quota; ``quota`` and ``retry_after``), GraphNotFoundError,
 StoreUnavailableError (the server's database is unreachable), or a
 :class:`~graphmesh.orchestrator.api.errors.RemoteError` (UnauthenticatedError,
 RemoteDeadlineError, UnavailableError) for the rest.

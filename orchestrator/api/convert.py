@@ -4,17 +4,21 @@ are in :mod:`convert_events`). Server and Python SDK both use these functions.
 Numbers in ``google.protobuf.Struct`` are doubles, so a JSON ``3`` arrives as ``3.0``;
 :func:`struct_to_dict` turns integral doubles back into ints, since ports typed integer
 reject floats. Clients that need exact JSON send ``graph_json``.
+
+The ``*_from_request`` functions are the server's edge: they check what they convert
+against :class:`~graphmesh.orchestrator.api.validation.RequestLimits` and raise
+:class:`~graphmesh.orchestrator.api.validation.InvalidRequestError` naming the field.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct, Value
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from graphmesh.orchestrator.api.convert_events import (
@@ -24,15 +28,25 @@ from graphmesh.orchestrator.api.convert_events import (
     task_status_to_proto,
 )
 from graphmesh.orchestrator.api.graphs import SavedGraph
-from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError
-from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, TaskState
+from graphmesh.orchestrator.api.validation import (
+    FieldViolation,
+    InvalidRequestError,
+    RequestLimits,
+    check_graph_shape,
+    check_timeout,
+    json_violations,
+    parse_json,
+    raise_if,
+    violation,
+)
+from graphmesh.orchestrator.errors import GraphIssue
+from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, RunState, TaskState
+from graphmesh.orchestrator.runs.storable import key_path
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.v1 import common_pb2, orchestrator_pb2
 
 ROOT_INPUTS = "*"
 """``CreateRunRequest.inputs`` key whose ports reach every root task having them."""
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 _SETTLED = (TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED)
 _MAX_EXACT_INT = 2**53
 
@@ -45,7 +59,9 @@ def dict_to_struct(data: Mapping[str, Any]) -> Struct:
 
 
 def struct_to_dict(struct: Struct) -> JsonObject:
-    return _restore_ints(MessageToDict(struct))  # type: ignore[no-any-return]
+    """A Struct as plain JSON values, integral doubles as ints. NaN and Infinity pass
+    through (JSON has neither: the edge reports them by path, see ``check_json``)."""
+    return {key: value_from_proto(item) for key, item in struct.fields.items()}
 
 
 def value_to_proto(value: Any) -> Value:
@@ -55,17 +71,23 @@ def value_to_proto(value: Any) -> Value:
 
 
 def value_from_proto(message: Value) -> Any:
-    return _restore_ints(MessageToDict(message))
+    kind = message.WhichOneof("kind")
+    if kind == "number_value":
+        number = message.number_value
+        if number.is_integer() and abs(number) < _MAX_EXACT_INT:
+            return int(number)
+        return number
+    if kind == "struct_value":
+        return struct_to_dict(message.struct_value)
+    if kind == "list_value":
+        return _list_from_proto(message.list_value)
+    if kind in ("string_value", "bool_value"):
+        return getattr(message, kind)
+    return None  # null_value, or no kind set
 
 
-def _restore_ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_EXACT_INT:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _restore_ints(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_restore_ints(item) for item in value]
-    return value
+def _list_from_proto(message: ListValue) -> list[Any]:
+    return [value_from_proto(item) for item in message.values]
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -78,9 +100,28 @@ def from_timestamp(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-def page_size(requested: int) -> int:
-    """0 means the default; anything above the cap is capped."""
-    return DEFAULT_PAGE_SIZE if requested <= 0 else min(requested, MAX_PAGE_SIZE)
+def timeout_from_request(request: Any, limits: RequestLimits) -> float | None:
+    """A request's ``timeout`` in seconds (``None`` when unset), positive and bounded."""
+    if not request.HasField("timeout"):
+        return None
+    duration: Duration = request.timeout
+    seconds, nanos = duration.seconds, duration.nanos
+    if not -999_999_999 <= nanos <= 999_999_999 or (
+        seconds and nanos and (seconds < 0) != (nanos < 0)
+    ):
+        raise_if([violation("timeout", "not a valid duration", "OUT_OF_RANGE")])
+    return check_timeout(seconds + nanos / 1e9, limits)
+
+
+def statuses_from_request(values: Sequence[int]) -> frozenset[RunState]:
+    """A status filter; unknown values and UNSPECIFIED are refused by position."""
+    known = {s for s in common_pb2.RunStatus.values() if s != common_pb2.RUN_STATUS_UNSPECIFIED}
+    raise_if(
+        violation(f"statuses[{index}]", f"{value} is not a run status to filter by", "UNKNOWN_ENUM")
+        for index, value in enumerate(values)
+        if value not in known
+    )
+    return frozenset(run_status_from_proto(value) for value in values)  # type: ignore[arg-type]
 
 
 # -- graphs ------------------------------------------------------------------------------
@@ -129,30 +170,36 @@ def _task_from_proto(message: common_pb2.Task) -> JsonObject:
     return task
 
 
-def graph_source(request: Any) -> Any:
+def graph_source(request: Any, limits: RequestLimits) -> Any:
     """The graph of a request's ``graph_source`` oneof, ``graph`` or ``graph_json``, as
-    graph JSON (a dependency-JSON list stays a list). ``graph_id`` is the caller's to load."""
+    graph JSON (a dependency-JSON list stays a list), within ``limits``. ``graph_id`` is
+    the caller's to load."""
     which = request.WhichOneof("graph_source")
     if which == "graph":
-        return graph_from_proto(request.graph)
-    if which == "graph_json":
-        try:
-            return json.loads(request.graph_json)
-        except json.JSONDecodeError as exc:
-            raise GraphValidationError(
-                [GraphIssue(code="bad_shape", message=f"graph_json is not valid JSON: {exc}")]
-            ) from None
-    raise GraphValidationError([GraphIssue(code="bad_shape", message="the request names no graph")])
+        data: Any = graph_from_proto(request.graph)
+    elif which == "graph_json":
+        data = parse_json(request.graph_json, "graph_json", limits)
+    else:
+        raise InvalidRequestError(
+            [violation("graph_source", "the request names no graph", "MISSING")]
+        )
+    check_graph_shape(data, limits, parsed=which == "graph_json")
+    return data
 
 
 # -- run inputs --------------------------------------------------------------------------
-def inputs_from_proto(inputs: Mapping[str, Struct]) -> JsonObject:
+def inputs_from_proto(inputs: Mapping[str, Struct], limits: RequestLimits) -> JsonObject:
     """``{task_id: {port: value}}`` as runner input keys: ``task.port``, or ``port`` for
-    the :data:`ROOT_INPUTS` entry."""
+    the :data:`ROOT_INPUTS` entry; every value within ``limits`` (field ``inputs.<key>``)."""
     flat: JsonObject = {}
+    violations: list[FieldViolation] = []
     for task_id, values in inputs.items():
-        for port, value in struct_to_dict(values).items():
+        converted = struct_to_dict(values)
+        path = "inputs" + ("" if task_id == ROOT_INPUTS else key_path(task_id))
+        violations += json_violations(converted, path, limits.json_depth)
+        for port, value in converted.items():
             flat[port if task_id == ROOT_INPUTS else f"{task_id}.{port}"] = value
+    raise_if(violations)
     return flat
 
 

@@ -2,10 +2,14 @@
 
 The server turns an exception into a status with rich details (``google.rpc.ErrorInfo``
 with the row's reason always; ``google.rpc.BadRequest`` field violations
-``tasks[<id>].<port>`` for invalid graphs; ``google.rpc.RetryInfo`` when a retry delay is
-known). The SDK reads the reason back to raise the same exception class, rebuilding a
-GraphValidationError's issues from the field violations. Anything not in the table is a
-bug: INTERNAL with an opaque reference, never the exception's text (it may hold secrets).
+``tasks[<id>].<port>`` for invalid graphs and ``inputs.x``, ``labels["k"]``, ``timeout``
+... for invalid requests; ``google.rpc.RetryInfo`` when a retry delay is known;
+``google.rpc.QuotaFailure`` naming the quota). The SDK reads the reason back to raise the
+same exception class, rebuilding issues and violations from the field violations.
+Anything not in the table is a bug: INTERNAL with an opaque reference, never the
+exception's text (it may hold secrets, SQL or paths); that holds for exceptions raised
+while a request is parsed or a response serialized too, which happen inside the guard.
+Status text is always valid UTF-8 (a lone surrogate from a request cannot break it).
 
 Client-side errors with no domain meaning::
 
@@ -25,13 +29,20 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from graphmesh.orchestrator.ai.client import ModelError
 from graphmesh.orchestrator.api.convert import issue_field, issue_from_field
 from graphmesh.orchestrator.api.graphs import GraphNotFoundError
-from graphmesh.orchestrator.api.interceptors import StreamBehaviour, UnaryBehaviour, wrap_handler
+from graphmesh.orchestrator.api.interceptors import (
+    Codec,
+    StreamBehaviour,
+    UnaryBehaviour,
+    wrap_handler_codec,
+)
+from graphmesh.orchestrator.api.validation import FieldViolation, InvalidRequestError, violation
 from graphmesh.orchestrator.errors import GraphError, GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.runs.model import (
     InvalidPageTokenError,
@@ -39,10 +50,13 @@ from graphmesh.orchestrator.runs.model import (
     RunStateError,
     StoreUnavailableError,
 )
+from graphmesh.orchestrator.runs.quotas import QuotaExceededError
+from graphmesh.orchestrator.runs.storable import UnstorableValueError, storable_text
 
 logger = logging.getLogger(__name__)
 DOMAIN = "graphmesh"
 _DETAILS_KEY = "grpc-status-details-bin"
+MAX_MESSAGE_CHARS = 4000
 
 
 class RemoteError(GraphmeshError):
@@ -78,6 +92,21 @@ def _retry_after(exc: Exception) -> bool:
 
 
 ERROR_TABLE: tuple[ErrorRow, ...] = (
+    ErrorRow(
+        exception=InvalidRequestError,
+        code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="INVALID_REQUEST",
+    ),
+    ErrorRow(
+        exception=QuotaExceededError,
+        code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+        reason="QUOTA_EXCEEDED",
+    ),
+    ErrorRow(
+        exception=UnstorableValueError,
+        code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="UNSTORABLE_VALUE",
+    ),
     ErrorRow(
         exception=GraphValidationError,
         code=grpc.StatusCode.INVALID_ARGUMENT,
@@ -139,6 +168,11 @@ def to_status(exc: Exception) -> grpc.Status:
     details: list[Any] = [error_details_pb2.ErrorInfo(reason=row.reason, domain=DOMAIN)]
     if isinstance(exc, GraphValidationError):
         details.append(_bad_request(exc))
+    if isinstance(exc, InvalidRequestError):
+        details.append(_field_violations(exc.violations))
+    if isinstance(exc, QuotaExceededError):
+        quota = error_details_pb2.QuotaFailure.Violation(subject=exc.quota, description=str(exc))
+        details.append(error_details_pb2.QuotaFailure(violations=[quota]))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         delay = duration_pb2.Duration()
@@ -148,17 +182,30 @@ def to_status(exc: Exception) -> grpc.Status:
 
 
 def _bad_request(exc: GraphValidationError) -> error_details_pb2.BadRequest:
+    return _field_violations(
+        violation(issue_field(issue), issue.message, issue.code.upper()) for issue in exc.issues
+    )
+
+
+def _field_violations(violations: Any) -> error_details_pb2.BadRequest:
     return error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(
-                field=issue_field(issue), description=issue.message, reason=issue.code.upper()
+                field=_safe(v.field), description=_safe(v.description), reason=_safe(v.reason)
             )
-            for issue in exc.issues
+            for v in violations
         ]
     )
 
 
+def _safe(text: str) -> str:
+    """Text a status can carry: valid UTF-8, of bounded length."""
+    text = storable_text(text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
 def _status(code: grpc.StatusCode, message: str, details: Sequence[Any]) -> grpc.Status:
+    message = _safe(message)
     packed = []
     for detail in details:
         wrapper = any_pb2.Any()
@@ -170,24 +217,30 @@ def _status(code: grpc.StatusCode, message: str, details: Sequence[Any]) -> grpc
 
 
 async def abort_with(context: Any, exc: Exception) -> None:
-    status = to_status(exc)
+    try:
+        status = to_status(exc)
+    except Exception as failure:  # a bug in the table's own code: still no inside text
+        logger.error("building the status of an error failed", exc_info=failure)
+        status = _status(grpc.StatusCode.INTERNAL, "internal error", [])
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns exceptions raised by servicer methods into statuses through the table."""
+    """Turns exceptions raised by servicer methods into statuses through the table,
+    including those raised while the request is parsed (a message protobuf refuses is
+    INVALID_ARGUMENT) and while responses are serialized (INTERNAL, never UNKNOWN)."""
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return wrap_handler(handler, unary=_guard_unary, stream=_guard_stream)
+        return wrap_handler_codec(handler, unary=_guard_unary, stream=_guard_stream)
 
 
-def _guard_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
-    async def guarded(request: Any, context: Any) -> Any:
+def _guard_unary(behaviour: UnaryBehaviour, decode: Codec, encode: Codec) -> UnaryBehaviour:
+    async def guarded(raw: Any, context: Any) -> Any:
         try:
-            return await behaviour(request, context)
+            return encode(await behaviour(_parse(decode, raw), context))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -196,17 +249,29 @@ def _guard_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
     return guarded
 
 
-def _guard_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
-    async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
+def _guard_stream(behaviour: StreamBehaviour, decode: Codec, encode: Codec) -> StreamBehaviour:
+    async def guarded(raw: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            async for response in behaviour(request, context):
-                yield response
+            async for response in behaviour(_parse(decode, raw), context):
+                yield encode(response)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
             await abort_with(context, exc)
 
     return guarded
+
+
+def _parse(decode: Codec, raw: Any) -> Any:
+    try:
+        return decode(raw)
+    except DecodeError:
+        kind = getattr(getattr(decode, "__self__", None), "__name__", "request")
+        description = (
+            f"not a valid {kind} message: a string is not valid UTF-8, "
+            "or it is nested more than 100 levels deep, or it is truncated"
+        )
+        raise InvalidRequestError([violation("request", description, "BAD_MESSAGE")]) from None
 
 
 # -- client side -----------------------------------------------------------------------
@@ -220,6 +285,12 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> Exception:
         return _BY_CODE.get(code, RemoteError)(code, message)
     if row.exception is GraphValidationError:
         return _graph_error(message, details)
+    if row.exception is InvalidRequestError:
+        return InvalidRequestError(_violations(details), message)
+    if row.exception is QuotaExceededError:
+        quota = next((d for d in details if isinstance(d, error_details_pb2.QuotaFailure)), None)
+        subject = quota.violations[0].subject if quota is not None and quota.violations else ""
+        return QuotaExceededError(message, quota=subject, retry_after=_delay(details) or 0.0)
     if row.exception is ModelError:
         return ModelError(
             message, retryable=row.reason != "MODEL_ERROR", retry_after=_delay(details)
@@ -236,6 +307,12 @@ def _graph_error(message: str, details: Sequence[Any]) -> GraphValidationError:
     return GraphValidationError(issues)
 
 
+def _violations(details: Sequence[Any]) -> list[FieldViolation]:
+    request = next((d for d in details if isinstance(d, error_details_pb2.BadRequest)), None)
+    found = request.field_violations if request is not None else []
+    return [violation(v.field, v.description, v.reason) for v in found]
+
+
 def _delay(details: Sequence[Any]) -> float | None:
     info = next((d for d in details if isinstance(d, error_details_pb2.RetryInfo)), None)
     return None if info is None else info.retry_delay.ToNanoseconds() / 1e9
@@ -246,7 +323,12 @@ def _details(metadata: Any) -> list[Any]:
     raw = next((value for key, value in metadata or () if key == _DETAILS_KEY), None)
     if not isinstance(raw, bytes):
         return []
-    known = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo)
+    known = (
+        error_details_pb2.ErrorInfo,
+        error_details_pb2.BadRequest,
+        error_details_pb2.RetryInfo,
+        error_details_pb2.QuotaFailure,
+    )
     unpacked = []
     for packed in status_pb2.Status.FromString(raw).details:
         for kind in known:

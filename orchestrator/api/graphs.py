@@ -8,9 +8,6 @@ servicer converts.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +16,8 @@ from typing import Any
 
 from graphmesh.orchestrator.errors import GraphIssue, GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
-from graphmesh.orchestrator.runs.model import InvalidPageTokenError, JsonObject, Page
+from graphmesh.orchestrator.runs.model import JsonObject, Page
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, label_scope
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
@@ -65,10 +63,14 @@ class SavedGraphStore:
     """Tenant-scoped saved graphs. Required inputs may stay open (a run gives them)."""
 
     def __init__(
-        self, repository: TaskGraphRepository, registry: TaskRegistry = default_registry
+        self,
+        repository: TaskGraphRepository,
+        registry: TaskRegistry = default_registry,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self.repository = repository
         self.registry = registry
+        self._page_tokens = page_tokens or default_page_tokens()
 
     async def save(
         self,
@@ -111,14 +113,19 @@ class SavedGraphStore:
         page_size: int = 50,
         page_token: str = "",
     ) -> Page[SavedGraph]:
-        """Most recently updated first, without the graphs themselves."""
-        after = _decode_token(page_token) if page_token else None
+        """Most recently updated first, without the graphs themselves; the token holds the
+        (update time, id) of the page's last graph (keyset)."""
+        tokens, scope = self._page_tokens, label_scope(labels or {})
         found = [saved for saved in await self._all(tenant) if _has_labels(saved, labels or {})]
         found.sort(key=_order, reverse=True)
-        if after is not None:
-            found = [saved for saved in found if _order(saved) < after]
+        if page_token:
+            after = tokens.decode(page_token, listing="graphs", tenant=tenant, scope=scope)
+            found = [saved for saved in found if list(_order(saved)) < after]
         page = found[: max(1, page_size)]
-        token = _encode_token(_order(page[-1])) if len(found) > len(page) else ""
+        token = ""
+        if len(found) > len(page):
+            position = list(_order(page[-1]))
+            token = tokens.encode(listing="graphs", tenant=tenant, scope=scope, position=position)
         return Page(items=[_without_graph(saved) for saved in page], next_page_token=token)
 
     def _checked(self, graph: Any) -> JsonObject:
@@ -189,17 +196,3 @@ def _has_labels(saved: SavedGraph, labels: Mapping[str, str]) -> bool:
 
 def _order(saved: SavedGraph) -> tuple[str, str]:
     return (saved.updated_at.isoformat(), saved.graph_id)
-
-
-def _encode_token(position: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(["graphs", *position]).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[str, str]:
-    try:
-        kind, updated, graph_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        raise InvalidPageTokenError("invalid page token") from None
-    if kind != "graphs" or not isinstance(updated, str) or not isinstance(graph_id, str):
-        raise InvalidPageTokenError("invalid page token")
-    return (updated, graph_id)

@@ -14,6 +14,11 @@ import grpc
 
 UnaryBehaviour = Callable[[Any, Any], Awaitable[Any]]
 StreamBehaviour = Callable[[Any, Any], AsyncIterator[Any]]
+Codec = Callable[[Any], Any]
+
+
+def _unchanged(data: Any) -> Any:
+    return data
 
 
 def wrap_handler(
@@ -38,3 +43,25 @@ def wrap_handler(
 def replace_handler(handler: Any, *, unary: UnaryBehaviour, stream: StreamBehaviour) -> Any:
     """A handler of the same shape whose behaviour is replaced (e.g. by a refusal)."""
     return wrap_handler(handler, unary=lambda _: unary, stream=lambda _: stream)
+
+
+def wrap_handler_codec(
+    handler: Any,
+    *,
+    unary: Callable[[UnaryBehaviour, Codec, Codec], UnaryBehaviour],
+    stream: Callable[[StreamBehaviour, Codec, Codec], StreamBehaviour],
+) -> Any:
+    """Like :func:`wrap_handler`, but the wrapper also takes over the messages' codec:
+    it gets the handler's request deserializer and response serializer, and grpc hands
+    it raw bytes in and takes raw bytes out. So parsing a request and serializing a
+    response happen inside the wrapper, where their failures can be handled."""
+    decode = handler.request_deserializer or _unchanged
+    encode = handler.response_serializer or _unchanged
+    options = {"request_deserializer": _unchanged, "response_serializer": _unchanged}
+    if handler.unary_unary is not None:
+        behaviour = unary(handler.unary_unary, decode, encode)
+        return grpc.unary_unary_rpc_method_handler(behaviour, **options)
+    if handler.unary_stream is not None:
+        streaming = stream(handler.unary_stream, decode, encode)
+        return grpc.unary_stream_rpc_method_handler(streaming, **options)
+    return handler

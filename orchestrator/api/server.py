@@ -15,10 +15,13 @@ from typing import Self
 import grpc
 
 from graphmesh.orchestrator.api.auth import BearerAuthInterceptor
+from graphmesh.orchestrator.api.edge import EdgeInterceptor
 from graphmesh.orchestrator.api.errors import ErrorInterceptor
 from graphmesh.orchestrator.api.graphs import SavedGraphStore
 from graphmesh.orchestrator.api.servicer import OrchestratorServicer
+from graphmesh.orchestrator.api.settings import EdgeSettings
 from graphmesh.orchestrator.runs.model import RunService
+from graphmesh.orchestrator.runs.quotas import QuotaRunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 from graphmesh.services.kit.server import (
@@ -36,7 +39,9 @@ logger = logging.getLogger(__name__)
 class OrchestratorServer:
     """A started orchestrator server. ``tokens`` maps bearer token to tenant; ``None``
     turns auth off (every caller is tenant ``default``). ``address`` port 0 picks a free
-    port (see :attr:`port` and :attr:`target`)."""
+    port (see :attr:`port` and :attr:`target`). ``edge`` holds the request limits and
+    quotas (default: from the ``GRAPHMESH_`` environment); runs are created through a
+    :class:`QuotaRunService` over ``runs``, whatever store that is."""
 
     def __init__(
         self,
@@ -48,8 +53,17 @@ class OrchestratorServer:
         tls: TlsFiles | None = None,
         grace_period: float = 10.0,
         registry: TaskRegistry = default_registry,
+        edge: EdgeSettings | None = None,
     ) -> None:
-        servicer = OrchestratorServicer(runs, SavedGraphStore(graphs, registry), registry)
+        edge = edge or EdgeSettings()
+        limits, quotas = edge.request_limits(), edge.quota_policy()
+        servicer = OrchestratorServicer(
+            QuotaRunService(runs, quotas),
+            SavedGraphStore(graphs, registry),
+            registry,
+            limits=limits,
+            quotas=quotas,
+        )
 
         def add(server: grpc.aio.Server) -> None:
             orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
@@ -57,7 +71,15 @@ class OrchestratorServer:
         self.grpc = GrpcServer(
             address=address,
             services=[ServiceRegistration(name=SERVICE_NAME, add=add)],
-            interceptors=[BearerAuthInterceptor(tokens), ErrorInterceptor()],
+            # Outermost first: the tenant is known to both inner ones, and the error guard
+            # maps what the edge check raises.
+            interceptors=[
+                BearerAuthInterceptor(tokens),
+                ErrorInterceptor(),
+                EdgeInterceptor(f"/{SERVICE_NAME}/", limits, quotas),
+            ],
+            # The guard parses requests itself; a tenant's own size quota is checked then.
+            options=[("grpc.max_receive_message_length", quotas.largest_request)],
             tls=tls,
             grace_period=grace_period,
         )

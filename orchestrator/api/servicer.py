@@ -4,6 +4,9 @@ Runs go to any :class:`RunService`; saved graphs to :class:`SavedGraphStore`; th
 and code export come from the engine. Exceptions are not handled here: the
 :class:`~graphmesh.orchestrator.api.errors.ErrorInterceptor` maps them through one table,
 and the caller's tenant comes from :func:`~graphmesh.orchestrator.api.auth.current_tenant`.
+Every request has passed the :class:`~graphmesh.orchestrator.api.edge.EdgeInterceptor`;
+what it converts here is checked by :mod:`.convert` against the same limits, and every
+graph against the tenant's graph size quota, before any core call.
 """
 
 from __future__ import annotations
@@ -13,16 +16,14 @@ from typing import Any
 
 from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.auth import current_tenant
-from graphmesh.orchestrator.api.convert_events import (
-    event_to_proto,
-    run_status_from_proto,
-    task_status_to_proto,
-)
+from graphmesh.orchestrator.api.convert_events import event_to_proto, task_status_to_proto
 from graphmesh.orchestrator.api.graphs import SavedGraphStore, canonical_graph, check_graph
 from graphmesh.orchestrator.api.trace_context import traceparent_of
+from graphmesh.orchestrator.api.validation import RequestLimits, clamp_page_size
 from graphmesh.orchestrator.builder.codegen import graph_to_code
 from graphmesh.orchestrator.catalog import catalog_entries
 from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
+from graphmesh.orchestrator.runs.quotas import QuotaPolicy
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc
@@ -36,10 +37,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         runs: RunService,
         graphs: SavedGraphStore,
         registry: TaskRegistry = default_registry,
+        *,
+        limits: RequestLimits | None = None,
+        quotas: QuotaPolicy | None = None,
     ) -> None:
         self.runs = runs
         self.graphs = graphs
         self.registry = registry
+        self.limits = limits or RequestLimits()
+        self.quotas = quotas or QuotaPolicy()
 
     async def ListTaskTypes(
         self, request: pb.ListTaskTypesRequest, context: Context
@@ -59,7 +65,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def ValidateGraph(
         self, request: pb.ValidateGraphRequest, context: Context
     ) -> pb.ValidateGraphResponse:
-        data = convert.graph_source(request)
+        data = self._graph_source(request)
         canonical, issues = check_graph(data, self.registry)
         response = pb.ValidateGraphResponse(
             valid=not issues, violations=[convert.violation_to_proto(i) for i in issues]
@@ -71,15 +77,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def CreateRun(
         self, request: pb.CreateRunRequest, context: Context
     ) -> pb.CreateRunResponse:
+        inputs = convert.inputs_from_proto(request.inputs, self.limits)
+        timeout = convert.timeout_from_request(request, self.limits)
         record = await self.runs.create_run(
             graph=await self._graph_of(request),
-            inputs=convert.inputs_from_proto(request.inputs),
+            inputs=inputs,
             tenant=current_tenant(),
             idempotency_key=request.idempotency_key or None,
             labels=dict(request.labels),
-            timeout=request.timeout.ToTimedelta().total_seconds()
-            if request.HasField("timeout")
-            else None,
+            timeout=timeout,
             traceparent=traceparent_of(context.invocation_metadata()),
         )
         return pb.CreateRunResponse(
@@ -93,12 +99,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
         run_filter = RunFilter(
             tenant=current_tenant(),
-            statuses=frozenset(run_status_from_proto(s) for s in request.statuses),
+            statuses=convert.statuses_from_request(request.statuses),
             labels=dict(request.labels),
         )
         page = await self.runs.list_runs(
             run_filter,
-            page_size=convert.page_size(request.page_size),
+            page_size=clamp_page_size(request.page_size, self.limits),
             page_token=request.page_token,
         )
         view = request.view or pb.RUN_VIEW_BASIC
@@ -149,7 +155,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> pb.SaveGraphResponse:
         saved = await self.graphs.save(
             tenant=current_tenant(),
-            graph=convert.graph_source(request),
+            graph=self._graph_source(request),
             graph_id=request.graph_id,
             name=request.name,
             description=request.description,
@@ -167,7 +173,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         page = await self.graphs.list_graphs(
             tenant=current_tenant(),
             labels=dict(request.labels),
-            page_size=convert.page_size(request.page_size),
+            page_size=clamp_page_size(request.page_size, self.limits),
             page_token=request.page_token,
         )
         return pb.ListGraphsResponse(
@@ -186,4 +192,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if request.WhichOneof("graph_source") == "graph_id":
             saved = await self.graphs.get(tenant=current_tenant(), graph_id=request.graph_id)
             return saved.graph
-        return canonical_graph(convert.graph_source(request), self.registry)
+        return canonical_graph(self._graph_source(request), self.registry)
+
+    def _graph_source(self, request: Any) -> Any:
+        """The request's graph as JSON, within the request limits and the tenant's graph
+        size quota (checked before the graph is loaded)."""
+        data = convert.graph_source(request, self.limits)
+        self.quotas.check_graph(current_tenant(), data)
+        return data

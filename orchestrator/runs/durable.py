@@ -44,9 +44,9 @@ from graphmesh.orchestrator.runs.model import (
     RunState,
     RunStateError,
     TaskState,
-    decode_page_token,
-    encode_page_token,
+    TenantUsage,
 )
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -61,9 +61,12 @@ NO_TOKEN = 2**62
 class DurableRunService:
     """The :class:`~graphmesh.orchestrator.runs.model.RunService` over a :class:`RunStore`."""
 
-    def __init__(self, store: RunStore, *, registry: TaskRegistry) -> None:
+    def __init__(
+        self, store: RunStore, *, registry: TaskRegistry, page_tokens: PageTokens | None = None
+    ) -> None:
         self.store = store
         self._registry = registry
+        self._page_tokens = page_tokens or default_page_tokens()
 
     # -- RunService --------------------------------------------------------------------
     async def create_run(
@@ -110,18 +113,35 @@ class DurableRunService:
     async def list_runs(
         self, run_filter: RunFilter, *, page_size: int = 50, page_token: str = ""
     ) -> Page[RunRecord]:
-        size = max(1, page_size)
+        """Newest first; the token holds the ordinal of the page's last run (keyset)."""
+        size, tokens, scope = max(1, page_size), self._page_tokens, run_scope(run_filter)
+        before = NO_TOKEN
+        if page_token:
+            position = tokens.decode(
+                page_token, listing="runs", tenant=run_filter.tenant, scope=scope
+            )
+            before = min(int(position[0]), NO_TOKEN)
         params = {
             "tenant": run_filter.tenant,
-            "before": decode_page_token(page_token) if page_token else NO_TOKEN,
+            "before": before,
             "statuses": sorted(s.value for s in run_filter.statuses) or None,
             "labels": dumps(dict(run_filter.labels)),
             "limit": size + 1,
         }
         rows = await self.store.fetch("list_runs", params)
         records = [await self._with_tasks(row) for row in rows[:size]]
-        token = encode_page_token(rows[size - 1][-1]) if len(rows) > size else ""
+        token = ""
+        if len(rows) > size:
+            position = [int(rows[size - 1][-1])]
+            token = tokens.encode(
+                listing="runs", tenant=run_filter.tenant, scope=scope, position=position
+            )
         return Page(items=records, next_page_token=token)
+
+    async def tenant_usage(self, tenant: str, *, idempotency_key: str | None = None) -> TenantUsage:
+        params = {"tenant": tenant, "idempotency_key": idempotency_key}
+        ((runs, tasks, existing),) = await self.store.fetch("tenant_usage", params)
+        return TenantUsage(active_runs=int(runs), open_tasks=int(tasks), existing_run=existing)
 
     async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord:
         await self._change(run_id, tenant, lambda scheduler, run: scheduler.cancel(run, reason))

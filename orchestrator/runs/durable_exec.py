@@ -26,6 +26,7 @@ from graphmesh.orchestrator.runs.durable_batch import Committer, Note, Progress
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import Upstream
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.runs.storable import check_output, storable_details, storable_text
 from graphmesh.orchestrator.task.base import (
     Task,
     TaskContext,
@@ -120,11 +121,17 @@ class TaskExecution:
             raise TaskFailedError(
                 task.id, f"run() returned {type(output).__name__}, expected a dict of outputs"
             )
+        check_output(task.id, output)  # fails the task for good: no retry could store it
         return dict(output)
 
     def _progress(self, percent: float, message: str, details: Mapping[str, Any] | None) -> None:
         self.committer.post(
-            Progress(job=self.job, percent=percent, message=message, details=_plain(details))
+            Progress(
+                job=self.job,
+                percent=percent,
+                message=storable_text(message),
+                details=storable_details(details),
+            )
         )
 
     async def _subgraph(
@@ -158,26 +165,27 @@ class TaskExecution:
             "task_id": event.task_id,
             "status": event.status,
             "progress": event.progress,
-            "message": event.message,
-            "error": event.error,
+            "message": storable_text(event.message),
+            "error": None if event.error is None else storable_text(event.error),
             "error_type": kind.value if event.error else None,
-            "details": _plain(event.details),
+            "details": storable_details(event.details),
         }
         self.committer.post(Note(job=self.job, kind=kind, fields=fields))
 
 
 def describe_failure(task_id: str, error: BaseException) -> tuple[str, JsonObject]:
     """The run's error message for a failed task (as the in-process runner words it) and
-    the payload its ``[error]`` dataflows deliver: the original exception's type and text."""
+    the payload its ``[error]`` dataflows deliver: the original exception's type and text,
+    both made storable (a task may raise with any text)."""
     wrapped = (
         error
         if isinstance(error, TaskError)
         else TaskFailedError(task_id, f"{type(error).__name__}: {error}")
     )
     cause = error.__cause__ if isinstance(error, TaskError) and error.__cause__ else error
-    payload = {"type": type(cause).__name__, "message": str(cause), "task_id": task_id}
-    return str(wrapped), payload
-
-
-def _plain(details: Mapping[str, Any] | None) -> JsonObject | None:
-    return None if not details else dict(details)
+    payload = {
+        "type": type(cause).__name__,
+        "message": storable_text(str(cause)),
+        "task_id": task_id,
+    }
+    return storable_text(str(wrapped)), payload

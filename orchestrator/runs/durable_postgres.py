@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -40,6 +41,7 @@ from graphmesh.orchestrator.runs.durable_store import (
 )
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
+from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
@@ -233,22 +235,36 @@ class PostgresRunStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection. When none can be had, or it breaks (the server restarted),
-        the error becomes StoreUnavailableError; other errors pass unchanged. A broken one
-        has the pool check its idle connections: after a restart they are all dead, and
-        each would otherwise fail one more call."""
+        """A pooled connection, and the one translation of the driver's errors: when no
+        connection can be had, or it breaks (the server restarted), StoreUnavailableError;
+        a value the database refuses (NUL in text, say) UnstorableValueError (permanent);
+        any other database error RunStoreError. Their messages carry a reference, never the
+        driver's text (DETAIL, CONTEXT, SQL, hosts), which goes to the log only: they reach
+        API callers and the errors of runs. A broken connection has the pool check its idle
+        ones: after a restart they are all dead, and each would otherwise fail one more
+        call."""
         connection: Connection | None = None
         try:
             async with self.pool.connection() as connection:
                 yield connection
+        except psycopg.DataError as error:
+            reference = _logged("the runs database refused a value", error)
+            raise UnstorableValueError(
+                f"a value could not be stored (reference {reference})"
+            ) from error
         except psycopg.OperationalError as error:
-            message = f"the runs database is unavailable: {error}"
+            if connection is not None and not (connection.closed or connection.broken):
+                reference = _logged("a runs database statement failed", error)
+                raise RunStoreError(f"the runs database failed (reference {reference})") from error
+            reference = _logged("the runs database is unavailable", error)
+            message = f"the runs database is unavailable (reference {reference})"
             if connection is None:
                 raise StoreUnavailableError(message) from error
-            if connection.closed or connection.broken:
-                await self.pool.check()
-                raise _DroppedError(message) from error
-            raise
+            await self.pool.check()
+            raise _DroppedError(message) from error
+        except psycopg.Error as error:
+            reference = _logged("a runs database statement failed", error)
+            raise RunStoreError(f"the runs database failed (reference {reference})") from error
 
     async def _listen(self, dsn: str) -> None:
         """Relay NOTIFYs of other processes to :attr:`signals` (watchers also poll, so a
@@ -260,6 +276,13 @@ class PostgresRunStore:
                 self.signals.notify(*parsed)
 
         await listen_forever(dsn, QUERIES["listen_runs"], on_payload, lambda: None, what="runs")
+
+
+def _logged(what: str, error: Exception) -> str:
+    """Log the driver's error with a new reference; the reference."""
+    reference = uuid.uuid4().hex[:12]
+    log.warning("%s (reference %s): %s", what, reference, error)
+    return reference
 
 
 class PostgresRunService(DurableRunService):

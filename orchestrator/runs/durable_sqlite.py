@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -37,11 +39,13 @@ from graphmesh.orchestrator.runs.durable_plan import PlanCache
 from graphmesh.orchestrator.runs.durable_store import Query, Row, RunSignals
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class SqlitePending:
@@ -176,6 +180,18 @@ class SqliteRunStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         connection = self._connection
+        with _translated():
+            async with self._transaction(connection) as tx:
+                yield tx
+        if tx.queues:
+            self.queue.notify(sorted(tx.queues))
+        for run_id, status in tx.changed.items():
+            self.signals.notify(run_id, status)
+        for callback in tx.committed:
+            callback()
+
+    @asynccontextmanager
+    async def _transaction(self, connection: SharedConnection) -> AsyncIterator[SqliteTx]:
         async with connection.guard:
             await connection.call_held(lambda db: db.execute("BEGIN IMMEDIATE"))
             tx = SqliteTx(connection, self.queue)
@@ -185,21 +201,16 @@ class SqliteRunStore:
                 await connection.call_held(lambda db: db.execute("ROLLBACK"))
                 raise
             await connection.call_held(lambda db: db.execute("COMMIT"))
-        if tx.queues:
-            self.queue.notify(sorted(tx.queues))
-        for run_id, status in tx.changed.items():
-            self.signals.notify(run_id, status)
-        for callback in tx.committed:
-            callback()
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[Row]:
         return (await self.fetch_many([(query, params)]))[0]
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
         statements = [(QUERIES[name], _params(params)) for name, params in queries]
-        return await self._connection.call(
-            lambda db: [db.execute(sql, values).fetchall() for sql, values in statements]
-        )
+        with _translated():
+            return await self._connection.call(
+                lambda db: [db.execute(sql, values).fetchall() for sql, values in statements]
+            )
 
 
 class SqliteRunService(DurableRunService):
@@ -224,6 +235,29 @@ class SqliteRunService(DurableRunService):
                 return
             async with RunWorker(store, store.queue, worker or WorkerSettings()):
                 yield service
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The one translation of the driver's errors, as on Postgres: a value SQLite cannot
+    take (text that is not valid Unicode) is UnstorableValueError, any other database
+    error RunStoreError; the driver's text goes to the log only."""
+    try:
+        yield
+    except (UnicodeError, sqlite3.DataError) as error:
+        reference = _logged("the runs database refused a value", error)
+        raise UnstorableValueError(
+            f"a value could not be stored (reference {reference})"
+        ) from error
+    except sqlite3.Error as error:
+        reference = _logged("a runs database statement failed", error)
+        raise RunStoreError(f"the runs database failed (reference {reference})") from error
+
+
+def _logged(what: str, error: Exception) -> str:
+    reference = uuid.uuid4().hex[:12]
+    log.warning("%s (reference %s): %s", what, reference, error)
+    return reference
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,9 +43,10 @@ from graphmesh.orchestrator.runs.model import (
     RunState,
     RunStateError,
     TaskState,
-    decode_page_token,
-    encode_page_token,
+    TenantUsage,
 )
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
+from graphmesh.orchestrator.runs.storable import check_output, storable_details, storable_text
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.task.base import TaskEvent, TaskOutput, TaskStatus
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
@@ -68,6 +69,9 @@ _TASK_EVENT = {
     TaskEvent.ERROR: RunEventKind.TASK_FAILED,
     TaskEvent.ABORT: RunEventKind.TASK_ABORTED,
 }
+
+
+_OPEN_TASK = (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.ABORTING)
 
 
 def now() -> datetime:
@@ -154,8 +158,10 @@ class MemoryRunService:
         registry: TaskRegistry = default_registry,
         middleware: Sequence[Middleware] = (),
         task_timeout: float | None = None,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self._models = models
+        self._page_tokens = page_tokens or default_page_tokens()
         self._repository = repository
         self._registry = registry
         self._middleware = tuple(middleware)
@@ -229,16 +235,35 @@ class MemoryRunService:
     async def list_runs(
         self, run_filter: RunFilter, *, page_size: int = 50, page_token: str = ""
     ) -> Page[RunRecord]:
-        before = decode_page_token(page_token) if page_token else len(self._runs)
+        """Newest first; the token holds the ordinal of the page's last run (keyset)."""
+        tokens, scope = self._page_tokens, run_scope(run_filter)
+        before = len(self._runs)
+        if page_token:
+            position = tokens.decode(
+                page_token, listing="runs", tenant=run_filter.tenant, scope=scope
+            )
+            before = int(position[0])
         matching = [
             run
             for run in reversed(self._runs.values())  # insertion order is ordinal order
             if run.ordinal < before and _matches(run, run_filter)
         ]
         page = matching[: max(1, page_size)]
-        more = len(matching) > len(page)
-        token = encode_page_token(page[-1].ordinal) if more else ""
+        token = ""
+        if len(matching) > len(page):
+            position = [page[-1].ordinal]
+            token = tokens.encode(
+                listing="runs", tenant=run_filter.tenant, scope=scope, position=position
+            )
         return Page(items=[run.record() for run in page], next_page_token=token)
+
+    async def tenant_usage(self, tenant: str, *, idempotency_key: str | None = None) -> TenantUsage:
+        active = [r for r in self._runs.values() if r.tenant == tenant and not r.status.finished]
+        open_tasks = sum(
+            state.status in _OPEN_TASK for run in active for state in run.tasks.values()
+        )
+        existing = self._by_key.get((tenant, idempotency_key)) if idempotency_key else None
+        return TenantUsage(active_runs=len(active), open_tasks=open_tasks, existing_run=existing)
 
     async def cancel_run(self, run_id: str, *, tenant: str, reason: str = "") -> RunRecord:
         run = self._visible(run_id, tenant)
@@ -302,7 +327,11 @@ class MemoryRunService:
         return run
 
     def _start(self, run: _Run, graph: TaskGraph, *, reused: Mapping[str, JsonObject]) -> None:
-        middleware = [*self._middleware, *([_ReuseOutputs(graph, reused)] if reused else [])]
+        middleware = [
+            *self._middleware,
+            _StoredOutputs(graph),
+            *([_ReuseOutputs(graph, reused)] if reused else []),
+        ]
         runner = TaskGraphRunner(
             graph,
             repository=self._repository,
@@ -354,11 +383,11 @@ class _TaskEvents:
             task_id=task_id,
             status=event.status,
             progress=event.progress,
-            message=event.message,
-            error=event.error,
+            message=storable_text(event.message),
+            error=_text(event.error),
             error_type=kind.value if event.error else None,
             output_ref=output_ref,
-            details=_json_copy(dict(event.details)) if event.details else None,
+            details=_json_copy(storable_details(event.details) or {}) or None,
         )
 
     def _update_state(self, event: RunnerEvent, output_ref: str) -> None:
@@ -368,10 +397,25 @@ class _TaskEvents:
             state,
             status=event.status,
             progress=event.progress,
-            error=event.error if event.error is not None else state.error,
+            error=_text(event.error) if event.error is not None else state.error,
             attempts=state.attempts + int(started),
             output_ref=output_ref or state.output_ref,
         )
+
+
+class _StoredOutputs:
+    """Fail a top-level task whose output no run store could keep, as the durable
+    services do (see :mod:`.storable`): stored here, it would break the run's readers."""
+
+    def __init__(self, graph: TaskGraph) -> None:
+        self.graph = graph
+
+    async def __call__(self, call: TaskCall, call_next: Handler) -> TaskOutput:
+        output = await call_next(call)
+        task_id = call.task.id
+        if task_id in self.graph and self.graph.get_task(task_id) is call.task:
+            check_output(task_id, output)
+        return output
 
 
 class _ReuseOutputs:
@@ -409,7 +453,7 @@ def _finish(run: _Run, state: RunState, error: str | None) -> None:
         if task.status in (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.ABORTING):
             settled = TaskStatus.SKIPPED if task.status == TaskStatus.PENDING else TaskStatus.FAILED
             run.tasks[task_id] = replace(task, status=settled)
-    run.status, run.error, run.ended_at = state, error, now()
+    run.status, run.error, run.ended_at = state, _text(error), now()
     run.append(_FINAL_EVENT[state], error=error, error_type=state.value if error else None)
 
 
@@ -438,6 +482,10 @@ def _matches(run: _Run, run_filter: RunFilter) -> bool:
         and (not run_filter.statuses or run.status in run_filter.statuses)
         and all(run.labels.get(key) == value for key, value in run_filter.labels.items())
     )
+
+
+def _text(text: str | None) -> str | None:
+    return None if text is None else storable_text(text)
 
 
 def _json_copy(value: Mapping[str, Any]) -> JsonObject:

@@ -6,8 +6,6 @@ run services (in-memory, SQLite, Postgres) produce and persist them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -114,6 +112,17 @@ class Page(Generic[T]):
     next_page_token: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class TenantUsage:
+    """What a tenant holds now, for its quotas: runs not yet ended (pending, running or
+    cancelling), their tasks not yet settled, and the run of an idempotency key if the
+    key is known (its CreateRun is a repeat, which quotas never refuse)."""
+
+    active_runs: int
+    open_tasks: int
+    existing_run: str | None = None
+
+
 class RunNotFoundError(GraphmeshError):
     """No run (or task) with that id is visible to the caller's tenant."""
 
@@ -173,18 +182,6 @@ class RunService(Protocol):
 
     async def get_task_output(self, run_id: str, task_id: str, *, tenant: str) -> JsonObject: ...
 
-
-def encode_page_token(ordinal: int) -> str:
-    """An opaque ListRuns page token for the position ``ordinal``."""
-    return base64.urlsafe_b64encode(f"runs:{ordinal}".encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    """The position a page token stands for; InvalidPageTokenError when it is not one."""
-    try:
-        kind, _, ordinal = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "runs" and ordinal.isdigit():
-            return int(ordinal)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidPageTokenError("invalid page token")
+    async def tenant_usage(self, tenant: str, *, idempotency_key: str | None = None) -> TenantUsage:
+        """The tenant's :class:`TenantUsage` (its quotas are checked against it)."""
+        ...

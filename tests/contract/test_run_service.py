@@ -307,3 +307,94 @@ async def test_list_filters_and_pages_newest_first(runs: RunService) -> None:
     assert (await runs.list_runs(failed)).items == []
     with pytest.raises(InvalidPageTokenError):
         await runs.list_runs(RunFilter(tenant=TENANT), page_token="not-a-token")
+
+
+async def test_pages_are_stable_under_inserts(runs: RunService) -> None:
+    before = [
+        (await runs.create_run(graph=chain(sleep_task("a")), inputs={}, tenant=TENANT)).run_id
+        for _ in range(5)
+    ]
+    first = await runs.list_runs(RunFilter(tenant=TENANT), page_size=2)
+    seen = [run.run_id for run in first.items]
+    token = first.next_page_token
+    # Created while paging: newer than every page, so no later page shifts or repeats.
+    await runs.create_run(graph=chain(sleep_task("a")), inputs={}, tenant=TENANT)
+    while token:
+        page = await runs.list_runs(RunFilter(tenant=TENANT), page_size=2, page_token=token)
+        seen += [run.run_id for run in page.items]
+        token = page.next_page_token
+    assert seen == before[::-1]
+
+
+async def test_page_tokens_are_bound_to_tenant_and_filter(runs: RunService) -> None:
+    for tenant in (TENANT, "other"):
+        for _ in range(3):
+            await runs.create_run(graph=chain(sleep_task("a")), inputs={}, tenant=tenant)
+    token = (await runs.list_runs(RunFilter(tenant=TENANT), page_size=1)).next_page_token
+    assert token
+    with pytest.raises(InvalidPageTokenError):
+        await runs.list_runs(RunFilter(tenant="other"), page_size=1, page_token=token)
+    labelled = RunFilter(tenant=TENANT, labels={"team": "a"})
+    with pytest.raises(InvalidPageTokenError):
+        await runs.list_runs(labelled, page_size=1, page_token=token)
+    body, _, mac = token.partition(".")
+    edited = body[:-1] + ("A" if body[-1] != "A" else "B") + "." + mac
+    for forged in (edited, body, token + "x", "x" * 5000):
+        with pytest.raises(InvalidPageTokenError):
+            await runs.list_runs(RunFilter(tenant=TENANT), page_size=1, page_token=forged)
+
+
+async def test_tenant_usage_counts_unfinished_runs_and_their_open_tasks(
+    runs: RunService, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    waiting = sleep_task("wait", until_exists=str(flag))
+    graph = {"tasks": [waiting, sleep_task("b")], "dataflows": [flow("wait", "b")]}
+    run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT, idempotency_key="k1")
+    done = await runs.create_run(graph=chain(sleep_task("a")), inputs={}, tenant=TENANT)
+    await finished(runs, done.run_id)
+    usage = await runs.tenant_usage(TENANT, idempotency_key="k1")
+    assert (usage.active_runs, usage.open_tasks, usage.existing_run) == (1, 2, run.run_id)
+    assert (await runs.tenant_usage(TENANT, idempotency_key="k2")).existing_run is None
+    assert (await runs.tenant_usage("other")).active_runs == 0
+    flag.touch()
+    await finished(runs, run.run_id)
+    assert (await runs.tenant_usage(TENANT)).active_runs == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "where"),
+    [
+        ("nul", "outputs.value"),
+        ("nul_key", 'outputs.value["k\\u0000"]'),
+        ("surrogate", "outputs.value"),
+        ("nan", "outputs.value"),
+        ("infinity_in_list", "outputs.value[0]"),
+        ("deep", "outputs.value"),
+    ],
+)
+async def test_an_output_no_store_can_keep_fails_its_task_once(
+    runs: RunService, tmp_path: Path, kind: str, where: str
+) -> None:
+    log = tmp_path / "journal"
+    graph = {
+        "tasks": [
+            {
+                "id": "out",
+                "type": "RunTestUnstorable",
+                "config": {"kind": kind, "journal": str(log)},
+            },
+            sleep_task("after"),
+        ],
+        "dataflows": [flow("out", "after")],
+    }
+    run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+    done = await finished(runs, run.run_id)
+    assert done.status == RunState.FAILED
+    assert journal(log) == ["ran:out"]  # once: no retry could store it
+    error = done.error or ""
+    assert f"its output cannot be stored: {where}" in error
+    for leaked in ("DETAIL", "CONTEXT", "psycopg", "Traceback", "\x00"):
+        assert leaked not in error
+    states = {task.task_id: task.status for task in done.tasks}
+    assert states == {"out": TaskStatus.FAILED, "after": TaskStatus.SKIPPED}

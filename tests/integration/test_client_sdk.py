@@ -27,6 +27,7 @@ from graphmesh.client import Client
 from graphmesh.orchestrator.api.errors import RemoteDeadlineError, UnauthenticatedError
 from graphmesh.orchestrator.api.graphs import GraphNotFoundError
 from graphmesh.orchestrator.api.server import OrchestratorServer
+from graphmesh.orchestrator.api.validation import InvalidRequestError
 from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
@@ -302,3 +303,13 @@ async def test_reads_are_retried_and_wait_resumes_its_watch_while_the_store_rest
         runs.outages = 5
         with pytest.raises(StoreUnavailableError, match="database lost"):
             await client.get(run.run_id)
+
+
+async def test_an_invalid_request_raises_invalid_request_error_naming_fields(
+    client: Client,
+) -> None:
+    graph = {"tasks": [sleep_task("a")], "dataflows": []}
+    with pytest.raises(InvalidRequestError) as caught:
+        await client.submit(graph, inputs={"value": float("nan"), "a.seconds": "x\x00"})
+    found = {(v.field, v.reason) for v in caught.value.violations}
+    assert found == {("inputs.value", "NOT_FINITE"), ("inputs.a.seconds", "NUL")}

@@ -77,6 +77,30 @@ class TenantTask(Task):
         return {"tenant": ctx.tenant}
 
 
+class UnstorableTask(Task):
+    """Outputs a ``value`` no run store can keep, of config ``kind``: ``nul`` (a string
+    with NUL), ``nul_key``, ``surrogate`` (a lone surrogate), ``nan``,
+    ``infinity_in_list``, ``deep`` (nested 40 levels)."""
+
+    type = "RunTestUnstorable"
+    outputs = (Port(id="value", value_type=ValueType.ANY),)
+
+    async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
+        _note(self.config, f"ran:{self.id}")
+        deep: Any = 1
+        for _ in range(40):
+            deep = {"a": deep}
+        values = {
+            "nul": "a\x00b",
+            "nul_key": {"k\x00": 1},
+            "surrogate": "\ud800",
+            "nan": float("nan"),
+            "infinity_in_list": [float("inf")],
+            "deep": deep,
+        }
+        return {"value": values[self.config["kind"]]}
+
+
 def _exists(path: str) -> bool:
     return Path(path).exists()
 

@@ -65,6 +65,14 @@ WHERE tenant = %(tenant)s AND ordinal < %(before)s
 ORDER BY ordinal DESC
 LIMIT %(limit)s;
 
+-- name: tenant_usage
+-- A tenant's runs not yet ended and their unsettled tasks (quotas), and the run of an
+-- idempotency key. Served by the partial index graphmesh_runs_active_idx.
+SELECT count(*), coalesce(sum(open_tasks), 0),
+       (SELECT run_id FROM graphmesh_runs WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency_key)s)
+FROM graphmesh_runs
+WHERE tenant = %(tenant)s AND status IN ('PENDING', 'RUNNING', 'CANCELLING');
+
 -- name: task_output
 SELECT task.status, task.output::text
 FROM graphmesh_run_tasks AS task JOIN graphmesh_runs AS run USING (run_id)
