@@ -114,8 +114,9 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ValidateGraph(self, request, context):
-        """Checks a graph without running it. Problems come back as violations with status OK;
-        only an unparsable request is INVALID_ARGUMENT.
+        """Checks a graph without running it. Problems with the graph come back as violations with
+        status OK; a request that cannot be read or breaks the server's limits (sizes, nesting,
+        NUL, non-finite numbers) is INVALID_ARGUMENT, one over a tenant's quota RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,8 +42,9 @@ class OrchestratorServiceStub:
     ListTaskTypes: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListTaskTypesRequest, _orchestrator_pb2.ListTaskTypesResponse]
     """Lists the task types this orchestrator can run, with their ports: what a no-code UI needs."""
     ValidateGraph: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ValidateGraphRequest, _orchestrator_pb2.ValidateGraphResponse]
-    """Checks a graph without running it. Problems come back as violations with status OK;
-    only an unparsable request is INVALID_ARGUMENT.
+    """Checks a graph without running it. Problems with the graph come back as violations with
+    status OK; a request that cannot be read or breaks the server's limits (sizes, nesting,
+    NUL, non-finite numbers) is INVALID_ARGUMENT, one over a tenant's quota RESOURCE_EXHAUSTED.
     """
     CreateRun: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.CreateRunRequest, _orchestrator_pb2.CreateRunResponse]
     """Starts a run of a graph. An invalid graph is INVALID_ARGUMENT with field violations.
@@ -84,8 +85,9 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     ListTaskTypes: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListTaskTypesRequest, _orchestrator_pb2.ListTaskTypesResponse]  # type: ignore[assignment]
     """Lists the task types this orchestrator can run, with their ports: what a no-code UI needs."""
     ValidateGraph: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ValidateGraphRequest, _orchestrator_pb2.ValidateGraphResponse]  # type: ignore[assignment]
-    """Checks a graph without running it. Problems come back as violations with status OK;
-    only an unparsable request is INVALID_ARGUMENT.
+    """Checks a graph without running it. Problems with the graph come back as violations with
+    status OK; a request that cannot be read or breaks the server's limits (sizes, nesting,
+    NUL, non-finite numbers) is INVALID_ARGUMENT, one over a tenant's quota RESOURCE_EXHAUSTED.
     """
     CreateRun: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.CreateRunRequest, _orchestrator_pb2.CreateRunResponse]  # type: ignore[assignment]
     """Starts a run of a graph. An invalid graph is INVALID_ARGUMENT with field violations.
@@ -135,8 +137,9 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_pb2.ValidateGraphRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.ValidateGraphResponse, _abc.Awaitable[_orchestrator_pb2.ValidateGraphResponse]]:
-        """Checks a graph without running it. Problems come back as violations with status OK;
-        only an unparsable request is INVALID_ARGUMENT.
+        """Checks a graph without running it. Problems with the graph come back as violations with
+        status OK; a request that cannot be read or breaks the server's limits (sizes, nesting,
+        NUL, non-finite numbers) is INVALID_ARGUMENT, one over a tenant's quota RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
