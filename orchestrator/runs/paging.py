@@ -5,8 +5,9 @@ created while a client pages are neither skipped nor repeated. It is opaque and 
 its listing, its tenant and its filter by an HMAC: another tenant's token, a token of
 another filter, and an edited or forged one are all :class:`InvalidPageTokenError`.
 
-The key comes from ``GRAPHMESH_PAGE_TOKEN_KEY`` (give every replica behind one address
-the same key); without it each process draws its own, and its tokens only work on it.
+The key comes from ``GRAPHMESH_PAGE_TOKEN_KEY``; without it, replicas that share a database
+(``GRAPHMESH_DATABASE_URL``) derive the same key from its URL, so a token one replica made
+works on every other; a process with neither draws its own, and its tokens only work on it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class PageTokenSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRAPHMESH_", extra="ignore")
 
     page_token_key: SecretStr | None = None
+    database_url: SecretStr | None = None
 
 
 class PageTokens:
@@ -80,11 +82,15 @@ class PageTokens:
 
 @cache
 def default_page_tokens() -> PageTokens:
-    """The process's codec: keyed by ``GRAPHMESH_PAGE_TOKEN_KEY``, else a random key."""
-    configured = PageTokenSettings().page_token_key
-    if configured is None:
+    """The process's codec (see the module docstring for where its key comes from)."""
+    settings = PageTokenSettings()
+    if settings.page_token_key is not None:
+        secret = settings.page_token_key.get_secret_value()
+    elif settings.database_url is not None:
+        secret = "graphmesh page tokens\n" + settings.database_url.get_secret_value()
+    else:
         return PageTokens()
-    return PageTokens(hashlib.sha256(configured.get_secret_value().encode()).digest())
+    return PageTokens(hashlib.sha256(secret.encode()).digest())
 
 
 def label_scope(labels: Mapping[str, str]) -> list[list[str]]:

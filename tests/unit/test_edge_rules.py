@@ -23,7 +23,7 @@ from graphmesh.orchestrator.api.validation import (
 )
 from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError, TaskFailedError
 from graphmesh.orchestrator.runs.model import InvalidPageTokenError, TenantUsage
-from graphmesh.orchestrator.runs.paging import PageTokens
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens
 from graphmesh.orchestrator.runs.quotas import QuotaExceededError, QuotaPolicy, count_tasks
 from graphmesh.orchestrator.runs.storable import (
     check_output,
@@ -229,3 +229,24 @@ def test_a_status_never_carries_a_lone_surrogate() -> None:
     status.details.encode("utf-8")
     for _, value in status.trailing_metadata:
         assert isinstance(value, bytes | str)
+
+
+def test_replicas_of_one_database_share_page_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    def codec(**environ: str) -> PageTokens:
+        for name in ("GRAPHMESH_PAGE_TOKEN_KEY", "GRAPHMESH_DATABASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        default_page_tokens.cache_clear()
+        return default_page_tokens()
+
+    place = {"listing": "runs", "tenant": "a", "scope": [[], []]}
+    token = codec(GRAPHMESH_DATABASE_URL="postgresql://db/runs").encode(**place, position=[3])
+    assert codec(GRAPHMESH_DATABASE_URL="postgresql://db/runs").decode(token, **place) == [3]
+    with pytest.raises(InvalidPageTokenError):
+        codec(GRAPHMESH_DATABASE_URL="postgresql://other/runs").decode(token, **place)
+    with pytest.raises(InvalidPageTokenError):
+        codec().decode(token, **place)  # a process of its own: a key of its own
+    keyed = codec(GRAPHMESH_PAGE_TOKEN_KEY="s3cret").encode(**place, position=[1])
+    assert codec(GRAPHMESH_PAGE_TOKEN_KEY="s3cret").decode(keyed, **place) == [1]
+    default_page_tokens.cache_clear()
