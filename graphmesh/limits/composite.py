@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from graphmesh.orchestrator.limits.base import Decision, Limiter, LimiterBase, Permit
+from graphmesh.limits.base import Decision, Limiter, LimiterBase, Permit
 
 
 class CompositeLimiter(LimiterBase):
@@ -23,12 +23,12 @@ class CompositeLimiter(LimiterBase):
         super().__init__(recheck_interval=min(member.recheck_interval for member in members))
         self.members: tuple[Limiter, ...] = members
 
-    async def try_acquire(self, key: str) -> Decision:
+    async def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """Every member's permit, or none and the refusing member's wait."""
         parts: list[Permit] = []
         try:
             for member in self.members:
-                decision = await member.try_acquire(key)
+                decision = await member.try_acquire(key, cost)
                 if decision.permit is None:
                     await self._cancel_parts(parts)
                     return decision
@@ -36,7 +36,7 @@ class CompositeLimiter(LimiterBase):
         except BaseException:
             await asyncio.shield(self._cancel_parts(parts))
             raise
-        return Decision(permit=self._combine(key, parts))
+        return Decision(permit=self._combine(key, parts, cost=cost))
 
     async def release(self, permit: Permit) -> None:
         """Release every member's part."""
@@ -57,7 +57,16 @@ class CompositeLimiter(LimiterBase):
             if renewed is None:
                 return None
             parts.append(renewed)
-        return self._combine(permit.key, parts, token=permit.token)
+        return self._combine(permit.key, parts, cost=permit.cost, token=permit.token)
+
+    async def charge(self, permit: Permit, cost: int) -> Permit | None:
+        """Charge every part; ``None`` if any part no longer counts."""
+        charged = [await member.charge(part, cost) for member, part in self._pairs(permit)]
+        if any(part is None for part in charged):
+            return None
+        parts = [part for part in charged if part is not None]
+        self._wake()
+        return self._combine(permit.key, parts, cost=cost, token=permit.token)
 
     async def next_available(self, key: str) -> datetime:
         """The latest of the members' next available times."""
@@ -84,12 +93,15 @@ class CompositeLimiter(LimiterBase):
         return list(zip(self.members, permit.parts, strict=True))
 
     @staticmethod
-    def _combine(key: str, parts: Sequence[Permit], token: str | None = None) -> Permit:
+    def _combine(
+        key: str, parts: Sequence[Permit], *, cost: int, token: str | None = None
+    ) -> Permit:
         expiries = [part.expires_at for part in parts if part.expires_at is not None]
         return Permit(
             key=key,
             token=token or uuid.uuid4().hex,
             granted_at=max(part.granted_at for part in parts),
             expires_at=min(expiries) if expiries else None,
+            cost=cost,
             parts=tuple(parts),
         )
