@@ -25,6 +25,7 @@ from graphmesh.limits.base import (
     Limiter,
     LimiterBase,
     Permit,
+    keep_alive,
     seconds_from_now,
 )
 from graphmesh.limits.composite import CompositeLimiter
@@ -45,5 +46,6 @@ __all__ = [
     "RateLimiter",
     "Taken",
     "TokenRateLimiter",
+    "keep_alive",
     "seconds_from_now",
 ]

@@ -220,7 +220,7 @@ class LimiterBase(ABC):
     async def holding(self, permit: Permit) -> AsyncIterator[Permit]:
         """Keep a granted permit's lease alive for the block; release it on exit."""
         try:
-            async with _kept_alive(self, permit):
+            async with keep_alive(self, permit):
                 yield permit
         finally:
             await self.release(permit)
@@ -262,7 +262,7 @@ class LimiterBase(ABC):
 
 
 @asynccontextmanager
-async def _kept_alive(limiter: LimiterBase, permit: Permit) -> AsyncIterator[None]:
+async def keep_alive(limiter: Limiter, permit: Permit) -> AsyncIterator[None]:
     """Renew ``permit`` every third of its lease while the block runs, so a long task keeps
     its slot while a crashed one loses it within one lease."""
     if permit.expires_at is None:
@@ -277,7 +277,7 @@ async def _kept_alive(limiter: LimiterBase, permit: Permit) -> AsyncIterator[Non
         await asyncio.wait([renewer])
 
 
-async def _renew_periodically(limiter: LimiterBase, permit: Permit, interval: float) -> None:
+async def _renew_periodically(limiter: Limiter, permit: Permit, interval: float) -> None:
     current: Permit | None = permit
     while current is not None:
         await asyncio.sleep(interval)
