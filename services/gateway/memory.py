@@ -107,7 +107,8 @@ def reply_text(request: ChatRequest) -> str:
 
 
 def usage_of(request: ChatRequest, text: str) -> Usage:
-    words = sum(len(message.content.split()) for message in request.messages)
+    words = len(request.system.split())
+    words += sum(len(message.content.split()) for message in request.messages)
     return Usage(input_tokens=words, output_tokens=len(text.split()))
 
 

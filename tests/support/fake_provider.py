@@ -190,7 +190,8 @@ class FakeProvider:
             return refusal
         text = reply_text(body.get("messages", []))
         usage = {
-            "input_tokens": words(body.get("messages", [])),
+            "input_tokens": words(body.get("messages", []))
+            + len(content_text(body.get("system", "")).split()),
             "output_tokens": len(text.split()),
         }
         if body.get("stream"):
