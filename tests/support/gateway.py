@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from support.fake_provider import FakeProvider
 
 from graphmesh.services.gateway.anthropic_provider import AnthropicProvider
 from graphmesh.services.gateway.memory import MemoryProvider
 from graphmesh.services.gateway.openai_provider import OpenAIProvider
 from graphmesh.services.gateway.provider import Provider
+from support.fake_provider import FakeProvider
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 PROVIDER_KINDS = ("memory", "openai", "anthropic")

@@ -36,6 +36,7 @@ from graphmesh.services.gateway.types import ChatRequest, RateSignals, Usage
 MODEL = "openai:gpt-test"
 REQUEST = ChatRequest.prompt("hello there", max_tokens=8)
 WINDOW = 61.0  # a minute and the default margin
+UNLIMITED = ModelLimits()
 
 
 class NoSleep:
@@ -49,7 +50,7 @@ class NoSleep:
 def gateway(
     provider: MemoryProvider,
     store: object,
-    limits: ModelLimits = ModelLimits(),
+    limits: ModelLimits = UNLIMITED,
     *,
     max_wait: float = 0.2,
     sleep: NoSleep | None = None,
