@@ -36,7 +36,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["openai", "anthropic"]
@@ -154,6 +162,8 @@ class GatewayConfig(_Section):
             return cls.model_validate(data)
         except OSError as error:
             raise ConfigError(f"cannot read gateway config {path}: {error.strerror}") from None
+        except ValidationError as error:
+            raise ConfigError(f"gateway config {path}: {_problems(error)}") from None
         except (tomllib.TOMLDecodeError, ValueError) as error:
             raise ConfigError(f"gateway config {path}: {error}") from None
 
@@ -178,6 +188,14 @@ class GatewaySettings(BaseSettings):
             return config
         limiter = config.limiter.model_copy(update={"dsn": self.limiter_dsn})
         return config.model_copy(update={"limiter": limiter})
+
+
+def _problems(error: ValidationError) -> str:
+    """Where and what, never the value: a key pasted into the wrong field stays unseen."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors(include_input=False, include_url=False)
+    )
 
 
 def environment() -> Mapping[str, str]:
