@@ -72,7 +72,7 @@ def test_a_missing_key_names_where_it_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GW_TEST_KEY"):
         config.accounts["main"].api_key({})
     (tmp_path / "anthropic.key").unlink()
-    with pytest.raises(ConfigError, match="anthropic.key"):
+    with pytest.raises(ConfigError, match=r"anthropic\.key"):
         config.accounts["claude"].api_key({})
 
 
@@ -98,7 +98,7 @@ def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], message: st
 def test_unreadable_or_malformed_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read gateway config"):
         GatewayConfig.load(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="gateway.toml"):
+    with pytest.raises(ConfigError, match=r"gateway\.toml"):
         GatewayConfig.load(write(tmp_path, "[accounts\n"))
 
 

@@ -1,3 +1,5 @@
+-- The engine's migration 0003 as it was before the limiter tables moved to graphmesh.limits,
+-- kept for tests/integration/test_limiter_migrations.py (a database migrated by it).
 -- Limiters (orchestrator/limits): per (limiter, key), the live permits and a retry-after
 -- block. Rate and concurrency limits share these tables; see orchestrator/limits/store.py.
 -- Times are POSIX seconds (REAL), not ISO text: the limiter does arithmetic on them.
