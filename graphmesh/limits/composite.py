@@ -7,14 +7,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from graphmesh.limits.base import Decision, Limiter, LimiterBase, Permit
+from graphmesh.limits.base import Decision, Limiter, LimiterBase, Permit, require_key
+from graphmesh.limits.stored import StoredLimiter
 
 
 class CompositeLimiter(LimiterBase):
     """Grants a permit only when every member grants one, all or nothing: when a member
     refuses, the slots already taken from the others are cancelled, so none leaks (a rate
     grant taken back does not count). Members are asked in order, so put the scarcest
-    first. The permit's ``parts`` are the members' permits, in member order.
+    first. The permit's ``parts`` are the members' permits, in member order. Members that
+    are all stored limiters on one store are asked in one store call (``take_all``), which
+    is atomic there: one database round trip for the whole composite.
     """
 
     def __init__(self, *members: Limiter) -> None:
@@ -22,9 +25,12 @@ class CompositeLimiter(LimiterBase):
             raise ValueError("a CompositeLimiter needs at least one member")
         super().__init__(recheck_interval=min(member.recheck_interval for member in members))
         self.members: tuple[Limiter, ...] = members
+        self._batch = _one_store(members)
 
     async def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """Every member's permit, or none and the refusing member's wait."""
+        if self._batch is not None:
+            return await self._take_all(self._batch, require_key("key", key), cost)
         parts: list[Permit] = []
         try:
             for member in self.members:
@@ -37,6 +43,18 @@ class CompositeLimiter(LimiterBase):
             await asyncio.shield(self._cancel_parts(parts))
             raise
         return Decision(permit=self._combine(key, parts, cost=cost))
+
+    async def _take_all(self, members: tuple[StoredLimiter, ...], key: str, cost: int) -> Decision:
+        """Stored members on one store: all their permits in one store call."""
+        takes = [member.take_for(cost) for member in members]
+        answers = await members[0].store.take_all(key=key, takes=takes)
+        if not answers[0].granted:
+            return members[0].decision(key, takes[0], answers[0], cost)
+        parts = [
+            member.decision(key, take, taken, cost).permit
+            for member, take, taken in zip(members, takes, answers, strict=True)
+        ]
+        return Decision(permit=self._combine(key, [p for p in parts if p is not None], cost=cost))
 
     async def release(self, permit: Permit) -> None:
         """Release every member's part."""
@@ -105,3 +123,11 @@ class CompositeLimiter(LimiterBase):
             cost=cost,
             parts=tuple(parts),
         )
+
+
+def _one_store(members: tuple[Limiter, ...]) -> tuple[StoredLimiter, ...] | None:
+    """The members, when all are stored limiters on one store (so one call takes all)."""
+    stored = tuple(member for member in members if isinstance(member, StoredLimiter))
+    if len(stored) < len(members) or len({id(member.store) for member in stored}) != 1:
+        return None
+    return stored

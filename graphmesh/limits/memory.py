@@ -7,12 +7,12 @@ under asyncio. Limits hold within this process only.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Self
 
-from graphmesh.limits.store import Taken, next_slot
+from graphmesh.limits.store import Take, Taken, next_slot
 
 
 @dataclass
@@ -54,6 +54,19 @@ class MemoryLimitStore:
             return Taken(granted=False, at=now, until=next_at)
         state.permits[token] = _Live(expiry=now + hold, cost=cost)
         return Taken(granted=True, at=now, until=now + hold)
+
+    async def take_all(self, *, key: str, takes: Sequence[Take]) -> list[Taken]:
+        """Every permit of ``takes``, or the first refusal and none."""
+        now = self._clock()
+        for take in takes:
+            state = self._live(take.limiter, key, now)
+            next_at = next_slot(state.blocked_until, state.live(), take.limit, take.cost)
+            if next_at > now:
+                return [Taken(granted=False, at=now, until=next_at)]
+        for take in takes:
+            state = self._keys[(take.limiter, key)]
+            state.permits[take.token] = _Live(expiry=now + take.hold, cost=take.cost)
+        return [Taken(granted=True, at=now, until=now + take.hold) for take in takes]
 
     async def drop(self, *, limiter: str, key: str, token: str) -> None:
         """Delete a permit, if it exists."""

@@ -12,7 +12,7 @@ reached raises :class:`~graphmesh.limits.store.LimitStoreUnavailable`: limiters 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Self, TypeVar
 
@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from graphmesh import sqlfiles
 from graphmesh.limits.sql import POSTGRES_MIGRATIONS
 from graphmesh.limits.sql import POSTGRES_QUERIES as QUERIES
-from graphmesh.limits.store import LimitStoreUnavailable, Taken
+from graphmesh.limits.store import LimitStoreUnavailable, Take, Taken
 from graphmesh.sqlfiles import Migration
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
@@ -81,6 +81,19 @@ class PostgresLimitStore:
         params = {"limiter": limiter, "key": key, "limit": limit, "hold": hold, "token": token}
         granted, at, until = (await self._fetch("limiter_take", {**params, "cost": cost}))[0]
         return Taken(granted=granted, at=at, until=until)
+
+    async def take_all(self, *, key: str, takes: Sequence[Take]) -> list[Taken]:
+        """Every permit of ``takes``, or the first refusal and none: one function call."""
+        params = {
+            "key": key,
+            "limiters": [take.limiter for take in takes],
+            "limits": [take.limit for take in takes],
+            "holds": [take.hold for take in takes],
+            "tokens": [take.token for take in takes],
+            "costs": [take.cost for take in takes],
+        }
+        rows = await self._fetch("limiter_take_all", params)
+        return [Taken(granted=granted, at=at, until=until) for granted, at, until in rows]
 
     async def drop(self, *, limiter: str, key: str, token: str) -> None:
         """Delete a permit, if it exists."""

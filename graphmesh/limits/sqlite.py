@@ -13,7 +13,7 @@ import asyncio
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Self, TypeVar
 from graphmesh import sqlfiles
 from graphmesh.limits.sql import SQLITE_MIGRATIONS
 from graphmesh.limits.sql import SQLITE_QUERIES as QUERIES
-from graphmesh.limits.store import Taken
+from graphmesh.limits.store import Take, Taken
 from graphmesh.sqlfiles import Migration
 
 T = TypeVar("T")
@@ -79,11 +79,27 @@ class SqliteLimitStore:
             next_at = _next_slot(db, scope, limit, cost, now)
             if next_at > now:
                 return Taken(granted=False, at=now, until=next_at)
-            permit = {"token": token, "granted_at": now, "expires_at": now + hold, "cost": cost}
-            db.execute(QUERIES["limiter_insert_permit"], {**scope, **permit})
+            take = Take(limiter=limiter, limit=limit, hold=hold, token=token, cost=cost)
+            _insert(db, key, take, now)
             return Taken(granted=True, at=now, until=now + hold)
 
         return await self._write(take)
+
+    async def take_all(self, *, key: str, takes: Sequence[Take]) -> list[Taken]:
+        """Every permit of ``takes``, or the first refusal and none: one transaction."""
+
+        def take_all(db: sqlite3.Connection) -> list[Taken]:
+            now = time.time()
+            for take in takes:
+                scope = {"limiter": take.limiter, "key": key}
+                next_at = _next_slot(db, scope, take.limit, take.cost, now)
+                if next_at > now:
+                    return [Taken(granted=False, at=now, until=next_at)]
+            for take in takes:
+                _insert(db, key, take, now)
+            return [Taken(granted=True, at=now, until=now + take.hold) for take in takes]
+
+        return await self._write(take_all)
 
     async def drop(self, *, limiter: str, key: str, token: str) -> None:
         """Delete a permit, if it exists."""
@@ -162,6 +178,12 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _insert(db: sqlite3.Connection, key: str, take: Take, now: float) -> None:
+    permit = {"token": take.token, "granted_at": now, "expires_at": now + take.hold}
+    params = {"limiter": take.limiter, "key": key, "cost": take.cost, **permit}
+    db.execute(QUERIES["limiter_insert_permit"], params)
 
 
 def _next_slot(

@@ -18,7 +18,7 @@ clock, so processes on hosts with skewed clocks still agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +38,18 @@ class Taken:
     until: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class Take:
+    """One permit of a :meth:`LimitStore.take_all`: limiter ``limiter`` grants ``token`` of
+    ``cost`` for ``hold`` seconds if its live permits leave room within ``limit``."""
+
+    limiter: str
+    limit: int
+    hold: float
+    token: str
+    cost: int = 1
+
+
 class LimitStore(Protocol):
     """Live permits and retry-after times, per ``(limiter, key)``. ``limiter`` names one
     limiter; limiters sharing a store must have distinct names. Every method raises
@@ -48,6 +60,13 @@ class LimitStore(Protocol):
     ) -> Taken:
         """Atomically: grant permit ``token`` of ``cost`` for ``hold`` seconds if the live
         permits cost at most ``limit - cost`` together and the key is not blocked."""
+        ...
+
+    async def take_all(self, *, key: str, takes: Sequence[Take]) -> list[Taken]:
+        """Atomically, in one round trip: every permit of ``takes`` on ``key``, or none.
+        The answer is one granted :class:`Taken` per take, in order, or else a single
+        refusal (the first refusing take's) and no permit kept. Limiters sharing a key
+        must be taken in one order everywhere (the Postgres store locks them in turn)."""
         ...
 
     async def drop(self, *, limiter: str, key: str, token: str) -> None:

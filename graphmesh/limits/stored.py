@@ -22,7 +22,7 @@ from graphmesh.limits.base import (
     require_key,
     to_timestamp,
 )
-from graphmesh.limits.store import LimitStore, Taken
+from graphmesh.limits.store import LimitStore, Take, Taken
 
 
 def _require_positive(argument: str, value: float) -> float:
@@ -37,9 +37,10 @@ def _require_limit(limit: int) -> int:
     return limit
 
 
-class _StoredLimiter(LimiterBase):
+class StoredLimiter(LimiterBase):
     """At most ``limit`` worth of live permits per key; each lives ``hold`` seconds unless
-    dropped. Each permit is charged 1 unless a subclass charges its cost."""
+    dropped. Each permit is charged 1 unless a subclass charges its cost. A composite of
+    stored limiters on one store takes all its permits in one store call (``take_all``)."""
 
     def __init__(
         self, store: LimitStore, *, name: str, limit: int, hold: float, recheck_interval: float
@@ -50,17 +51,41 @@ class _StoredLimiter(LimiterBase):
         self.limit = _require_limit(limit)
         self._hold = hold
 
+    @property
+    def store(self) -> LimitStore:
+        """Where this limiter keeps its permits."""
+        return self._store
+
     async def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """A permit now, or a refusal with the seconds until the next slot."""
-        token = uuid.uuid4().hex
         key = require_key("key", key)
-        charged = self._charged(require_cost(cost))
+        take = self.take_for(cost)
         taken = await self._store.take(
-            limiter=self.name, key=key, limit=self.limit, hold=self._hold, token=token, cost=charged
+            limiter=take.limiter,
+            key=key,
+            limit=take.limit,
+            hold=take.hold,
+            token=take.token,
+            cost=take.cost,
         )
+        return self.decision(key, take, taken, cost)
+
+    def take_for(self, cost: int) -> Take:
+        """What the store is asked for a permit of ``cost`` (a fresh token)."""
+        charged = self._charged(require_cost(cost))
+        return Take(
+            limiter=self.name,
+            limit=self.limit,
+            hold=self._hold,
+            token=uuid.uuid4().hex,
+            cost=charged,
+        )
+
+    def decision(self, key: str, take: Take, taken: Taken, cost: int) -> Decision:
+        """What the store's answer to ``take`` means, for a permit asked at ``cost``."""
         if not taken.granted:
             return Decision(permit=None, retry_after=max(taken.until - taken.at, 0.0))
-        return Decision(permit=self._permit(key, token, cost, taken))
+        return Decision(permit=self._permit(key, take.token, cost, taken))
 
     async def cancel(self, permit: Permit) -> None:
         """Forget an unused permit: its slot is free again at once."""
@@ -97,7 +122,7 @@ class _StoredLimiter(LimiterBase):
         return Permit(key=key, token=token, granted_at=from_timestamp(taken.at), cost=cost)
 
 
-class RateLimiter(_StoredLimiter):
+class RateLimiter(StoredLimiter):
     """At most ``limit`` grants per key in any ``window`` seconds: a sliding-window log,
     exact at every instant (a token bucket would allow a burst of up to twice the limit
     across a window boundary). ``release`` does nothing, since the grant was used;
@@ -150,7 +175,7 @@ class TokenRateLimiter(RateLimiter):
         return cost
 
 
-class ConcurrencyLimiter(_StoredLimiter):
+class ConcurrencyLimiter(StoredLimiter):
     """At most ``limit`` holders per key at once. Each holds a lease of ``lease`` seconds,
     renewed by ``slot`` (or :meth:`renew`) while its work runs, so a crashed holder's slot
     frees itself within one lease. A waiter notices a release in its own process at once,

@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from graphmesh.limits import Permit
 from graphmesh.services.gateway import prompts
 from graphmesh.services.gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from graphmesh.services.gateway.limiting import RouteLimiter, estimate_tokens
@@ -31,6 +30,7 @@ from graphmesh.services.gateway.prices import PriceTable
 from graphmesh.services.gateway.provider import OpenedStream, Provider
 from graphmesh.services.gateway.retry import Deadline, RetryPolicy, with_retries
 from graphmesh.services.gateway.types import (
+    NO_SIGNALS,
     ChatRequest,
     Chunk,
     Completion,
@@ -125,12 +125,11 @@ class Gateway:
         cost = _chat_cost(request)
         async with AsyncExitStack() as stack:
 
-            async def attempt() -> tuple[Permit | None, OpenedStream]:
+            async def attempt() -> OpenedStream:
                 return await self._open_stream(route, request, cost, deadline, stack)
 
-            permit, opened = await self._with_retries(attempt, deadline)
-            await route.limiter.heed(opened.signals)
-            yield _charged(route, permit, opened.chunks)
+            opened = await self._with_retries(attempt, deadline)
+            yield opened.chunks
 
     async def summarize(
         self, model: str, text: str, *, max_tokens: int = 256, time_limit: float | None = None
@@ -191,14 +190,17 @@ class Gateway:
 
         async def attempt() -> A:
             permit = await route.limiter.admit(cost, deadline)
-            async with route.limiter.holding(permit):
-                try:
+            try:
+                async with route.limiter.held(permit):
                     answer = await call(min(deadline.remaining(), route.timeout))
-                except GatewayError as error:
-                    await route.limiter.heed(error.signals)
-                    raise
-            await route.limiter.heed(answer.signals)
-            await route.limiter.correct(permit, answer.usage.total_tokens)
+            except GatewayError as error:
+                await route.limiter.finish(permit, signals=error.signals)
+                raise
+            except BaseException:
+                await route.limiter.finish(permit, signals=NO_SIGNALS)
+                raise
+            tokens = answer.usage.total_tokens
+            await route.limiter.finish(permit, signals=answer.signals, tokens=tokens)
             return answer
 
         return await self._with_retries(attempt, deadline)
@@ -210,21 +212,31 @@ class Gateway:
         cost: int,
         deadline: Deadline,
         stack: AsyncExitStack,
-    ) -> tuple[Permit | None, OpenedStream]:
-        """One try at opening a stream; on success its slot and response join ``stack``."""
+    ) -> OpenedStream:
+        """One try at opening a stream; on success its slot and response join ``stack``,
+        which finishes the permit (release, and the usage of the last chunk) when it closes."""
         permit = await route.limiter.admit(cost, deadline)
-        async with AsyncExitStack() as attempt:
-            await attempt.enter_async_context(route.limiter.holding(permit))
-            time_left = min(deadline.remaining(), route.timeout)
-            try:
+        usage = _UsageSeen()
+        signals = NO_SIGNALS
+        try:
+            async with AsyncExitStack() as attempt:
+                await attempt.enter_async_context(route.limiter.held(permit))
+                time_left = min(deadline.remaining(), route.timeout)
                 opened = await attempt.enter_async_context(
                     route.provider.stream(route.model, request, time_left=time_left)
                 )
-            except GatewayError as error:
-                await route.limiter.heed(error.signals)
-                raise
-            stack.push_async_exit(attempt.pop_all())
-        return permit, opened
+                signals = opened.signals
+                stack.push_async_callback(
+                    lambda: route.limiter.finish(permit, signals=signals, tokens=usage.tokens)
+                )
+                stack.push_async_exit(attempt.pop_all())
+        except GatewayError as error:
+            await route.limiter.finish(permit, signals=error.signals)
+            raise
+        except BaseException:
+            await route.limiter.finish(permit, signals=NO_SIGNALS)
+            raise
+        return _watched(opened, usage)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline) -> T:
         return await with_retries(attempt, policy=self._retry, deadline=deadline, sleep=self._sleep)
@@ -247,11 +259,20 @@ def _chat_cost(request: ChatRequest) -> int:
     return estimate_tokens(texts, request.max_tokens)
 
 
-async def _charged(
-    route: Route, permit: Permit | None, chunks: AsyncIterator[Chunk]
-) -> AsyncIterator[Chunk]:
-    """The chunks; the last one's usage corrects the permit's token estimate."""
-    async for chunk in chunks:
-        if chunk.usage is not None:
-            await route.limiter.correct(permit, chunk.usage.total_tokens)
-        yield chunk
+class _UsageSeen:
+    """The tokens of the usage a stream's last chunk reported, once it has."""
+
+    def __init__(self) -> None:
+        self.tokens: int | None = None
+
+
+def _watched(opened: OpenedStream, usage: _UsageSeen) -> OpenedStream:
+    """``opened`` with its chunks noting the usage of the last one in ``usage``."""
+
+    async def chunks() -> AsyncIterator[Chunk]:
+        async for chunk in opened.chunks:
+            if chunk.usage is not None:
+                usage.tokens = chunk.usage.total_tokens
+            yield chunk
+
+    return replace(opened, chunks=chunks())

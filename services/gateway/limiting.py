@@ -120,28 +120,35 @@ class RouteLimiter:
                 raise self._refusal((next_slot - datetime.now(UTC)).total_seconds()) from None
 
     @asynccontextmanager
-    async def holding(self, permit: Permit | None) -> AsyncIterator[None]:
-        """Keep ``permit``'s concurrency lease alive while the call runs; release it after."""
+    async def held(self, permit: Permit | None) -> AsyncIterator[None]:
+        """Keep ``permit``'s concurrency lease alive while the call runs."""
         if permit is None or self._limiter is None:
             yield
             return
-        try:
-            async with keep_alive(self._limiter, permit):
-                yield
-        finally:
-            await self._quietly("release the permit", self._limiter.release(permit))
+        async with keep_alive(self._limiter, permit):
+            yield
 
-    async def correct(self, permit: Permit | None, tokens: int) -> None:
-        """Charge the tokens the call really used instead of its estimate."""
-        if permit is not None and self._limiter is not None and tokens != permit.cost:
-            await self._quietly("correct the token count", self._limiter.charge(permit, tokens))
+    async def finish(
+        self, permit: Permit | None, *, signals: RateSignals, tokens: int | None = None
+    ) -> None:
+        """After a call, at once: release its slot, heed the provider's signals, and charge
+        the ``tokens`` it used (``None``: keep the estimate)."""
+        if self._limiter is None:
+            return
+        work = [self._heed(self._limiter, signals)]
+        if permit is not None:
+            work.append(self._quietly("release the permit", self._limiter.release(permit)))
+            if tokens is not None and tokens != permit.cost:
+                charge = self._limiter.charge(permit, tokens)
+                work.append(self._quietly("correct the token count", charge))
+        await asyncio.gather(*work)
 
-    async def heed(self, signals: RateSignals) -> None:
+    async def _heed(self, limiter: Limiter, signals: RateSignals) -> None:
         """Block the key for every replica for as long as the provider asked."""
         wait = signals.wait
-        if wait and self._limiter is not None:
+        if wait:
             logger.info("%s: the provider asks for a pause of %.2fs", self.key, wait)
-            pause = self._limiter.set_next_available(self.key, seconds_from_now(wait))
+            pause = limiter.set_next_available(self.key, seconds_from_now(wait))
             await self._quietly("pause the shared limit", pause)
 
     def _refusal(self, wait: float) -> RateLimited:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphmesh.services.gateway.errors import (
     DeadlineExceeded,
@@ -48,7 +48,7 @@ class Seam:
     provider: str
     errors: SdkErrors
     request_id_header: str
-    secrets: Sequence[str]
+    secrets: Sequence[str] = field(repr=False)
 
     @contextmanager
     def translated(self) -> Iterator[None]:

@@ -495,6 +495,20 @@ async def test_composite_set_next_available_reaches_every_member(
         assert not (await member.try_acquire("openai")).granted
 
 
+async def test_composite_of_limiters_on_different_stores_is_all_or_nothing_too(
+    store: LimitStore,
+) -> None:
+    held = concurrency_limiter(MemoryLimitStore())  # not the store under test: no batching
+    counted = rate_limiter(store)
+    both = CompositeLimiter(held, counted)
+    await fill(counted, "openai")
+    assert not (await both.try_acquire("openai")).granted
+    assert len(await fill(held, "openai")) == HOLDERS
+    await both.clear("openai")
+    permit = await acquire_within(both, "openai", 3)
+    assert permit.cost == 3 and len(permit.parts) == 2
+
+
 # Several stores on one location (SQLite file, Postgres database) ------------------------
 
 

@@ -146,6 +146,7 @@ async def test_a_key_in_the_provider_message_is_redacted(
         await provider.generate("m", REQUEST, time_left=TIME)
     assert API_KEY not in str(raised.value) and API_KEY not in repr(raised.value)
     assert "[redacted]" in str(raised.value)
+    assert API_KEY not in repr(vars(provider))  # nor in what the adapter holds
 
 
 async def test_a_wrong_key_is_permission_denied_without_showing_it(fake: FakeProvider) -> None:

@@ -207,6 +207,9 @@ class DownStore:
     async def take(self, **_: object) -> Taken:
         raise LimitStoreUnavailable("the limiter database cannot be reached")
 
+    async def take_all(self, **_: object) -> list[Taken]:
+        raise LimitStoreUnavailable("the limiter database cannot be reached")
+
     async def next_available(self, **_: object) -> float:
         raise LimitStoreUnavailable("the limiter database cannot be reached")
 

@@ -1,6 +1,7 @@
 -- A permit's cost: how much of its limiter's limit it uses. Rate and concurrency limiters
 -- charge 1 per permit; a token limiter charges the tokens a call is estimated to use and
--- corrects the estimate from the response (graphmesh/limits/stored.py).
+-- corrects the estimate from the response (graphmesh/limits/stored.py). Composites take
+-- all their permits in one call (graphmesh_limiter_take_all, below).
 ALTER TABLE graphmesh_limiter_permits ADD COLUMN cost integer NOT NULL DEFAULT 1;
 
 DROP FUNCTION graphmesh_limiter_take(text, text, integer, double precision, text);
@@ -54,5 +55,37 @@ BEGIN
     VALUES (p_token, p_limiter, p_key, v_now, v_next, p_cost);
     RETURN QUERY SELECT true, extract(epoch FROM v_now)::float8,
                         extract(epoch FROM v_next)::float8;
+END;
+$$;
+
+-- Permits of several limiters on one key (a composite limiter), all or none, in one call:
+-- each is taken in turn as above (its key row locked in the order given), and at the first
+-- refusal the permits this call took are deleted again and only that refusal is returned.
+-- Otherwise one granted row per limiter, in order.
+CREATE FUNCTION graphmesh_limiter_take_all(
+    p_key text, p_limiters text[], p_limits integer[], p_holds double precision[],
+    p_tokens text[], p_costs integer[]
+) RETURNS TABLE (granted boolean, decided_at double precision, until_at double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_taken   record;
+    v_at      double precision[] := '{}';
+    v_until   double precision[] := '{}';
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_limiters, 1), 0) LOOP
+        SELECT * INTO v_taken FROM graphmesh_limiter_take(
+            p_limiters[i], p_key, p_limits[i], p_holds[i], p_tokens[i], p_costs[i]);
+        IF NOT v_taken.granted THEN
+            DELETE FROM graphmesh_limiter_permits
+            WHERE key = p_key AND token = ANY (p_tokens[1:i - 1]);
+            RETURN QUERY SELECT false, v_taken.decided_at, v_taken.until_at;
+            RETURN;
+        END IF;
+        v_at := v_at || v_taken.decided_at;
+        v_until := v_until || v_taken.until_at;
+    END LOOP;
+    RETURN QUERY SELECT true, a.taken_at, a.taken_until
+        FROM unnest(v_at, v_until) WITH ORDINALITY AS a(taken_at, taken_until, n)
+        ORDER BY a.n;
 END;
 $$;

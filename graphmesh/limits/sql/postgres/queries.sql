@@ -75,3 +75,10 @@ WHERE limiter = %(limiter)s AND key = %(key)s;
 
 -- name: limiter_clear_permits
 DELETE FROM graphmesh_limiter_permits WHERE limiter = %(limiter)s AND key = %(key)s;
+
+-- name: limiter_take_all
+SELECT granted, decided_at, until_at
+FROM graphmesh_limiter_take_all(
+    %(key)s::text, %(limiters)s::text[], %(limits)s::integer[], %(holds)s::float8[],
+    %(tokens)s::text[], %(costs)s::integer[]
+);
