@@ -4,7 +4,7 @@ The client is built with the account's base URL and timeout, and ``max_retries=0
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,17 +78,17 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 **message_arguments(model, request), stream=True, timeout=time_left
             )
+        chunks = self._chunks(stream)
         try:
             headers = stream.response.headers
             yield OpenedStream(
-                request_id=headers.get(REQUEST_ID),
-                signals=read_signals(headers),
-                chunks=self._chunks(stream),
+                request_id=headers.get(REQUEST_ID), signals=read_signals(headers), chunks=chunks
             )
         finally:
+            await chunks.aclose()
             await stream.close()
 
-    async def _chunks(self, stream: anthropic.AsyncStream[Any]) -> AsyncIterator[Chunk]:
+    async def _chunks(self, stream: anthropic.AsyncStream[Any]) -> AsyncGenerator[Chunk, None]:
         input_tokens = output_tokens = 0
         finish = ""
         with self._seam.translated():

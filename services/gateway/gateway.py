@@ -18,8 +18,8 @@ the gateway's tree (:mod:`graphmesh.services.gateway.errors`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
@@ -236,7 +236,9 @@ class Gateway:
         except BaseException:
             await route.limiter.finish(permit, signals=NO_SIGNALS)
             raise
-        return _watched(opened, usage)
+        watched = _watched(opened, usage)
+        stack.push_async_callback(watched.chunks.aclose)
+        return watched
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline) -> T:
         return await with_retries(attempt, policy=self._retry, deadline=deadline, sleep=self._sleep)
@@ -269,10 +271,11 @@ class _UsageSeen:
 def _watched(opened: OpenedStream, usage: _UsageSeen) -> OpenedStream:
     """``opened`` with its chunks noting the usage of the last one in ``usage``."""
 
-    async def chunks() -> AsyncIterator[Chunk]:
-        async for chunk in opened.chunks:
-            if chunk.usage is not None:
-                usage.tokens = chunk.usage.total_tokens
-            yield chunk
+    async def chunks() -> AsyncGenerator[Chunk, None]:
+        async with aclosing(opened.chunks):
+            async for chunk in opened.chunks:
+                if chunk.usage is not None:
+                    usage.tokens = chunk.usage.total_tokens
+                yield chunk
 
     return replace(opened, chunks=chunks())

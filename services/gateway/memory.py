@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from graphmesh.services.gateway.errors import GatewayError, InvalidRequest
@@ -77,9 +77,11 @@ class MemoryProvider:
     ) -> AsyncIterator[OpenedStream]:
         """The echo, a word per chunk."""
         self._begin("stream", model)
-        yield OpenedStream(
-            request_id=self._request_id(), signals=self.signals, chunks=_chunks(request)
-        )
+        chunks = _chunks(request)
+        try:
+            yield OpenedStream(request_id=self._request_id(), signals=self.signals, chunks=chunks)
+        finally:
+            await chunks.aclose()
 
     async def aclose(self) -> None:
         """Nothing to close."""
@@ -93,7 +95,7 @@ class MemoryProvider:
         return f"mem_{len(self.calls)}"
 
 
-async def _chunks(request: ChatRequest) -> AsyncIterator[Chunk]:
+async def _chunks(request: ChatRequest) -> AsyncGenerator[Chunk, None]:
     text = reply_text(request)
     for index, word in enumerate(text.split()):
         yield Chunk(text=word if index == 0 else f" {word}")

@@ -4,7 +4,7 @@ organization and timeout, and ``max_retries=0``: the gateway retries, not the SD
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -98,17 +98,17 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
                 timeout=time_left,
             )
+        chunks = self._chunks(stream)
         try:
             headers = stream.response.headers
             yield OpenedStream(
-                request_id=headers.get(REQUEST_ID),
-                signals=read_signals(headers),
-                chunks=self._chunks(stream),
+                request_id=headers.get(REQUEST_ID), signals=read_signals(headers), chunks=chunks
             )
         finally:
+            await chunks.aclose()
             await stream.close()
 
-    async def _chunks(self, stream: openai.AsyncStream[Any]) -> AsyncIterator[Chunk]:
+    async def _chunks(self, stream: openai.AsyncStream[Any]) -> AsyncGenerator[Chunk, None]:
         usage, finish = Usage(), ""
         with self._seam.translated():
             async for event in stream:

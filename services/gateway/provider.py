@@ -9,7 +9,7 @@ or the account's timeout if sooner).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,7 +30,7 @@ class OpenedStream:
 
     request_id: str | None
     signals: RateSignals
-    chunks: AsyncIterator[Chunk]
+    chunks: AsyncGenerator[Chunk, None]
 
 
 class Provider(Protocol):
@@ -53,7 +53,8 @@ class Provider(Protocol):
         self, model: str, request: ChatRequest, *, time_left: float
     ) -> AbstractAsyncContextManager[OpenedStream]:
         """Send the request and yield the stream once the response has begun (errors up to
-        then are raised on entry, so they can be retried); leaving closes the response."""
+        then are raised on entry, so they can be retried); leaving closes the chunks and the
+        response."""
         ...
 
     async def aclose(self) -> None:

@@ -192,6 +192,19 @@ async def test_a_stream_holds_its_slot_and_is_charged_its_usage() -> None:
     assert (await tokens.try_acquire("acct/gpt-test", 1000 - 5 - 5)).granted
 
 
+async def test_a_stream_left_early_frees_its_slot_and_keeps_the_estimate() -> None:
+    store = MemoryLimitStore()
+    limits = ModelLimits(max_concurrent=1, tokens_per_minute=1000)
+    core = gateway(MemoryProvider(), store, limits, max_wait=0.05)
+    async with core.stream(MODEL, REQUEST) as chunks:
+        assert (await anext(chunks)).text == "echo:"
+    assert (await core.generate(MODEL, REQUEST)).text  # the slot came back
+    tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
+    estimate = estimate_tokens(["", "hello there"], REQUEST.max_tokens)
+    assert (await tokens.try_acquire("acct/gpt-test", 1000 - estimate - 5)).granted
+    assert not (await tokens.try_acquire("acct/gpt-test", 1)).granted
+
+
 async def test_a_stream_failing_to_open_is_retried() -> None:
     provider = MemoryProvider()
     provider.fail_next(ProviderUnavailable("503"))
