@@ -12,7 +12,8 @@ adapter, retried when that is worth it, and charged what it really used.
 
 Every call has a deadline: the caller's ``time_limit`` (seconds) or the configured
 default. Errors are
-the gateway's tree (:mod:`graphmesh.services.gateway.errors`).
+the gateway's tree (:mod:`graphmesh.services.gateway.errors`); a request that could never
+succeed (:mod:`graphmesh.services.gateway.validation`) is refused before anything else.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from graphmesh.services.gateway.types import (
     RateSignals,
     Usage,
 )
+from graphmesh.services.gateway.validation import check_chat, check_embed
 
 
 class _Answer(Protocol):
@@ -94,6 +96,7 @@ class Gateway:
         self, model: str, texts: Sequence[str], *, time_limit: float | None = None
     ) -> Embeddings:
         """One vector per text."""
+        check_embed(texts)
         route, deadline = self._route(model), self._deadline(time_limit)
         cost = estimate_tokens(texts)
         return await self._call(
@@ -107,6 +110,7 @@ class Gateway:
         self, model: str, request: ChatRequest, *, time_limit: float | None = None
     ) -> Completion:
         """A whole completion."""
+        check_chat(request)
         route, deadline = self._route(model), self._deadline(time_limit)
         return await self._call(
             route,
@@ -121,6 +125,7 @@ class Gateway:
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
         """The completion in chunks, the last with the usage. The limits' slot is held until
         the block ends; errors before the first chunk are retried like any call's."""
+        check_chat(request)
         route, deadline = self._route(model), self._deadline(time_limit)
         cost = _chat_cost(request)
         async with AsyncExitStack() as stack:

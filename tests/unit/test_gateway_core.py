@@ -238,3 +238,42 @@ async def test_without_its_store_the_limiter_fails_closed() -> None:
 async def test_an_unlimited_model_needs_no_store() -> None:
     provider = MemoryProvider()
     assert (await gateway(provider, DownStore()).generate(MODEL, REQUEST)).text
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (ChatRequest.prompt("nul \x00 here"), "NUL"),
+        (ChatRequest.prompt("lone \ud800 surrogate"), "UTF-8"),
+        (ChatRequest.prompt("x" * 2_000_001), "characters"),
+        (ChatRequest.prompt("hi", max_tokens=0), "max_tokens"),
+        (ChatRequest(messages=()), "messages must not be empty"),
+        (
+            ChatRequest(messages=ChatRequest.prompt("hi").messages, temperature=float("nan")),
+            "temperature",
+        ),
+        (ChatRequest(messages=ChatRequest.prompt("hi").messages, stop=("a",) * 5), "stop"),
+    ],
+)
+async def test_hostile_requests_are_refused_by_name_before_any_call(
+    request_: ChatRequest, field: str
+) -> None:
+    provider = MemoryProvider()
+    core = gateway(provider, DownStore(), ModelLimits(requests_per_minute=1))
+    with pytest.raises(InvalidRequest, match=field):
+        await core.generate(MODEL, request_)
+    with pytest.raises(InvalidRequest, match=field):
+        async with core.stream(MODEL, request_):
+            pytest.fail("must not open")
+    assert provider.calls == []
+
+
+@pytest.mark.parametrize(
+    ("texts", "field"),
+    [([], "1 to 2048"), (["a"] * 2049, "1 to 2048"), (["ok", "\x00"], r"texts\[1\]")],
+)
+async def test_hostile_embed_batches_are_refused(texts: list[str], field: str) -> None:
+    provider = MemoryProvider()
+    with pytest.raises(InvalidRequest, match=field):
+        await gateway(provider, MemoryLimitStore()).embed(MODEL, texts)
+    assert provider.calls == []
