@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from graphmesh.orchestrator.limits import (
+from graphmesh.limits import (
     CompositeLimiter,
     ConcurrencyLimiter,
     LimiterBase,
@@ -21,10 +21,11 @@ from graphmesh.orchestrator.limits import (
     MemoryLimitStore,
     Permit,
     RateLimiter,
+    TokenRateLimiter,
     seconds_from_now,
 )
-from graphmesh.orchestrator.limits.postgres import PostgresLimitStore
-from graphmesh.orchestrator.limits.sqlite import SqliteLimitStore
+from graphmesh.limits.postgres import PostgresLimitStore
+from graphmesh.limits.sqlite import SqliteLimitStore
 
 BACKENDS = ("memory", "sqlite", "postgres")
 SHARED_BACKENDS = ("sqlite", "postgres")  # several stores, even processes, on one location
@@ -36,6 +37,8 @@ HOLDERS = 2
 LEASE = 30.0  # long: only the expiry tests let a lease run out
 SHORT_LEASE = 0.3
 RECHECK = 0.05
+TOKEN_LIMIT = 10
+LONG_WINDOW = 30.0  # for token tests that never wait for a window to pass
 DEADLINE = 10.0  # generous bound on any wait that must end
 EPSILON = 1e-6  # float rounding of database timestamps
 CLOCK_SLACK = timedelta(milliseconds=50)  # between reading our clock and the store's
@@ -113,9 +116,11 @@ async def fill(limiter: LimiterBase, key: str) -> list[Permit]:
     return permits
 
 
-async def acquire_within(limiter: LimiterBase, key: str, deadline: float = DEADLINE) -> Permit:
+async def acquire_within(
+    limiter: LimiterBase, key: str, cost: int = 1, deadline: float = DEADLINE
+) -> Permit:
     async with asyncio.timeout(deadline):
-        return await limiter.acquire(key)
+        return await limiter.acquire(key, cost)
 
 
 def seconds(later: datetime, earlier: datetime) -> float:
@@ -243,6 +248,100 @@ async def test_rate_permits_hold_nothing_to_renew(rate: RateLimiter) -> None:
     permit = await acquire_within(rate, "openai")
     assert permit.expires_at is None
     assert await rate.renew(permit) == permit
+
+
+async def test_rate_and_concurrency_count_a_permit_once_whatever_its_cost(
+    rate: RateLimiter, concurrency: ConcurrencyLimiter
+) -> None:
+    assert len(await fill_costing(rate, "openai", 1000)) == RATE_LIMIT
+    assert len(await fill_costing(concurrency, "openai", 1000)) == HOLDERS
+
+
+async def test_costs_must_be_positive_integers(limiter: LimiterBase) -> None:
+    for cost in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="cost"):
+            await limiter.try_acquire("openai", cost)  # type: ignore[arg-type]
+
+
+# Token rate limiters (weighted by cost) ----------------------------------------------------
+
+
+def token_limiter(store: LimitStore, *, window: float = LONG_WINDOW) -> TokenRateLimiter:
+    return TokenRateLimiter(
+        store, name="tokens", limit=TOKEN_LIMIT, window=window, recheck_interval=RECHECK
+    )
+
+
+async def fill_costing(limiter: LimiterBase, key: str, cost: int) -> list[Permit]:
+    """Take permits of ``cost`` until refused."""
+    permits = []
+    while (decision := await limiter.try_acquire(key, cost)).permit is not None:
+        permits.append(decision.permit)
+        assert len(permits) <= TOKEN_LIMIT, "the limit did not hold"
+    return permits
+
+
+async def test_token_rate_charges_each_permit_its_cost(store: LimitStore) -> None:
+    tokens = token_limiter(store)
+    assert len(await fill_costing(tokens, "openai", 4)) == 2  # 8 of 10
+    assert not (await tokens.try_acquire("openai", 3)).granted
+    assert (await tokens.try_acquire("openai", 2)).granted  # exactly the limit
+    assert not (await tokens.try_acquire("openai", 1)).granted
+
+
+async def test_token_rate_refusal_says_when_the_cost_fits(store: LimitStore) -> None:
+    tokens = token_limiter(store, window=WINDOW)
+    big, small = [await acquire_within(tokens, "openai", cost) for cost in (6, 4)]
+    refused = await tokens.try_acquire("openai", 5)
+    assert not refused.granted
+    assert 0 < refused.retry_after <= WINDOW
+    late = await acquire_within(tokens, "openai", 5)
+    # Room for 5 only once the 6 expired; the 4 alone leaves it.
+    assert seconds(late.granted_at, big.granted_at) >= WINDOW - EPSILON
+    assert late.cost == 5 and small.cost == 4
+
+
+async def test_token_rate_charge_corrects_the_estimate(store: LimitStore) -> None:
+    tokens = token_limiter(store)
+    estimated = await acquire_within(tokens, "openai", 8)
+    corrected = await tokens.charge(estimated, 2)
+    assert corrected is not None and corrected.cost == 2
+    assert (await tokens.try_acquire("openai", 8)).granted  # 2 + 8
+    assert not (await tokens.try_acquire("openai", 1)).granted
+    assert await tokens.charge(corrected, 0) is not None
+    assert (await tokens.try_acquire("openai", 2)).granted
+
+
+async def test_token_rate_charge_above_the_estimate_holds_later_takes(store: LimitStore) -> None:
+    tokens = token_limiter(store)
+    permit = await acquire_within(tokens, "openai", 1)
+    assert await tokens.charge(permit, TOKEN_LIMIT) is not None
+    assert not (await tokens.try_acquire("openai", 1)).granted
+
+
+async def test_token_rate_charge_after_the_window_counts_nothing(store: LimitStore) -> None:
+    tokens = token_limiter(store, window=0.1)
+    permit = await acquire_within(tokens, "openai", 3)
+    await asyncio.sleep(0.3)
+    assert await tokens.charge(permit, TOKEN_LIMIT) is None
+    assert (await tokens.try_acquire("openai", TOKEN_LIMIT)).granted
+
+
+async def test_token_rate_refuses_a_cost_above_the_limit(store: LimitStore) -> None:
+    with pytest.raises(ValueError, match="exceeds the limit"):
+        await token_limiter(store).try_acquire("openai", TOKEN_LIMIT + 1)
+
+
+async def test_composite_charge_reaches_the_token_member(store: LimitStore) -> None:
+    tokens = token_limiter(store)
+    requests = rate_limiter(store)
+    both = CompositeLimiter(requests, tokens)
+    permit = await acquire_within(both, "openai", 9)
+    assert permit.cost == 9
+    charged = await both.charge(permit, 1)
+    assert charged is not None and charged.cost == 1
+    assert (await tokens.try_acquire("openai", 9)).granted
+    assert len(await fill(requests, "openai")) == RATE_LIMIT - 1
 
 
 # Concurrency limiters -----------------------------------------------------------------
@@ -394,6 +493,20 @@ async def test_composite_set_next_available_reaches_every_member(
     for member in (concurrency, rate):
         assert await member.next_available("openai") > seconds_from_now(20)
         assert not (await member.try_acquire("openai")).granted
+
+
+async def test_composite_of_limiters_on_different_stores_is_all_or_nothing_too(
+    store: LimitStore,
+) -> None:
+    held = concurrency_limiter(MemoryLimitStore())  # not the store under test: no batching
+    counted = rate_limiter(store)
+    both = CompositeLimiter(held, counted)
+    await fill(counted, "openai")
+    assert not (await both.try_acquire("openai")).granted
+    assert len(await fill(held, "openai")) == HOLDERS
+    await both.clear("openai")
+    permit = await acquire_within(both, "openai", 3)
+    assert permit.cost == 3 and len(permit.parts) == 2
 
 
 # Several stores on one location (SQLite file, Postgres database) ------------------------

@@ -36,6 +36,8 @@ def test_wheel_has_one_namespace_with_sql_and_stubs(wheel: Path) -> None:
         "graphmesh/v1/orchestrator_pb2.py",
         "graphmesh/v1/orchestrator_pb2.pyi",
         "graphmesh/orchestrator/storage/sql/postgres/0001_storage.sql",
+        "graphmesh/limits/sql/postgres/0001_limiters.sql",
+        "graphmesh/limits/sql/sqlite/queries.sql",
         "graphmesh/orchestrator/py.typed",
     ):
         assert expected in names

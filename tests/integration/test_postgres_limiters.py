@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 
-from graphmesh.orchestrator.limits import ConcurrencyLimiter, RateLimiter
-from graphmesh.orchestrator.limits.postgres import PostgresLimitStore
+from graphmesh.limits import ConcurrencyLimiter, RateLimiter
+from graphmesh.limits.postgres import PostgresLimitStore
 
 KEY = "openai"
 RATE_LIMIT = 5

@@ -62,6 +62,10 @@ class CuttingProxy:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop listening and abort every connection, as a server gone down would."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

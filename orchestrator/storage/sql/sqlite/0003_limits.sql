@@ -1,24 +1,5 @@
--- Limiters (orchestrator/limits): per (limiter, key), the live permits and a retry-after
--- block. Rate and concurrency limits share these tables; see orchestrator/limits/store.py.
--- Times are POSIX seconds (REAL), not ISO text: the limiter does arithmetic on them.
-
-CREATE TABLE graphmesh_limiter_keys (
-    limiter        TEXT NOT NULL,
-    key            TEXT NOT NULL,
-    -- Nothing is granted before this time (a provider's retry-after); NULL: no block.
-    blocked_until  REAL,
-    PRIMARY KEY (limiter, key)
-) WITHOUT ROWID;
-
--- A permit is live until expires_at: a rate grant for one window, a concurrency holder
--- for its lease. Expired rows are deleted by the next take on the same key.
-CREATE TABLE graphmesh_limiter_permits (
-    token       TEXT NOT NULL PRIMARY KEY,
-    limiter     TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    granted_at  REAL NOT NULL,
-    expires_at  REAL NOT NULL
-) WITHOUT ROWID;
-
-CREATE INDEX graphmesh_limiter_permits_key_idx
-    ON graphmesh_limiter_permits (limiter, key, expires_at);
+-- The limiter tables moved to the shared limiter package (graphmesh.limits), which migrates
+-- them with a history of its own, so that a gateway can create them on a database without
+-- the engine's schema. This version stays, empty, so that the engine's versions still run
+-- 1..n: a database that applied the old 0003 keeps its tables, and graphmesh.limits adopts
+-- them (its first migration creates only what is missing).

@@ -1,8 +1,9 @@
-"""The two limiters kept in a :class:`~graphmesh.orchestrator.limits.store.LimitStore`.
+"""The limiters kept in a :class:`~graphmesh.limits.store.LimitStore`.
 
-:class:`RateLimiter` and :class:`ConcurrencyLimiter` differ only in how long a permit stays
-live and whether releasing it frees its slot; see :mod:`graphmesh.orchestrator.limits.store`
-for the shared algorithm. With a Postgres store they are global across processes.
+:class:`RateLimiter`, :class:`TokenRateLimiter` and :class:`ConcurrencyLimiter` differ only
+in how long a permit stays live, what it is charged, and whether releasing it frees its
+slot; see :mod:`graphmesh.limits.store` for the shared algorithm. With a Postgres store they
+are global across processes.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from graphmesh.orchestrator.limits.base import (
+from graphmesh.limits.base import (
     Decision,
     LimiterBase,
     Permit,
     from_timestamp,
+    require_cost,
+    require_key,
     to_timestamp,
 )
-from graphmesh.orchestrator.limits.store import LimitStore, Taken
-from graphmesh.orchestrator.storage.codec import require_key
+from graphmesh.limits.store import LimitStore, Take, Taken
 
 
 def _require_positive(argument: str, value: float) -> float:
@@ -35,8 +37,10 @@ def _require_limit(limit: int) -> int:
     return limit
 
 
-class _StoredLimiter(LimiterBase):
-    """At most ``limit`` live permits per key; each lives ``hold`` seconds unless dropped."""
+class StoredLimiter(LimiterBase):
+    """At most ``limit`` worth of live permits per key; each lives ``hold`` seconds unless
+    dropped. Each permit is charged 1 unless a subclass charges its cost. A composite of
+    stored limiters on one store takes all its permits in one store call (``take_all``)."""
 
     def __init__(
         self, store: LimitStore, *, name: str, limit: int, hold: float, recheck_interval: float
@@ -47,21 +51,51 @@ class _StoredLimiter(LimiterBase):
         self.limit = _require_limit(limit)
         self._hold = hold
 
-    async def try_acquire(self, key: str) -> Decision:
+    @property
+    def store(self) -> LimitStore:
+        """Where this limiter keeps its permits."""
+        return self._store
+
+    async def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """A permit now, or a refusal with the seconds until the next slot."""
-        token = uuid.uuid4().hex
         key = require_key("key", key)
+        take = self.take_for(cost)
         taken = await self._store.take(
-            limiter=self.name, key=key, limit=self.limit, hold=self._hold, token=token
+            limiter=take.limiter,
+            key=key,
+            limit=take.limit,
+            hold=take.hold,
+            token=take.token,
+            cost=take.cost,
         )
+        return self.decision(key, take, taken, cost)
+
+    def take_for(self, cost: int) -> Take:
+        """What the store is asked for a permit of ``cost`` (a fresh token)."""
+        charged = self._charged(require_cost(cost))
+        return Take(
+            limiter=self.name,
+            limit=self.limit,
+            hold=self._hold,
+            token=uuid.uuid4().hex,
+            cost=charged,
+        )
+
+    def decision(self, key: str, take: Take, taken: Taken, cost: int) -> Decision:
+        """What the store's answer to ``take`` means, for a permit asked at ``cost``."""
         if not taken.granted:
             return Decision(permit=None, retry_after=max(taken.until - taken.at, 0.0))
-        return Decision(permit=self._permit(key, token, taken))
+        return Decision(permit=self._permit(key, take.token, cost, taken))
 
     async def cancel(self, permit: Permit) -> None:
         """Forget an unused permit: its slot is free again at once."""
         await self._store.drop(limiter=self.name, key=permit.key, token=permit.token)
         self._wake()
+
+    async def charge(self, permit: Permit, cost: int) -> Permit | None:
+        """One permit counts once whatever it costs: nothing to correct."""
+        require_cost(cost, minimum=0)
+        return replace(permit, cost=cost)
 
     async def next_available(self, key: str) -> datetime:
         """The earliest time a permit could be granted if nothing else changes."""
@@ -80,11 +114,15 @@ class _StoredLimiter(LimiterBase):
         await self._store.clear(limiter=self.name, key=require_key("key", key))
         self._wake()
 
-    def _permit(self, key: str, token: str, taken: Taken) -> Permit:
-        return Permit(key=key, token=token, granted_at=from_timestamp(taken.at))
+    def _charged(self, cost: int) -> int:
+        """What the store charges a permit asked for at ``cost``."""
+        return 1
+
+    def _permit(self, key: str, token: str, cost: int, taken: Taken) -> Permit:
+        return Permit(key=key, token=token, granted_at=from_timestamp(taken.at), cost=cost)
 
 
-class RateLimiter(_StoredLimiter):
+class RateLimiter(StoredLimiter):
     """At most ``limit`` grants per key in any ``window`` seconds: a sliding-window log,
     exact at every instant (a token bucket would allow a burst of up to twice the limit
     across a window boundary). ``release`` does nothing, since the grant was used;
@@ -113,7 +151,31 @@ class RateLimiter(_StoredLimiter):
         return permit
 
 
-class ConcurrencyLimiter(_StoredLimiter):
+class TokenRateLimiter(RateLimiter):
+    """At most ``limit`` units (tokens) per key in any ``window`` seconds, each permit
+    charged its cost: a sliding-window log weighted by cost. A call's cost is estimated
+    before it runs and corrected with :meth:`charge` from what it really used; the
+    correction counts for the rest of the permit's window."""
+
+    async def charge(self, permit: Permit, cost: int) -> Permit | None:
+        """Charge ``cost`` instead of the estimate; ``None`` if the permit left the window."""
+        require_cost(cost, minimum=0)
+        charged = await self._store.charge(
+            limiter=self.name, key=permit.key, token=permit.token, cost=cost
+        )
+        if cost < permit.cost:
+            self._wake()
+        return replace(permit, cost=cost) if charged else None
+
+    def _charged(self, cost: int) -> int:
+        if cost > self.limit:
+            raise ValueError(
+                f"cost {cost} exceeds the limit of {self.limit} per window: it can never fit"
+            )
+        return cost
+
+
+class ConcurrencyLimiter(StoredLimiter):
     """At most ``limit`` holders per key at once. Each holds a lease of ``lease`` seconds,
     renewed by ``slot`` (or :meth:`renew`) while its work runs, so a crashed holder's slot
     frees itself within one lease. A waiter notices a release in its own process at once,
@@ -145,5 +207,6 @@ class ConcurrencyLimiter(_StoredLimiter):
         )
         return None if expiry is None else replace(permit, expires_at=from_timestamp(expiry))
 
-    def _permit(self, key: str, token: str, taken: Taken) -> Permit:
-        return replace(super()._permit(key, token, taken), expires_at=from_timestamp(taken.until))
+    def _permit(self, key: str, token: str, cost: int, taken: Taken) -> Permit:
+        permit = super()._permit(key, token, cost, taken)
+        return replace(permit, expires_at=from_timestamp(taken.until))

@@ -13,6 +13,10 @@ call, :meth:`Limiter.try_acquire`, whose refusal says how long until the next sl
     async with limiter.slot("openai"):             # the same, and renews a held lease
         ...
 
+A permit may have a *cost* (the tokens a call is estimated to use): a token limiter charges
+it, rate and concurrency limiters count the permit once whatever it costs, and
+:meth:`Limiter.charge` corrects the estimate once the real figure is known.
+
 A provider's ``retry-after`` reaches every limiter the same way, and no permit is granted on
 that key before it: ``await limiter.set_next_available("openai", seconds_from_now(30))``.
 """
@@ -40,13 +44,15 @@ class Permit:
 
     ``expires_at`` is when a held slot lapses unless renewed (a concurrency lease), ``None``
     when nothing is held (a rate limit counts the grant for its window, whatever happens).
-    ``parts`` are a composite's member permits, in member order.
+    ``cost`` is what was asked for (a token limiter charges it, other limiters count one
+    permit). ``parts`` are a composite's member permits, in member order.
     """
 
     key: str
     token: str
     granted_at: datetime
     expires_at: datetime | None = None
+    cost: int = 1
     parts: tuple[Permit, ...] = ()
 
 
@@ -73,17 +79,22 @@ class Limiter(Protocol):
         a slot freed by another process is noticed within this time."""
         ...
 
-    async def try_acquire(self, key: str) -> Decision:
-        """A permit now, or a refusal saying how long to wait; never blocks."""
+    async def try_acquire(self, key: str, cost: int = 1) -> Decision:
+        """A permit of ``cost`` now, or a refusal saying how long to wait; never blocks. A
+        cost that no window could ever grant raises ``ValueError``."""
         ...
 
-    async def acquire(self, key: str) -> Permit:
+    async def acquire(self, key: str, cost: int = 1) -> Permit:
         """Wait for a permit, sleeping until the next slot is due (no busy loop). Bound the
         wait with ``asyncio.timeout``."""
         ...
 
-    def slot(self, key: str) -> AbstractAsyncContextManager[Permit]:
-        """``acquire``, renew the lease while the block runs, ``release`` on exit."""
+    def slot(self, key: str, cost: int = 1) -> AbstractAsyncContextManager[Permit]:
+        """``acquire``, then :meth:`holding` the permit for the block."""
+        ...
+
+    def holding(self, permit: Permit) -> AbstractAsyncContextManager[Permit]:
+        """Renew the permit's lease while the block runs, ``release`` it on exit."""
         ...
 
     async def release(self, permit: Permit) -> None:
@@ -96,6 +107,12 @@ class Limiter(Protocol):
 
     async def renew(self, permit: Permit) -> Permit | None:
         """Extend a held lease; the renewed permit, or ``None`` if it already lapsed."""
+        ...
+
+    async def charge(self, permit: Permit, cost: int) -> Permit | None:
+        """Make the permit cost ``cost`` (>= 0) instead of its estimate; the changed permit,
+        or ``None`` if it no longer counts (lapsed, released or cleared). Limiters that
+        count permits rather than costs have nothing to correct and return the permit."""
         ...
 
     async def next_available(self, key: str) -> datetime:
@@ -121,6 +138,22 @@ def seconds_from_now(seconds: float) -> datetime:
 def from_timestamp(timestamp: float) -> datetime:
     """A UTC datetime from POSIX seconds."""
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def require_key(argument: str, value: object) -> str:
+    """Return ``value`` if it is a non-empty string without NUL, else raise ``ValueError``."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{argument} must be a non-empty string, got {value!r}")
+    if "\x00" in value:
+        raise ValueError(f"{argument} may not contain NUL characters")
+    return value
+
+
+def require_cost(cost: int, *, minimum: int = 1) -> int:
+    """Return ``cost`` if it is an integer of at least ``minimum``, else raise ``ValueError``."""
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < minimum:
+        raise ValueError(f"cost must be an integer >= {minimum}, got {cost!r}")
+    return cost
 
 
 def to_timestamp(argument: str, at: datetime) -> float:
@@ -168,21 +201,26 @@ class LimiterBase(ABC):
         """The longest a waiter sleeps before asking again."""
         return self._recheck_interval
 
-    async def acquire(self, key: str) -> Permit:
+    async def acquire(self, key: str, cost: int = 1) -> Permit:
         """Wait for a permit, sleeping until the next slot (bound it with ``asyncio.timeout``)."""
         while True:
-            decision = await self.try_acquire(key)
+            decision = await self.try_acquire(key, cost)
             if decision.permit is not None:
                 return decision.permit
             wait = min(decision.retry_after, self._recheck_interval)
             await self._signal.wait(max(wait, MIN_WAIT_S))
 
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[Permit]:
+    async def slot(self, key: str, cost: int = 1) -> AsyncIterator[Permit]:
         """Hold a permit for the ``async with`` block, renewing its lease meanwhile."""
-        permit = await self.acquire(key)
+        async with self.holding(await self.acquire(key, cost)) as permit:
+            yield permit
+
+    @asynccontextmanager
+    async def holding(self, permit: Permit) -> AsyncIterator[Permit]:
+        """Keep a granted permit's lease alive for the block; release it on exit."""
         try:
-            async with _kept_alive(self, permit):
+            async with keep_alive(self, permit):
                 yield permit
         finally:
             await self.release(permit)
@@ -191,7 +229,7 @@ class LimiterBase(ABC):
         self._signal.fire()
 
     @abstractmethod
-    async def try_acquire(self, key: str) -> Decision:
+    async def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """A permit now, or a refusal saying how long to wait."""
 
     @abstractmethod
@@ -207,6 +245,10 @@ class LimiterBase(ABC):
         """Extend a held lease."""
 
     @abstractmethod
+    async def charge(self, permit: Permit, cost: int) -> Permit | None:
+        """Correct the permit's cost."""
+
+    @abstractmethod
     async def next_available(self, key: str) -> datetime:
         """The earliest time a permit could be granted."""
 
@@ -220,7 +262,7 @@ class LimiterBase(ABC):
 
 
 @asynccontextmanager
-async def _kept_alive(limiter: LimiterBase, permit: Permit) -> AsyncIterator[None]:
+async def keep_alive(limiter: Limiter, permit: Permit) -> AsyncIterator[None]:
     """Renew ``permit`` every third of its lease while the block runs, so a long task keeps
     its slot while a crashed one loses it within one lease."""
     if permit.expires_at is None:
@@ -235,7 +277,7 @@ async def _kept_alive(limiter: LimiterBase, permit: Permit) -> AsyncIterator[Non
         await asyncio.wait([renewer])
 
 
-async def _renew_periodically(limiter: LimiterBase, permit: Permit, interval: float) -> None:
+async def _renew_periodically(limiter: Limiter, permit: Permit, interval: float) -> None:
     current: Permit | None = permit
     while current is not None:
         await asyncio.sleep(interval)

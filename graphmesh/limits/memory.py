@@ -7,18 +7,27 @@ under asyncio. Limits hold within this process only.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Self
 
-from graphmesh.orchestrator.limits.store import Taken, next_slot
+from graphmesh.limits.store import Take, Taken, next_slot
+
+
+@dataclass
+class _Live:
+    expiry: float
+    cost: int
 
 
 @dataclass
 class _KeyState:
     blocked_until: float | None = None
-    expiries: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    permits: dict[str, _Live] = field(default_factory=dict)  # by token
+
+    def live(self) -> list[tuple[float, int]]:
+        return [(permit.expiry, permit.cost) for permit in self.permits.values()]
 
 
 class MemoryLimitStore:
@@ -34,36 +43,58 @@ class MemoryLimitStore:
         """Yield a fresh store; nothing to release, this exists for symmetry."""
         yield cls()
 
-    async def take(self, *, limiter: str, key: str, limit: int, hold: float, token: str) -> Taken:
-        """Grant ``token`` if fewer than ``limit`` permits are live and the key is unblocked."""
+    async def take(
+        self, *, limiter: str, key: str, limit: int, hold: float, token: str, cost: int = 1
+    ) -> Taken:
+        """Grant ``token`` if the live permits leave room for ``cost`` and the key is unblocked."""
         now = self._clock()
         state = self._live(limiter, key, now)
-        next_at = next_slot(state.blocked_until, state.expiries.values(), limit)
+        next_at = next_slot(state.blocked_until, state.live(), limit, cost)
         if next_at > now:
             return Taken(granted=False, at=now, until=next_at)
-        state.expiries[token] = now + hold
+        state.permits[token] = _Live(expiry=now + hold, cost=cost)
         return Taken(granted=True, at=now, until=now + hold)
+
+    async def take_all(self, *, key: str, takes: Sequence[Take]) -> list[Taken]:
+        """Every permit of ``takes``, or the first refusal and none."""
+        now = self._clock()
+        for take in takes:
+            state = self._live(take.limiter, key, now)
+            next_at = next_slot(state.blocked_until, state.live(), take.limit, take.cost)
+            if next_at > now:
+                return [Taken(granted=False, at=now, until=next_at)]
+        for take in takes:
+            state = self._keys[(take.limiter, key)]
+            state.permits[take.token] = _Live(expiry=now + take.hold, cost=take.cost)
+        return [Taken(granted=True, at=now, until=now + take.hold) for take in takes]
 
     async def drop(self, *, limiter: str, key: str, token: str) -> None:
         """Delete a permit, if it exists."""
         state = self._keys.get((limiter, key))
         if state is not None:
-            state.expiries.pop(token, None)
+            state.permits.pop(token, None)
 
     async def extend(self, *, limiter: str, key: str, token: str, hold: float) -> float | None:
         """Push a live permit's expiry to ``hold`` seconds from now."""
         now = self._clock()
-        state = self._live(limiter, key, now)
-        if token not in state.expiries:
+        permit = self._live(limiter, key, now).permits.get(token)
+        if permit is None:
             return None
-        state.expiries[token] = now + hold
-        return now + hold
+        permit.expiry = now + hold
+        return permit.expiry
+
+    async def charge(self, *, limiter: str, key: str, token: str, cost: int) -> bool:
+        """Make a live permit cost ``cost``."""
+        permit = self._live(limiter, key, self._clock()).permits.get(token)
+        if permit is not None:
+            permit.cost = cost
+        return permit is not None
 
     async def next_available(self, *, limiter: str, key: str, limit: int) -> float:
         """When ``take`` could next grant; now if it could now."""
         now = self._clock()
         state = self._live(limiter, key, now)
-        return max(now, next_slot(state.blocked_until, state.expiries.values(), limit))
+        return max(now, next_slot(state.blocked_until, state.live(), limit))
 
     async def block(self, *, limiter: str, key: str, until: float) -> None:
         """Grant nothing before ``until`` (keeping a later block)."""
@@ -78,5 +109,5 @@ class MemoryLimitStore:
     def _live(self, limiter: str, key: str, now: float) -> _KeyState:
         """The key's state with expired permits removed."""
         state = self._keys.setdefault((limiter, key), _KeyState())
-        state.expiries = {token: at for token, at in state.expiries.items() if at > now}
+        state.permits = {token: p for token, p in state.permits.items() if p.expiry > now}
         return state

@@ -1,0 +1,1 @@
+"""Postgres SQL of the limiters (a package so that wheels carry the files)."""

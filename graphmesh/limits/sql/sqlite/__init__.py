@@ -1,0 +1,1 @@
+"""SQLite SQL of the limiters (a package so that wheels carry the files)."""
