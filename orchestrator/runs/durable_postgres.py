@@ -24,7 +24,14 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.queue._shared import started_in_spec_order
-from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue.base import (
+    AttemptToken,
+    Completion,
+    Job,
+    JobError,
+    JobSpec,
+    WorkerSession,
+)
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.postgres import CONNECTION_SETTINGS, PostgresJobQueue
 from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, job_from_row, started_params
@@ -101,8 +108,10 @@ class PostgresTx:
     async def enqueue(self, specs: Sequence[JobSpec]) -> None:
         await self._connection.execute(QUERIES["enqueue_jobs"], enqueue_params(specs))
 
-    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> PostgresStarted:
-        params = started_params(specs, lease_s)
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: WorkerSession | None
+    ) -> PostgresStarted:
+        params = started_params(specs, lease_s, session)
         return PostgresStarted(
             await self._connection.execute(QUERIES["enqueue_started_jobs"], params), specs
         )

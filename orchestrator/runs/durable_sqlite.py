@@ -29,6 +29,7 @@ from graphmesh.orchestrator.queue.base import (
     JobError,
     JobSpec,
     JobStatus,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.sqlite import SqliteJobQueue
@@ -108,9 +109,13 @@ class SqliteTx:
         self.queues.update(spec.queue for spec in specs)
         await self._call(lambda db: self._queue.within(db).enqueue_many(specs))
 
-    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> SqliteStarted:
-        ops = self._queue.within
-        jobs = await self._call(lambda db: ops(db).enqueue_started(specs, lease_s=lease_s))
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: WorkerSession | None
+    ) -> SqliteStarted:
+        ops, held = self._queue.within, None if session is None else session.id
+        jobs = await self._call(
+            lambda db: ops(db).enqueue_started(specs, lease_s=lease_s, session=held)
+        )
         # Those left pending behind a job of higher priority wake the workers at commit.
         self.queues.update(
             job.queue for job in jobs if job is not None and job.status is JobStatus.PENDING

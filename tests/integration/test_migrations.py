@@ -31,6 +31,7 @@ EXPECTED_TABLES = {
     "graphmesh_models",
     "graphmesh_task_models",
     "graphmesh_jobs",
+    "graphmesh_job_sessions",
     "graphmesh_limiter_keys",
     "graphmesh_limiter_permits",
     "graphmesh_run_events",
