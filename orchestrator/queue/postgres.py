@@ -27,7 +27,6 @@ from typing import Any, Self
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.queue._shared import (
     DEFAULT_MAINTENANCE_INTERVAL_S,
@@ -73,10 +72,10 @@ from graphmesh.orchestrator.queue.retry import (
 from graphmesh.orchestrator.queue.sessions import GoneSessions
 from graphmesh.orchestrator.storage.codec import encode_json
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.postgres_pool import ConnectionSource, PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 Connection = psycopg.AsyncConnection[TupleRow]
-Pool = AsyncConnectionPool[Connection]
 RESCUE_BATCH = 1000
 # A session's lock seen free is believed gone once it still is this much later (its
 # worker, if alive, takes it again within RECONNECT_PAUSE_S of its connection breaking)...
@@ -91,13 +90,14 @@ class PostgresJobQueue(BatchQueue):
     """A :class:`~graphmesh.orchestrator.queue.base.JobQueue` in ``graphmesh_jobs``.
 
     Built on a pool (its owner closes it) or, through :meth:`within`, on one connection.
-    A pool of your own is best opened with ``kwargs=CONNECTION_SETTINGS``, as :meth:`open`
-    does; any pool works.
+    A pool of your own is best a :class:`PostgresPool` (it fails fast while the database
+    is down) opened with ``kwargs=CONNECTION_SETTINGS``, as :meth:`open` does; any pool
+    works.
     """
 
     def __init__(
         self,
-        pool: Pool,
+        pool: ConnectionSource,
         *,
         random: Callable[[], float] = _random.random,
         maintenance_interval_s: float = DEFAULT_MAINTENANCE_INTERVAL_S,
@@ -124,11 +124,8 @@ class PostgresJobQueue(BatchQueue):
         maintenance_interval_s: float = DEFAULT_MAINTENANCE_INTERVAL_S,
     ) -> AsyncIterator[Self]:
         """Yield a queue with its own autocommit pool on ``dsn`` (migrated), closed on exit."""
-        pool: Pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_size, open=False, kwargs=CONNECTION_SETTINGS
-        )
-        await pool.open(wait=True)
-        try:
+        options = {"min_size": 1, "max_size": max_size, "kwargs": CONNECTION_SETTINGS}
+        async with PostgresPool.open(dsn, **options) as pool:
             async with pool.connection() as connection:
                 await migrate_postgres(connection)
             queue = cls(pool, random=random, maintenance_interval_s=maintenance_interval_s)
@@ -136,8 +133,6 @@ class PostgresJobQueue(BatchQueue):
                 yield queue
             finally:
                 await queue.close()
-        finally:
-            await pool.close()
 
     def within(self, connection: Connection) -> PostgresJobQueue:
         """This queue's operations on ``connection``, in whatever transaction it has open

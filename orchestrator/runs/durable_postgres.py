@@ -21,7 +21,6 @@ from typing import Any, Self
 import orjson
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.queue._shared import started_in_spec_order
 from graphmesh.orchestrator.queue.base import (
@@ -49,11 +48,11 @@ from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever
+from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 Connection = psycopg.AsyncConnection[TupleRow]
-Pool = AsyncConnectionPool[Connection]
 log = logging.getLogger(__name__)
 
 
@@ -139,7 +138,11 @@ class PostgresRunStore:
     """Runs, tasks and events in Postgres, beside the job queue of the same pool."""
 
     def __init__(
-        self, pool: Pool, queue: PostgresJobQueue, *, registry: TaskRegistry = default_registry
+        self,
+        pool: PostgresPool,
+        queue: PostgresJobQueue,
+        *,
+        registry: TaskRegistry = default_registry,
     ) -> None:
         self.pool = pool
         self.queue = queue
@@ -152,11 +155,8 @@ class PostgresRunStore:
         cls, dsn: str, *, max_size: int = 8, registry: TaskRegistry = default_registry
     ) -> AsyncIterator[Self]:
         """A store with its own pool on ``dsn`` (migrated), listening for run signals."""
-        pool: Pool = AsyncConnectionPool(
-            dsn, min_size=2, max_size=max_size, open=False, kwargs=CONNECTION_SETTINGS
-        )
-        await pool.open(wait=True)
-        try:
+        options = {"min_size": 2, "max_size": max_size, "kwargs": CONNECTION_SETTINGS}
+        async with PostgresPool.open(dsn, **options) as pool:
             async with pool.connection() as connection:
                 await migrate_postgres(connection)
             queue = PostgresJobQueue(pool)
@@ -168,8 +168,6 @@ class PostgresRunStore:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await queue.close()
-        finally:
-            await pool.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
@@ -236,10 +234,11 @@ class PostgresRunStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection. When none can be had, or it breaks (the server restarted),
-        the error becomes StoreUnavailableError; other errors pass unchanged. A broken one
-        has the pool check its idle connections: after a restart they are all dead, and
-        each would otherwise fail one more call."""
+        """A pooled connection. When none can be had (at once while the database is down:
+        see :class:`PostgresPool`), or it breaks (the server restarted), the error becomes
+        StoreUnavailableError; other errors pass unchanged. By the time a broken one is
+        reported, the pool has checked its idle connections (after a restart they are all
+        dead, and each would otherwise fail one more call)."""
         connection: Connection | None = None
         try:
             async with self.pool.connection() as connection:
@@ -249,7 +248,6 @@ class PostgresRunStore:
             if connection is None:
                 raise StoreUnavailableError(message) from error
             if connection.closed or connection.broken:
-                await self.pool.check()
                 raise _DroppedError(message) from error
             raise
 
