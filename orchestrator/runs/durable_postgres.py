@@ -284,5 +284,6 @@ class PostgresRunService(DurableRunService):
             if not run_tasks:
                 yield service
                 return
-            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+            async with RunWorker(store, store.queue, worker or WorkerSettings()) as running:
+                service.worker = running
                 yield service

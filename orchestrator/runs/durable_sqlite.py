@@ -221,7 +221,8 @@ class SqliteRunService(DurableRunService):
             if not run_tasks:
                 yield service
                 return
-            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+            async with RunWorker(store, store.queue, worker or WorkerSettings()) as running:
+                service.worker = running
                 yield service
 
 
