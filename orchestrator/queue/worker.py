@@ -46,7 +46,6 @@ from graphmesh.orchestrator.queue.base import (
     Job,
     JobError,
     JobQueue,
-    JsonObject,
     Wakeup,
     WorkerSession,
 )
@@ -55,6 +54,7 @@ from graphmesh.orchestrator.queue.errors import (
     RetryableJobError,
     StaleAttemptError,
 )
+from graphmesh.orchestrator.queue.job_context import Handler, JobContext
 from graphmesh.orchestrator.queue.worker_options import (
     CANCEL_WAIT_S,
     WorkerOptions,
@@ -64,31 +64,6 @@ from graphmesh.orchestrator.queue.worker_options import (
 __all__ = ["Handler", "JobContext", "Worker", "WorkerOptions", "finish_share"]
 
 log = logging.getLogger(__name__)
-
-
-class JobContext:
-    """What a handler gets besides its job: progress reports, the cancel flag, and
-    :meth:`mark_settled` for a handler that ends its job itself."""
-
-    def __init__(self, queue: JobQueue, job: Job) -> None:
-        self.job = job
-        self._queue = queue
-        self.cancel_requested = False
-        self.settled = False
-
-    def mark_settled(self) -> None:
-        """Say that the handler completed or failed this attempt itself, e.g. with
-        ``queue.within(connection)`` in the transaction that stored its result: the worker
-        then writes nothing more for it (a second completion would only be rejected)."""
-        self.settled = True
-
-    async def report_progress(self, percent: float) -> None:
-        """Persist progress (clamped to 0-100); raises ``StaleAttemptError`` when this
-        attempt no longer holds the job, which also stops the handler."""
-        await self._queue.report_progress(self.job.token, percent)
-
-
-Handler = Callable[[Job, JobContext], Awaitable[JsonObject | None]]
 
 
 class _Stop(Enum):
@@ -150,9 +125,13 @@ class Worker:
         self._session: WorkerSession | None = None
 
     async def __aenter__(self) -> Self:
-        # Entered first, left last: the session ends after the attempts were handed back.
-        self._session = await self._stack.enter_async_context(self._queue.session())
-        wakeup = await self._stack.enter_async_context(self._queue.wakeups(self._queues))
+        try:
+            # Entered first, left last: the session ends after the attempts were handed back.
+            self._session = await self._stack.enter_async_context(self._queue.session())
+            wakeup = await self._stack.enter_async_context(self._queue.wakeups(self._queues))
+        except BaseException:
+            await self._stack.aclose()
+            raise
         self._background = [
             asyncio.create_task(self._relay(wakeup), name="graphmesh-worker-wakeup"),
             asyncio.create_task(self._housekeeping(), name="graphmesh-worker-housekeeping"),
