@@ -2,13 +2,16 @@
 
 Orchestrator A (``GRAPHMESH_GRACE_PERIOD`` 3 s, default leases) runs a run of three chains
 of short tasks and one task longer than the grace period, while a client watches the run
-on A; orchestrator B runs beside it. A is paused (SIGSTOP) for a snapshot of the jobs
+on A and another waits for it (``Client.wait``) through a front that, like a load
+balancer, sends new connections to the first replica that listens; orchestrator B runs
+beside it. A is paused (SIGSTOP) for a snapshot of the jobs
 running at that moment, then gets SIGTERM (and SIGCONT). A must start no task after
 SIGTERM (whatever it runs after it, it had claimed before), end the watch with
 UNAVAILABLE saying it is shutting down, hand the long task back (it runs again on B, and
 its job counts no failure), and exit within its grace period. B finishes the run: every
 task completes, each task completed before SIGTERM ran once, and the event log counts
-1, 2, 3 ... without a gap.
+1, 2, 3 ... without a gap. The waiting client resumes its watch on B after the last event
+it saw and returns the completed run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 from support.durable_tasks import create_executions_table, execution_counts, flow, record
+from support.failover import FailoverProxy
 from support.orchestrator_process import (
     attempts_of,
     executions_by,
@@ -59,11 +63,17 @@ async def test_sigterm_hands_the_run_over_within_the_grace_period(postgres_dsn: 
     graph = chains_and_a_long_task(dsn)
     env = {"GRAPHMESH_GRACE_PERIOD": str(GRACE_S)}
     with orchestrator_process(dsn, lease_s=None, concurrency=4, env=env) as (a, a_address):
-        async with Client(a_address, timeout=10) as client:
+        async with (
+            Client(a_address, timeout=10) as client,
+            FailoverProxy([a_address]) as front,
+            Client(front.address, timeout=10) as via_front,
+        ):
             run = await client.submit(graph)
             watching = asyncio.create_task(watch_until_broken(client, run.run_id))
+            waiting = asyncio.create_task(via_front.wait(run.run_id))
             await asyncio.wait_for(until_completed(dsn, run.run_id, 3), 60)
             with orchestrator_process(dsn, lease_s=None, concurrency=4, env=env) as (_, b):
+                front.targets.append(b)
                 a.send_signal(signal.SIGSTOP)
                 await asyncio.sleep(SETTLE_S)
                 running, at_sigterm = await running_jobs(dsn, run.run_id)
@@ -76,6 +86,7 @@ async def test_sigterm_hands_the_run_over_within_the_grace_period(postgres_dsn: 
                 async with Client(b, timeout=10) as other:
                     done = await asyncio.wait_for(other.wait(run.run_id), 90)
                     events = [event async for event in other.watch(run.run_id)]
+                waited = await asyncio.wait_for(waiting, 30)
     assert "long" in running
     started_late = {
         task for task, pid, at in await executions_by(dsn) if pid == a.pid and at > at_sigterm
@@ -83,6 +94,7 @@ async def test_sigterm_hands_the_run_over_within_the_grace_period(postgres_dsn: 
     assert started_late <= running, "A started tasks after SIGTERM"
     assert isinstance(broken, UnavailableError) and "shutting down" in str(broken), broken
     assert done.status == RunState.COMPLETED, done.error
+    assert (waited.status, waited.last_seq) == (RunState.COMPLETED, done.last_seq)
     ran_long = [pid for task, pid, _ in await executions_by(dsn) if task == "long"]
     assert ran_long[0] == a.pid and len(ran_long) == 2 and ran_long[1] != a.pid
     long_job = await attempts_of(dsn, run.run_id, "long")
