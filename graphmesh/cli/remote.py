@@ -135,7 +135,9 @@ async def _serve(
         )
         sys.stdout.flush()
         tune_gc()
-        await server.serve_until_signal()
+        from graphmesh.services.kit.draining import Drainable
+
+        await server.serve_until_signal([runs] if isinstance(runs, Drainable) else [])
 
 
 async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:

@@ -2,13 +2,17 @@
 shared service bootstrap (health, reflection, TLS/mTLS, graceful stop).
 
 ``async with OrchestratorServer(runs, graphs, tokens=...) as server`` serves until the
-block ends; :meth:`OrchestratorServer.serve_until_signal` waits for SIGTERM/SIGINT first.
+block ends; :meth:`OrchestratorServer.serve_until_signal` waits for SIGTERM/SIGINT first,
+then shuts down within the grace period: the run worker stops claiming at once, open
+WatchRun streams end with UNAVAILABLE (the SDK resumes them elsewhere), calls and tasks in
+flight get most of the grace period to finish, and tasks still running then are handed
+back to the queue for another replica.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Self
 
@@ -20,10 +24,12 @@ from graphmesh.orchestrator.api.errors import ErrorInterceptor
 from graphmesh.orchestrator.api.graphs import SavedGraphStore
 from graphmesh.orchestrator.api.servicer import OrchestratorServicer
 from graphmesh.orchestrator.api.settings import EdgeSettings
+from graphmesh.orchestrator.queue.worker_options import finish_share
 from graphmesh.orchestrator.runs.model import RunService
 from graphmesh.orchestrator.runs.quotas import QuotaRunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+from graphmesh.services.kit.draining import Drainable
 from graphmesh.services.kit.server import (
     GrpcServer,
     ServiceRegistration,
@@ -104,7 +110,10 @@ class OrchestratorServer:
     ) -> None:
         await self.grpc.stop()
 
-    async def serve_until_signal(self) -> None:
-        """Serve until SIGTERM or SIGINT; leaving the ``async with`` then stops gracefully."""
+    async def serve_until_signal(self, draining: Iterable[Drainable] = ()) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down within the grace period (see the
+        module docs); ``draining``: the parts that run work (the run service's worker)."""
         received = await wait_for_shutdown_signal()
-        logger.info("received %s, stopping (grace %.1f s)", received.name, self.grpc.grace_period)
+        grace = self.grpc.grace_period
+        logger.info("received %s, stopping (grace %.1f s)", received.name, grace)
+        await self.grpc.shutdown(finish_s=finish_share(grace), draining=draining)

@@ -21,6 +21,7 @@ from graphmesh.orchestrator.queue.base import (
     MaintenanceReport,
     RetryPolicy,
     Wakeup,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import (
     JobHandlerError,
@@ -60,4 +61,5 @@ __all__ = [
     "Wakeup",
     "Worker",
     "WorkerOptions",
+    "WorkerSession",
 ]

@@ -6,8 +6,15 @@ good; ``history`` keeps every attempt's error) or CANCELLED. The attempt number 
 fencing token: every report about a claimed job names its :class:`AttemptToken`, and a
 report from an attempt that no longer holds the job (it was rescued after its lease
 expired, handed back, or the job ended) is rejected. An attempt whose lease ran out but
-that nobody rescued yet still holds its job. Backends (memory, SQLite, Postgres) pass
-one contract suite, ``tests/contract/test_job_queue.py`` (and the worker's,
+that nobody rescued yet still holds its job.
+
+A worker claims under a :class:`WorkerSession` (``JobQueue.session``): when the session
+ends with attempts still held (the worker's process died), those attempts are rescued at
+the next maintenance, without waiting for their leases, which remain for what a session
+cannot see (a worker cut off from the database).
+
+Backends (memory, SQLite, Postgres) pass one contract suite,
+``tests/contract/test_job_queue.py`` (and the worker's,
 ``tests/contract/test_queue_worker.py``).
 """
 
@@ -46,6 +53,7 @@ class ErrorKind(StrEnum):
 
     ERROR = "error"  # the handler raised
     LEASE_EXPIRED = "lease_expired"  # the worker stopped heartbeating; the job was rescued
+    WORKER_LOST = "worker_lost"  # the worker's session ended (its process died); rescued
     START_TO_CLOSE_TIMEOUT = "start_to_close_timeout"  # an attempt ran too long
     SCHEDULE_TO_START_TIMEOUT = "schedule_to_start_timeout"  # no attempt started in time
     CANCELLED = "cancelled"  # the handler stopped on a cancel request
@@ -201,12 +209,23 @@ class LeaseState:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WorkerSession:
+    """A worker's presence on the queue, from :meth:`JobQueue.session`. Attempts claimed
+    (or started at enqueue) under it are rescued as soon as it ends while they are still
+    running: the worker died, or left without handing them back."""
+
+    id: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class MaintenanceReport:
-    """What :meth:`JobQueue.maintain` did: attempts rescued from expired leases and jobs
-    dead-lettered for never starting in time."""
+    """What :meth:`JobQueue.maintain` did: attempts rescued from expired leases
+    (``rescued``) and from ended sessions (``orphaned``), and jobs dead-lettered for never
+    starting in time (``expired``)."""
 
     rescued: int = 0
     expired: int = 0
+    orphaned: int = 0
 
 
 class Wakeup(Protocol):
@@ -233,14 +252,26 @@ class JobQueue(Protocol):
         """:meth:`enqueue` for many specs at once; results in the order given."""
         ...
 
+    def session(self) -> AbstractAsyncContextManager[WorkerSession]:
+        """A :class:`WorkerSession` for a worker's claims, open for the block's duration.
+        Postgres sees a session end when its connection does, so a killed process's
+        attempts are rescued within seconds; SQLite, when its process is gone; memory,
+        when the block ends."""
+        ...
+
     async def enqueue_started(
-        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job | None]:
         """Add jobs and start their first attempts for the caller at once (eager dispatch:
         a worker that makes work and has free slots runs it without a claim). Each comes
         back running, attempt 1, leased for ``lease_s`` (capped by its start-to-close
-        timeout): heartbeat, complete or fail it like a claimed attempt; if the caller
-        dies, the lease runs out and the job is rescued. ``None`` where the key is held
+        timeout) under ``session``: heartbeat, complete or fail it like a claimed attempt;
+        if the caller dies, its session ends (or the lease runs out) and the job is
+        rescued. ``None`` where the key is held
         by another job (left as it is) or by an earlier spec of the batch, and where a
         due pending job of higher priority waits in the spec's queue: priorities hold, so
         that job is added pending instead, for a claim, and workers are woken for it. No
@@ -248,11 +279,17 @@ class JobQueue(Protocol):
         ...
 
     async def claim(
-        self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int = 1,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job]:
         """Start an attempt of up to ``limit`` due jobs of ``queues``, highest priority
         first, then oldest ``run_at``; each is leased for ``lease_s`` (capped by its
-        start-to-close timeout). Also runs (or, on Postgres, starts) :meth:`maintain`
+        start-to-close timeout) and held by ``session`` (``None``: by the lease alone).
+        Also runs (or, on Postgres, starts) :meth:`maintain`
         when its interval has passed, so expired leases are rescued without a job of
         their own."""
         ...
@@ -313,9 +350,10 @@ class JobQueue(Protocol):
         ...
 
     async def maintain(self) -> MaintenanceReport:
-        """Rescue attempts whose lease expired (the job is retried, or dead-lettered when
-        its attempts are used up, or cancelled when a cancel was requested) and
-        dead-letter jobs past their schedule-to-start deadline."""
+        """Rescue attempts whose lease expired or whose session ended (the job is
+        retried, or dead-lettered when its attempts are used up, or cancelled when a
+        cancel was requested) and dead-letter jobs past their schedule-to-start
+        deadline."""
         ...
 
     async def delete_finished(self, older_than_s: float) -> int:

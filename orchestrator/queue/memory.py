@@ -1,7 +1,9 @@
 """The in-memory job queue: the reference behaviour, for unit tests and previews.
 
 Payloads and results are kept as encoded JSON text, so the memory queue copies, normalises
-and refuses values exactly as the database backends do. Nothing survives the process.
+and refuses values exactly as the database backends do. Nothing survives the process, so
+a worker session ends only with its ``session()`` block: its attempts still running are
+then rescued at the next maintenance, as a dead process's are on the databases.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from graphmesh.orchestrator.queue.base import (
     LeaseState,
     MaintenanceReport,
     Wakeup,
+    WorkerSession,
     clamp_progress,
     from_epoch,
 )
@@ -45,6 +48,7 @@ from graphmesh.orchestrator.queue.retry import (
     lease_lost_error,
     schedule_to_start_error,
     settle_failure,
+    worker_lost_error,
 )
 from graphmesh.orchestrator.storage.codec import decode_json, encode_json
 
@@ -60,6 +64,7 @@ class _Record:
     created_at: float
     status: JobStatus = JobStatus.PENDING
     attempt: int = 0
+    session_id: int | None = None
     started_at: float | None = None
     lease_until: float | None = None
     attempt_deadline: float | None = None
@@ -96,6 +101,8 @@ class MemoryJobQueue(BatchQueue):
         self._running: dict[int, _Record] = {}
         self._hub = WakeupHub()
         self._next_id = 1
+        self._sessions: set[int] = set()  # the live ones
+        self._next_session = 1
 
     @classmethod
     @asynccontextmanager
@@ -115,6 +122,17 @@ class MemoryJobQueue(BatchQueue):
     async def close(self) -> None:
         """Nothing to release; the jobs live as long as the object."""
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[WorkerSession]:
+        """A worker session, live until the block ends."""
+        session = WorkerSession(id=self._next_session)
+        self._next_session += 1
+        self._sessions.add(session.id)
+        try:
+            yield session
+        finally:
+            self._sessions.discard(session.id)
+
     async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Add jobs (or find those holding their keys); results in the order given."""
         payloads = [encode_json(spec.payload) for spec in specs]  # refuse before any change
@@ -123,7 +141,11 @@ class MemoryJobQueue(BatchQueue):
         return [self._snapshot(record) for record in records]
 
     async def enqueue_started(
-        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job | None]:
         """Add jobs with their first attempt started for the caller; ``None`` where a key
         is held or where a due job of higher priority waits in the queue (the job is then
@@ -140,7 +162,7 @@ class MemoryJobQueue(BatchQueue):
                 self._hub.notify([spec.queue])
                 started.append(None)
             else:
-                started.append(self._start(self._add(spec, payload), now, lease_s))
+                started.append(self._start(self._add(spec, payload), now, lease_s, session))
         return started
 
     def _outranked(self, spec: JobSpec, now: float) -> bool:
@@ -168,7 +190,12 @@ class MemoryJobQueue(BatchQueue):
         return record
 
     async def claim(
-        self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int = 1,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job]:
         """Start attempts of up to ``limit`` due jobs of ``queues`` (see the protocol)."""
         names = set(check_claim(queues, limit, lease_s))
@@ -177,16 +204,19 @@ class MemoryJobQueue(BatchQueue):
         now = self._clock()
         due = [r for r in self._pending.values() if r.spec.queue in names and self._due(r, now)]
         due.sort(key=_Record.sort_key)
-        return [self._start(record, now, lease_s) for record in due[:limit]]
+        return [self._start(record, now, lease_s, session) for record in due[:limit]]
 
     @staticmethod
     def _due(record: _Record, now: float) -> bool:
         deadline = record.start_deadline()
         return record.run_at <= now and (deadline is None or deadline > now)
 
-    def _start(self, record: _Record, now: float, lease_s: float) -> Job:
+    def _start(
+        self, record: _Record, now: float, lease_s: float, session: WorkerSession | None
+    ) -> Job:
         timeout = record.spec.start_to_close_timeout_s
         record.attempt += 1
+        record.session_id = None if session is None else session.id
         record.started_at = now
         record.attempt_deadline = None if timeout is None else now + timeout
         record.lease_until = self._lease_end(record, now, lease_s)
@@ -337,7 +367,8 @@ class MemoryJobQueue(BatchQueue):
         return [self._snapshot(record) for record in chosen[:limit]]
 
     async def maintain(self) -> MaintenanceReport:
-        """Rescue expired leases and dead-letter jobs that never started in time."""
+        """Rescue expired leases and attempts of ended sessions, and dead-letter jobs that
+        never started in time."""
         now = self._clock()
         expired = [r for r in self._running.values() if (r.lease_until or now) < now]
         for record in expired:
@@ -345,6 +376,9 @@ class MemoryJobQueue(BatchQueue):
             self._settle(
                 record, self._settlement(record, lease_lost_error(past_start_to_close=late))
             )
+        orphans = [r for r in self._running.values() if self._orphaned(r)]
+        for record in orphans:
+            self._settle(record, self._settlement(record, worker_lost_error()))
         unstarted = [r for r in self._pending.values() if self._missed_start(r, now)]
         for record in unstarted:
             error = schedule_to_start_error()
@@ -354,7 +388,12 @@ class MemoryJobQueue(BatchQueue):
                 )
             )
             self._move(record, JobStatus.DEAD_LETTER)
-        return MaintenanceReport(rescued=len(expired), expired=len(unstarted))
+        return MaintenanceReport(
+            rescued=len(expired), expired=len(unstarted), orphaned=len(orphans)
+        )
+
+    def _orphaned(self, record: _Record) -> bool:
+        return record.session_id is not None and record.session_id not in self._sessions
 
     @staticmethod
     def _missed_start(record: _Record, now: float) -> bool:

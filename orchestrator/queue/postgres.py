@@ -6,6 +6,11 @@ index of the runnable set); completions and heartbeats are one statement per bat
 worker listening through :meth:`PostgresJobQueue.wakeups` claims within milliseconds.
 The SQL is in ``storage/sql/postgres/queue_queries.sql``.
 
+A worker claims under a session (:meth:`PostgresJobQueue.session`): an advisory lock held
+by a connection of its own (see :mod:`.postgres_session`), released by Postgres the moment
+the worker's process dies, so its attempts are rescued in seconds while a live worker's
+long attempt keeps its lease.
+
 Every operation can also run on a caller's connection, inside the caller's transaction:
 ``queue.within(connection)`` is a view of the queue whose operations use that connection
 and never commit, so a task's completion and the enqueueing of the tasks it makes ready
@@ -14,6 +19,7 @@ commit (or roll back) together.
 
 from __future__ import annotations
 
+import asyncio
 import random as _random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,7 +27,6 @@ from typing import Any, Self
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.queue._shared import (
     DEFAULT_MAINTENANCE_INTERVAL_S,
@@ -42,6 +47,7 @@ from graphmesh.orchestrator.queue.base import (
     LeaseState,
     MaintenanceReport,
     Wakeup,
+    WorkerSession,
     clamp_progress,
 )
 from graphmesh.orchestrator.queue.coalesce import Coalescer
@@ -55,19 +61,27 @@ from graphmesh.orchestrator.queue.postgres_rows import (
     job_from_row,
     started_params,
 )
+from graphmesh.orchestrator.queue.postgres_session import SESSION_LOCKS, hold_session
 from graphmesh.orchestrator.queue.retry import (
     Settlement,
     lease_lost_error,
     schedule_to_start_error,
     settle_failure,
+    worker_lost_error,
 )
+from graphmesh.orchestrator.queue.sessions import GoneSessions
 from graphmesh.orchestrator.storage.codec import encode_json
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.postgres_pool import ConnectionSource, PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 Connection = psycopg.AsyncConnection[TupleRow]
-Pool = AsyncConnectionPool[Connection]
 RESCUE_BATCH = 1000
+# A session's lock seen free is believed gone once it still is this much later (its
+# worker, if alive, takes it again within RECONNECT_PAUSE_S of its connection breaking)...
+SESSION_CONFIRM_S = 1.0
+# ... and only once the server has been up this long (a start frees every lock at once).
+SESSION_SETTLE_S = 5.0
 # Autocommit: a single-statement operation is one round trip, not two.
 CONNECTION_SETTINGS = {"autocommit": True}
 
@@ -76,13 +90,14 @@ class PostgresJobQueue(BatchQueue):
     """A :class:`~graphmesh.orchestrator.queue.base.JobQueue` in ``graphmesh_jobs``.
 
     Built on a pool (its owner closes it) or, through :meth:`within`, on one connection.
-    A pool of your own is best opened with ``kwargs=CONNECTION_SETTINGS``, as :meth:`open`
-    does; any pool works.
+    A pool of your own is best a :class:`PostgresPool` (it fails fast while the database
+    is down) opened with ``kwargs=CONNECTION_SETTINGS``, as :meth:`open` does; any pool
+    works.
     """
 
     def __init__(
         self,
-        pool: Pool,
+        pool: ConnectionSource,
         *,
         random: Callable[[], float] = _random.random,
         maintenance_interval_s: float = DEFAULT_MAINTENANCE_INTERVAL_S,
@@ -96,6 +111,7 @@ class PostgresJobQueue(BatchQueue):
         self._bound: Connection | None = None
         self._random = random
         self._maintenance: MaintenanceClock | None = MaintenanceClock(maintenance_interval_s)
+        self._gone = GoneSessions(SESSION_CONFIRM_S)
 
     @classmethod
     @asynccontextmanager
@@ -108,11 +124,8 @@ class PostgresJobQueue(BatchQueue):
         maintenance_interval_s: float = DEFAULT_MAINTENANCE_INTERVAL_S,
     ) -> AsyncIterator[Self]:
         """Yield a queue with its own autocommit pool on ``dsn`` (migrated), closed on exit."""
-        pool: Pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_size, open=False, kwargs=CONNECTION_SETTINGS
-        )
-        await pool.open(wait=True)
-        try:
+        options = {"min_size": 1, "max_size": max_size, "kwargs": CONNECTION_SETTINGS}
+        async with PostgresPool.open(dsn, **options) as pool:
             async with pool.connection() as connection:
                 await migrate_postgres(connection)
             queue = cls(pool, random=random, maintenance_interval_s=maintenance_interval_s)
@@ -120,8 +133,6 @@ class PostgresJobQueue(BatchQueue):
                 yield queue
             finally:
                 await queue.close()
-        finally:
-            await pool.close()
 
     def within(self, connection: Connection) -> PostgresJobQueue:
         """This queue's operations on ``connection``, in whatever transaction it has open
@@ -179,20 +190,34 @@ class PostgresJobQueue(BatchQueue):
                 existing = [job_from_row(row) for row in await cursor.fetchall()]
         return in_spec_order(specs, inserted, existing)
 
+    def session(self) -> AbstractAsyncContextManager[WorkerSession]:
+        """A worker session: its advisory lock held on a connection of its own (to the
+        pool's database, as wakeups are) until the block ends."""
+        return hold_session(self._conninfo("worker sessions"))
+
     async def enqueue_started(
-        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job | None]:
         """Add jobs with their first attempt started for the caller (see ``JobQueue``)."""
         if not specs:
             return []
-        params = started_params(specs, lease_s)
+        params = started_params(specs, lease_s, session)
         async with self._connection() as connection:
             cursor = await connection.execute(QUERIES["enqueue_started_jobs"], params)
             inserted = [job_from_row(row) for row in await cursor.fetchall()]
         return started_in_spec_order(specs, inserted)
 
     async def claim(
-        self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int = 1,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job]:
         """Start attempts of up to ``limit`` due jobs of ``queues`` in one statement."""
         names = check_claim(queues, limit, lease_s)
@@ -200,7 +225,12 @@ class PostgresJobQueue(BatchQueue):
             self._maintenance.run_in_background(self.maintain)
         # Claims of their own need not wait for the WAL flush (see claim_jobs).
         commit = None if self._bound is not None else "off"
-        params: dict[str, Any] = {"limit": limit, "lease_s": float(lease_s), "commit": commit}
+        params: dict[str, Any] = {
+            "limit": limit,
+            "lease_s": float(lease_s),
+            "commit": commit,
+            "session": None if session is None else session.id,
+        }
         if len(set(names)) == 1:  # the common case has a simpler statement, cheaper to plan
             query, params["queue"] = "claim_jobs", names[0]
         else:
@@ -303,7 +333,8 @@ class PostgresJobQueue(BatchQueue):
         return [job_from_row(row) for row in await self._rows("list_jobs", params)]
 
     async def maintain(self) -> MaintenanceReport:
-        """Rescue expired leases and dead-letter jobs that never started in time."""
+        """Rescue expired leases and attempts of sessions gone (see :meth:`session`), and
+        dead-letter jobs that never started in time."""
         async with self._connection() as connection:
             async with connection.transaction():
                 cursor = await connection.execute(
@@ -311,9 +342,37 @@ class PostgresJobQueue(BatchQueue):
                 )
                 settlements = [self._rescue(row) for row in await cursor.fetchall()]
                 rescued = await _settle(connection, settlements)
+            orphaned = await self._rescue_orphans(connection)
             error = encode_json(error_to_json(schedule_to_start_error()))
             cursor = await connection.execute(QUERIES["expire_unstarted"], {"error": error})
-        return MaintenanceReport(rescued=len(rescued), expired=cursor.rowcount)
+        return MaintenanceReport(rescued=len(rescued), expired=cursor.rowcount, orphaned=orphaned)
+
+    async def _rescue_orphans(self, connection: Connection) -> int:
+        """Rescue the attempts of sessions whose lock has been free for a while."""
+        params = {"settle_s": SESSION_SETTLE_S, "namespace": SESSION_LOCKS}
+        cursor = await connection.execute(QUERIES["gone_sessions"], params)
+        gone = [row[0] for row in await cursor.fetchall()]
+        confirmed = self._gone.confirmed(gone, asyncio.get_running_loop().time())
+        if not confirmed:
+            return 0
+        async with connection.transaction():
+            cursor = await connection.execute(
+                QUERIES["lock_orphaned_attempts"],
+                {"ids": confirmed, "namespace": SESSION_LOCKS},
+            )
+            settlements = [self._orphan(row) for row in await cursor.fetchall()]
+            return len(await _settle(connection, settlements))
+
+    def _orphan(self, row: TupleRow) -> tuple[AttemptToken, Settlement]:
+        job_id, attempt, retry, failures, cancel_requested = row
+        settlement = settle_failure(
+            retry=policy_from_json(retry),
+            failures_before=failures,
+            cancel_requested=cancel_requested,
+            error=worker_lost_error(),
+            random=self._random,
+        )
+        return AttemptToken(job_id=job_id, attempt=attempt), settlement
 
     def _rescue(self, row: TupleRow) -> tuple[AttemptToken, Settlement]:
         job_id, attempt, retry, failures, cancel_requested, late = row
@@ -336,9 +395,12 @@ class PostgresJobQueue(BatchQueue):
 
     def wakeups(self, queues: Sequence[str]) -> AbstractAsyncContextManager[Wakeup]:
         """A wakeup fed by LISTEN on a connection of its own (to the pool's database)."""
+        return listen(self._conninfo("wakeups"), queues, QUERIES["listen_jobs"])
+
+    def _conninfo(self, what: str) -> str:
         if self._listen_conninfo is None:
-            raise ValueError("wakeups need listen_conninfo: the pool's conninfo is not a string")
-        return listen(self._listen_conninfo, queues, QUERIES["listen_jobs"])
+            raise ValueError(f"{what} need listen_conninfo: the pool's conninfo is not a string")
+        return self._listen_conninfo
 
 
 async def _settle(

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from graphmesh.orchestrator.queue._shared import check_started
-from graphmesh.orchestrator.queue.base import Completion, Job, JobSpec, JobStatus, JsonObject
+from graphmesh.orchestrator.queue.base import (
+    Completion,
+    Job,
+    JobSpec,
+    JobStatus,
+    JsonObject,
+    WorkerSession,
+)
 from graphmesh.orchestrator.queue.codec import (
     history_from_json,
     parse_iso,
@@ -76,10 +83,13 @@ def enqueue_params(specs: Sequence[JobSpec]) -> dict[str, str]:
     return {"specs": _encode_checked(rows, [spec.payload for spec in specs])}
 
 
-def started_params(specs: Sequence[JobSpec], lease_s: float) -> dict[str, Any]:
+def started_params(
+    specs: Sequence[JobSpec], lease_s: float, session: WorkerSession | None = None
+) -> dict[str, Any]:
     """The parameters of ``enqueue_started_jobs`` (checked: see ``check_started``)."""
     check_started(specs, lease_s)
-    return {**enqueue_params(specs), "lease_s": float(lease_s)}
+    held = None if session is None else session.id
+    return {**enqueue_params(specs), "lease_s": float(lease_s), "session": held}
 
 
 def completion_params(completions: Sequence[Completion]) -> dict[str, str]:

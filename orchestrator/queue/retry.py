@@ -67,6 +67,16 @@ def lease_lost_error(*, past_start_to_close: bool) -> JobError:
     )
 
 
+def worker_lost_error() -> JobError:
+    """The error recorded for an attempt whose worker's session ended under it. It counts
+    as a failure, as a lost lease does: a task that kills its process every time must
+    not run forever."""
+    return JobError(
+        kind=ErrorKind.WORKER_LOST,
+        message="the attempt's worker is gone (its session ended); the job was rescued",
+    )
+
+
 def schedule_to_start_error() -> JobError:
     """The error recorded for a job that no attempt started before its deadline."""
     return JobError(

@@ -3,7 +3,9 @@
 Operations run on the worker thread of a :class:`SqliteConnection` (see
 ``graphmesh.orchestrator.storage.sqlite``), each one transaction, so they never block
 the event loop. Idle workers of this process are woken by its enqueues; workers of other
-processes on the same file find new jobs by polling.
+processes on the same file find new jobs by polling. A worker session is a row naming its
+process: attempts of a session whose process is gone, found by any process's
+maintenance (the first claim after a restart runs one), are rescued at once.
 
 For one transaction spanning the queue and other tables, run a function on the
 connection's thread and use the synchronous view :meth:`SqliteJobQueue.within`::
@@ -48,6 +50,7 @@ from graphmesh.orchestrator.queue.base import (
     LeaseState,
     MaintenanceReport,
     Wakeup,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.sqlite_ops import SqliteQueueOps
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection
@@ -119,23 +122,47 @@ class SqliteJobQueue(BatchQueue):
         self._hub.notify(spec.queue for spec in specs)
         return jobs
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[WorkerSession]:
+        """A worker session of this process, ended when the block ends."""
+        session = WorkerSession(id=await self._call(lambda ops: ops.open_session()))
+        try:
+            yield session
+        finally:
+            await self._call(lambda ops: ops.end_session(session.id))
+
     async def enqueue_started(
-        self, specs: Sequence[JobSpec], *, lease_s: float = DEFAULT_LEASE_S
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job | None]:
         """Add jobs with their first attempt started for the caller (see ``JobQueue``);
         workers are woken only for those left pending behind a job of higher priority."""
-        jobs = await self._call(lambda ops: ops.enqueue_started(specs, lease_s=lease_s))
+        held = _session_id(session)
+        jobs = await self._call(
+            lambda ops: ops.enqueue_started(specs, lease_s=lease_s, session=held)
+        )
         self._wake_if_pending([job for job in jobs if job is not None])
         return started_only(jobs)
 
     async def claim(
-        self, queues: Sequence[str], *, limit: int = 1, lease_s: float = DEFAULT_LEASE_S
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int = 1,
+        lease_s: float = DEFAULT_LEASE_S,
+        session: WorkerSession | None = None,
     ) -> list[Job]:
         """Start attempts of up to ``limit`` due jobs of ``queues`` in one statement."""
         names = check_claim(queues, limit, lease_s)
         if self._maintenance.due():
             await self.maintain()
-        return await self._call(lambda ops: ops.claim(names, limit=limit, lease_s=lease_s))
+        held = _session_id(session)
+        return await self._call(
+            lambda ops: ops.claim(names, limit=limit, lease_s=lease_s, session=held)
+        )
 
     async def heartbeat_many(
         self, tokens: Sequence[AttemptToken], *, lease_s: float
@@ -190,8 +217,12 @@ class SqliteJobQueue(BatchQueue):
         )
 
     async def maintain(self) -> MaintenanceReport:
-        """Rescue expired leases and dead-letter jobs that never started in time."""
-        return await self._call(lambda ops: ops.maintain())
+        """Rescue expired leases and attempts of ended sessions (their process gone), and
+        dead-letter jobs that never started in time."""
+        report = await self._call(lambda ops: ops.maintain())
+        if report.rescued or report.orphaned:
+            self._hub.notify_all()  # jobs came back; the report does not say on which queues
+        return report
 
     async def delete_finished(self, older_than_s: float) -> int:
         """Delete jobs that finished more than ``older_than_s`` ago."""
@@ -200,3 +231,7 @@ class SqliteJobQueue(BatchQueue):
     def wakeups(self, queues: Sequence[str]) -> AbstractAsyncContextManager[Wakeup]:
         """A wakeup notified when this process enqueues (or hands back) jobs on ``queues``."""
         return self._hub.subscribe(queues)
+
+
+def _session_id(session: WorkerSession | None) -> int | None:
+    return None if session is None else session.id

@@ -39,7 +39,9 @@ from graphmesh.orchestrator.queue.retry import (
     lease_lost_error,
     schedule_to_start_error,
     settle_failure,
+    worker_lost_error,
 )
+from graphmesh.orchestrator.queue.sessions import process_alive, this_process
 from graphmesh.orchestrator.storage.codec import decode_json, encode_json
 from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 
@@ -108,23 +110,31 @@ class SqliteQueueOps:
             rows = self._rows("job_by_key", {"key": spec.key})
         return job_from_row(rows[0])
 
-    def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> list[Job | None]:
-        """Add jobs with their first attempt started for the caller (see
-        ``JobQueue.enqueue_started``). Returns each job as inserted: running, or pending
-        when a due job of higher priority waits in its queue (the caller wakes workers
-        and hands out only the running ones); ``None`` where a key is held."""
+    def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: int | None = None
+    ) -> list[Job | None]:
+        """Add jobs with their first attempt started for the caller, held by worker
+        session ``session`` (see ``JobQueue.enqueue_started``). Returns each job as
+        inserted: running, or pending when a due job of higher priority waits in its queue
+        (the caller wakes workers and hands out only the running ones); ``None`` where a
+        key is held."""
         check_started(specs, lease_s)
-        params = [{**self._enqueue_params(spec), "lease_s": lease_s} for spec in specs]
+        extra = {"lease_s": lease_s, "session": session}
+        params = [{**self._enqueue_params(spec), **extra} for spec in specs]
         with atomic(self._db):
             rows = [self._rows("enqueue_started_job", values) for values in params]
         return [job_from_row(found[0]) if found else None for found in rows]
 
-    def claim(self, queues: Sequence[str], *, limit: int, lease_s: float) -> list[Job]:
-        """Start attempts of up to ``limit`` due jobs of ``queues`` in one statement."""
+    def claim(
+        self, queues: Sequence[str], *, limit: int, lease_s: float, session: int | None = None
+    ) -> list[Job]:
+        """Start attempts of up to ``limit`` due jobs of ``queues`` in one statement, held
+        by worker session ``session``."""
         params = {
             "queues": json.dumps(list(queues)),
             "limit": limit,
             "lease_s": lease_s,
+            "session": session,
             "now": self._clock(),
         }
         with atomic(self._db):
@@ -231,8 +241,20 @@ class SqliteQueueOps:
         }
         return [job_from_row(row) for row in self._rows("list_jobs", params)]
 
+    def open_session(self) -> int:
+        """Start a worker session of this process; its id."""
+        with atomic(self._db):
+            (row,) = self._rows("open_session", {**this_process(), "now": self._clock()})
+        return int(row[0])
+
+    def end_session(self, session: int) -> None:
+        """End a worker session: maintenance rescues the attempts it still holds."""
+        with atomic(self._db):
+            self._db.execute(QUERIES["end_session"], {"id": session})
+
     def maintain(self) -> MaintenanceReport:
-        """Rescue expired leases and dead-letter jobs that never started in time."""
+        """Rescue expired leases and attempts of ended sessions, and dead-letter jobs that
+        never started in time."""
         with atomic(self._db):
             now = self._clock()
             expired = self._rows("expired_attempts", {"now": now, "limit": RESCUE_BATCH})
@@ -240,11 +262,28 @@ class SqliteQueueOps:
                 error = lease_lost_error(past_start_to_close=bool(late))
                 settlement = self._settlement(retry, failures, cancel_requested, error)
                 self._settle(AttemptToken(job_id=job_id, attempt=attempt), settlement)
+            orphaned = self._rescue_orphans()
             error_text = encode_json(error_to_json(schedule_to_start_error()))
             cursor = self._db.execute(
                 QUERIES["expire_unstarted"], {"now": now, "error": error_text}
             )
-        return MaintenanceReport(rescued=len(expired), expired=cursor.rowcount)
+        return MaintenanceReport(rescued=len(expired), expired=cursor.rowcount, orphaned=orphaned)
+
+    def _rescue_orphans(self) -> int:
+        """End the sessions whose process is gone, then rescue the attempts of every
+        ended session; how many."""
+        gone = [
+            session
+            for session, pid, host, process in self._rows("job_sessions", {})
+            if not process_alive(pid=pid, host=host, process=process)
+        ]
+        if gone:
+            self._db.execute(QUERIES["end_sessions"], {"ids": json.dumps(gone)})
+        orphans = self._rows("orphaned_attempts", {})
+        for job_id, attempt, retry, failures, cancel_requested in orphans:
+            settlement = self._settlement(retry, failures, cancel_requested, worker_lost_error())
+            self._settle(AttemptToken(job_id=job_id, attempt=attempt), settlement)
+        return len(orphans)
 
     def delete_finished(self, older_than_s: float) -> int:
         """Delete jobs that finished more than ``older_than_s`` ago."""

@@ -12,14 +12,18 @@ The worker claims jobs in batches as slots free up (and as soon as an enqueue wa
 runs each handler call as its own asyncio task, and acknowledges results in batches. Jobs
 started for it at enqueue (eager dispatch: :meth:`Worker.hold_slots`, then
 ``JobQueue.enqueue_started``, then :meth:`Worker.adopt`) run in slots held for them,
-without a claim. A housekeeping loop heartbeats every in-flight attempt; an attempt whose
-job got a cancel request, or that lost its lease to a rescue, has its task cancelled. A
-handler that runs past the job's start-to-close timeout is cancelled and the attempt
-failed as a timeout.
+without a claim. The worker claims under a session of its own (``JobQueue.session``), so
+if its process dies its attempts are rescued as soon as the queue sees the session end. A
+housekeeping loop heartbeats every in-flight attempt and runs the queue's maintenance; an
+attempt whose job got a cancel request, or that lost its lease to a rescue, has its task
+cancelled. A handler that runs past the job's start-to-close timeout is cancelled and the
+attempt failed as a timeout.
 
-Leaving the block is a graceful shutdown: claiming stops, in-flight handlers get
-``shutdown_grace_s`` to finish, and those still running then are cancelled and their
-attempts handed back to the queue, due again at once and not counted as failures.
+Shutting down (:meth:`Worker.drain`, or leaving the block): claiming stops at once (jobs a
+claim in flight brings back are handed back unstarted), in-flight handlers get a grace
+period (``shutdown_grace_s`` unless given) to finish, and those still running then are
+cancelled and their attempts handed back to the queue, due again at once and not counted
+as failures. :func:`finish_share` splits a process's grace period between the two.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from types import TracebackType
 from typing import Self
 
 from graphmesh.orchestrator.queue.base import (
-    DEFAULT_LEASE_S,
     DEFAULT_QUEUE,
     AttemptToken,
     Completion,
@@ -43,41 +46,24 @@ from graphmesh.orchestrator.queue.base import (
     Job,
     JobError,
     JobQueue,
-    JsonObject,
     Wakeup,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import (
     PermanentJobError,
     RetryableJobError,
     StaleAttemptError,
 )
+from graphmesh.orchestrator.queue.job_context import Handler, JobContext
+from graphmesh.orchestrator.queue.worker_options import (
+    CANCEL_WAIT_S,
+    WorkerOptions,
+    finish_share,
+)
+
+__all__ = ["Handler", "JobContext", "Worker", "WorkerOptions", "finish_share"]
 
 log = logging.getLogger(__name__)
-
-
-class JobContext:
-    """What a handler gets besides its job: progress reports, the cancel flag, and
-    :meth:`mark_settled` for a handler that ends its job itself."""
-
-    def __init__(self, queue: JobQueue, job: Job) -> None:
-        self.job = job
-        self._queue = queue
-        self.cancel_requested = False
-        self.settled = False
-
-    def mark_settled(self) -> None:
-        """Say that the handler completed or failed this attempt itself, e.g. with
-        ``queue.within(connection)`` in the transaction that stored its result: the worker
-        then writes nothing more for it (a second completion would only be rejected)."""
-        self.settled = True
-
-    async def report_progress(self, percent: float) -> None:
-        """Persist progress (clamped to 0-100); raises ``StaleAttemptError`` when this
-        attempt no longer holds the job, which also stops the handler."""
-        await self._queue.report_progress(self.job.token, percent)
-
-
-Handler = Callable[[Job, JobContext], Awaitable[JsonObject | None]]
 
 
 class _Stop(Enum):
@@ -96,33 +82,6 @@ class _InFlight:
     task: asyncio.Task[None] | None = None
     stop: _Stop | None = None
     handler_done: bool = False  # only its acknowledgement is left: never cancel it
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerOptions:
-    """How a :class:`Worker` claims, leases and cleans up.
-
-    ``batch_size`` caps one claim (default: the worker's concurrency). Heartbeats run every
-    ``heartbeat_interval_s`` (default: a third of the lease). An idle worker claims again
-    when woken by an enqueue, or every ``poll_interval_s`` (delayed jobs, other
-    processes). ``finished_ttl_s`` turns on TTL cleanup of finished jobs. Completions wait
-    up to ``ack_delay_s`` to be written together.
-    """
-
-    batch_size: int | None = None
-    lease_s: float = DEFAULT_LEASE_S
-    heartbeat_interval_s: float | None = None
-    poll_interval_s: float = 1.0
-    maintenance_interval_s: float = 1.0
-    shutdown_grace_s: float = 10.0
-    finished_ttl_s: float | None = None
-    retry_pause_s: float = 0.5
-    ack_delay_s: float = 0.002
-
-    @property
-    def heartbeat_s(self) -> float:
-        """Seconds between heartbeats."""
-        return self.heartbeat_interval_s or self.lease_s / 3
 
 
 class Worker:
@@ -162,9 +121,17 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._claimer: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._drained: asyncio.Task[None] | None = None
+        self._session: WorkerSession | None = None
 
     async def __aenter__(self) -> Self:
-        wakeup = await self._stack.enter_async_context(self._queue.wakeups(self._queues))
+        try:
+            # Entered first, left last: the session ends after the attempts were handed back.
+            self._session = await self._stack.enter_async_context(self._queue.session())
+            wakeup = await self._stack.enter_async_context(self._queue.wakeups(self._queues))
+        except BaseException:
+            await self._stack.aclose()
+            raise
         self._background = [
             asyncio.create_task(self._relay(wakeup), name="graphmesh-worker-wakeup"),
             asyncio.create_task(self._housekeeping(), name="graphmesh-worker-housekeeping"),
@@ -179,12 +146,8 @@ class Worker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stopping = True
-        self._wake.set()
         try:
-            if self._claimer is not None:
-                await self._claimer
-            await self._drain()
+            await self.drain()
         finally:
             self._closing = True
             self._flush.set()
@@ -205,6 +168,35 @@ class Worker:
     def queues(self) -> tuple[str, ...]:
         """The queues this worker claims from."""
         return self._queues
+
+    @property
+    def session(self) -> WorkerSession | None:
+        """The session this worker's attempts are held by (``None`` before it starts)."""
+        return self._session
+
+    def stop_claiming(self) -> None:
+        """Claim nothing more (nor adopt): the first step of a shutdown, taken at once."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Stop claiming, give in-flight handlers ``grace_s`` (default: the options'
+        ``shutdown_grace_s``) to finish, then cancel the rest and hand them back. Later
+        calls (leaving the block) wait for the first one."""
+        self.stop_claiming()
+        if self._drained is None:
+            grace = self.options.shutdown_grace_s if grace_s is None else grace_s
+            self._drained = asyncio.create_task(self._stop_and_drain(grace))
+        await asyncio.shield(self._drained)
+
+    async def _stop_and_drain(self, grace_s: float) -> None:
+        await self._drain(grace_s)
+        if self._claimer is not None:
+            # A claim still on its way (a database slow to answer) is not waited for long:
+            # if it took jobs, the session's end gives them back.
+            await asyncio.wait([self._claimer], timeout=CANCEL_WAIT_S)
+            self._claimer.cancel()
+            await asyncio.gather(self._claimer, return_exceptions=True)
 
     # -- eager dispatch ---------------------------------------------------------------
 
@@ -264,6 +256,10 @@ class Worker:
             wanted = min(free, self._claim_size)
             self._wake.clear()
             jobs = await self._claim(wanted)
+            if self._stopping:  # claimed as the shutdown began: not to be started now
+                if jobs:
+                    await self._hand_back([job.token for job in jobs])
+                return
             for job in jobs:
                 self._start(job)
             if len(jobs) < wanted:
@@ -272,7 +268,9 @@ class Worker:
     async def _claim(self, limit: int) -> list[Job]:
         options = self.options
         try:
-            return await self._queue.claim(self._queues, limit=limit, lease_s=options.lease_s)
+            return await self._queue.claim(
+                self._queues, limit=limit, lease_s=options.lease_s, session=self._session
+            )
         except Exception:
             # The database may be restarting: keep the worker alive and try again later.
             log.exception("claiming jobs failed; retrying in %.1f s", options.retry_pause_s)
@@ -380,11 +378,18 @@ class Worker:
     # -- housekeeping -----------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
+        """Heartbeats every ``heartbeat_s``; maintenance (rescues of lost workers'
+        attempts) every ``maintenance_interval_s``, even while all slots are busy and no
+        claim runs it; TTL cleanup."""
         loop = asyncio.get_running_loop()
+        options = self.options
+        next_beat = loop.time() + options.heartbeat_s
         next_maintenance = next_cleanup = loop.time()
         while True:
-            await asyncio.sleep(self.options.heartbeat_s)
-            await self._guard(self._heartbeat)
+            await asyncio.sleep(min(options.heartbeat_s, options.maintenance_interval_s))
+            if loop.time() >= next_beat:
+                next_beat = loop.time() + options.heartbeat_s
+                await self._guard(self._heartbeat)
             if loop.time() >= next_maintenance:
                 next_maintenance = loop.time() + self.options.maintenance_interval_s
                 await self._guard(self._queue.maintain)
@@ -430,18 +435,22 @@ class Worker:
 
     # -- shutdown ---------------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        """Let in-flight handlers finish within the grace period, then hand back the rest."""
+    async def _drain(self, grace_s: float) -> None:
+        """Let in-flight handlers finish within ``grace_s``, then hand back the rest (a
+        handler slow to end once cancelled is not waited for long: its late report is
+        fenced off, its attempt having been handed back)."""
         tasks = [flight.task for flight in self._in_flight.values() if flight.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=self.options.shutdown_grace_s)
+            await asyncio.wait(tasks, timeout=grace_s)
         leftovers = list(self._in_flight.values())
         for flight in leftovers:
             self._stop(flight, _Stop.SHUTDOWN)
-        await asyncio.gather(*(f.task for f in leftovers if f.task), return_exceptions=True)
+        stopping = [f.task for f in leftovers if f.task is not None]
+        if stopping:
+            await asyncio.wait(stopping, timeout=CANCEL_WAIT_S)
         handed_back = [f.token for f in leftovers if f.stop is _Stop.SHUTDOWN]
         if handed_back:
-            await self._queue.release(handed_back)
+            await self._hand_back(handed_back)
 
 
 def _job_error(error: Exception, *, timed_out: bool) -> JobError:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
@@ -52,6 +52,9 @@ from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.task.registry import TaskRegistry
 
+if TYPE_CHECKING:
+    from graphmesh.orchestrator.runs.durable_worker import RunWorker
+
 Change = Callable[[Scheduler, RunRow], Awaitable[None]]
 EVENT_PAGE = 500
 WATCH_POLL_S = 1.0  # a watcher re-reads this often even without a signal
@@ -67,6 +70,18 @@ class DurableRunService:
         self.store = store
         self._registry = registry
         self._page_tokens = page_tokens or default_page_tokens()
+        self.worker: RunWorker | None = None  # the tasks this process runs, if it runs any
+
+    # -- shutdown (a Drainable of the service kit) --------------------------------------
+    def stop_taking_work(self) -> None:
+        """Start no more tasks here (see :meth:`RunWorker.stop_taking_work`)."""
+        if self.worker is not None:
+            self.worker.stop_taking_work()
+
+    async def drain(self, finish_s: float) -> None:
+        """Let the tasks running here finish within ``finish_s``, then hand the rest back."""
+        if self.worker is not None:
+            await self.worker.drain(finish_s)
 
     # -- RunService --------------------------------------------------------------------
     async def create_run(

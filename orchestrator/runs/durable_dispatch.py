@@ -10,15 +10,15 @@ task's successor takes its slot), only in free slots and only for the queues thi
 serves: the rest (a fan-out's growth, work beyond this worker) is enqueued as pending jobs
 that any replica claims, so replicas still share the work. Priorities hold: a job whose
 queue has a due job of higher priority waiting is inserted pending instead, and the slot
-held for it is freed for a claim. A process that dies before
-running them leaves leases that expire, and the jobs are rescued as after any lost worker.
+held for it is freed for a claim. The jobs are held by the worker's session: a process
+that dies before running them has them rescued as any lost worker's attempts are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphmesh.orchestrator.queue.base import Job, JobSpec
+from graphmesh.orchestrator.queue.base import Job, JobSpec, WorkerSession
 from graphmesh.orchestrator.queue.worker import Worker
 
 
@@ -29,6 +29,11 @@ class EagerDispatch:
         self.lease_s = lease_s
         self._worker = worker
         self._queues = frozenset(worker.queues)
+
+    @property
+    def session(self) -> WorkerSession | None:
+        """The worker session the started jobs are held by."""
+        return self._worker.session
 
     def split(self, specs: Sequence[JobSpec], *, limit: int) -> tuple[list[JobSpec], list[JobSpec]]:
         """Up to ``limit`` specs to start here (a worker slot is held for each), and the

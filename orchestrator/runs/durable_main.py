@@ -7,7 +7,10 @@
 
 Settings (environment, prefix ``GRAPHMESH_``): ``DATABASE_URL`` (a libpq URL or
 conninfo for Postgres; ``sqlite:///PATH`` or a path for SQLite), ``WORKER_CONCURRENCY``,
-``WORKER_LEASE_S`` (how long a dead worker's tasks wait before they run elsewhere),
+``WORKER_LEASE_S`` (how long the tasks of a worker cut off from the database wait before
+they run elsewhere; a worker that died has its tasks rescued within seconds through its
+session), ``GRACE_PERIOD`` (seconds from SIGTERM to exit: most of it for running tasks to
+finish, the rest to hand back those still running; see ``queue.worker.finish_share``),
 ``RUN_TASKS`` (``false``: this process serves the API only), ``TASK_MODULES``
 (comma-separated modules to import, which register task types beyond the catalog) and
 ``NATS_URL`` (publish run events to this NATS JetStream server, or comma-separated
@@ -32,7 +35,7 @@ from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
 from graphmesh.orchestrator.events.sqlite import SqliteOutbox
-from graphmesh.orchestrator.queue.worker import WorkerOptions
+from graphmesh.orchestrator.queue.worker import WorkerOptions, finish_share
 from graphmesh.orchestrator.runner.tracing import tracing_middleware
 from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
@@ -57,16 +60,20 @@ class DurableSettings(BaseSettings):
     run_tasks: bool = True
     worker_concurrency: int = Field(default=64, ge=1)
     worker_lease_s: float = Field(default=30.0, gt=0)
+    grace_period: float = Field(default=10.0, ge=0)
     task_modules: str = ""
     nats_url: str | None = None
 
     def worker(self, models: ModelClient | None = None) -> WorkerSettings:
         """The run worker's settings (heartbeats at a third of the lease)."""
+        options = WorkerOptions(
+            lease_s=self.worker_lease_s, shutdown_grace_s=finish_share(self.grace_period)
+        )
         return WorkerSettings(
             concurrency=self.worker_concurrency,
             models=models,
             middleware=tracing_middleware(),
-            queue=WorkerOptions(lease_s=self.worker_lease_s),
+            queue=options,
         )
 
     def import_task_modules(self) -> None:
@@ -126,7 +133,8 @@ def open_outbox(store: str, url: str | None) -> AbstractAsyncContextManager[Outb
 
 
 async def run_worker_until_signal(settings: DurableSettings) -> None:
-    """Run tasks of the Postgres runs until SIGTERM or SIGINT."""
+    """Run tasks of the Postgres runs until SIGTERM or SIGINT, then stop claiming at once
+    and exit within the grace period (running tasks finish or are handed back)."""
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
 
     settings.import_task_modules()
@@ -140,7 +148,7 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
     async with AsyncExitStack() as stack:
         stack.enter_context(tracing("graphmesh-worker"))  # OTEL_* decide; off by default
         store = await stack.enter_async_context(PostgresRunStore.open(url))
-        await stack.enter_async_context(RunWorker(store, store.queue, settings.worker()))
+        worker = await stack.enter_async_context(RunWorker(store, store.queue, settings.worker()))
         if settings.nats_url:
             outbox = await stack.enter_async_context(open_outbox("postgres", url))
             await stack.enter_async_context(
@@ -149,6 +157,7 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
         print("graphmesh run worker started", flush=True)
         tune_gc()
         await stop.wait()
+        await worker.drain(finish_share(settings.grace_period))
 
 
 def main() -> None:

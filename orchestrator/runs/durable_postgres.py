@@ -22,10 +22,16 @@ from typing import Any, Self
 import orjson
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.queue._shared import started_in_spec_order
-from graphmesh.orchestrator.queue.base import AttemptToken, Completion, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue.base import (
+    AttemptToken,
+    Completion,
+    Job,
+    JobError,
+    JobSpec,
+    WorkerSession,
+)
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.postgres import CONNECTION_SETTINGS, PostgresJobQueue
 from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, job_from_row, started_params
@@ -44,11 +50,11 @@ from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever
+from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 Connection = psycopg.AsyncConnection[TupleRow]
-Pool = AsyncConnectionPool[Connection]
 log = logging.getLogger(__name__)
 
 
@@ -107,8 +113,10 @@ class PostgresTx:
     async def enqueue(self, specs: Sequence[JobSpec]) -> None:
         await self._connection.execute(QUERIES["enqueue_jobs"], enqueue_params(specs))
 
-    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> PostgresStarted:
-        params = started_params(specs, lease_s)
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: WorkerSession | None
+    ) -> PostgresStarted:
+        params = started_params(specs, lease_s, session)
         return PostgresStarted(
             await self._connection.execute(QUERIES["enqueue_started_jobs"], params), specs
         )
@@ -136,7 +144,11 @@ class PostgresRunStore:
     """Runs, tasks and events in Postgres, beside the job queue of the same pool."""
 
     def __init__(
-        self, pool: Pool, queue: PostgresJobQueue, *, registry: TaskRegistry = default_registry
+        self,
+        pool: PostgresPool,
+        queue: PostgresJobQueue,
+        *,
+        registry: TaskRegistry = default_registry,
     ) -> None:
         self.pool = pool
         self.queue = queue
@@ -149,11 +161,8 @@ class PostgresRunStore:
         cls, dsn: str, *, max_size: int = 8, registry: TaskRegistry = default_registry
     ) -> AsyncIterator[Self]:
         """A store with its own pool on ``dsn`` (migrated), listening for run signals."""
-        pool: Pool = AsyncConnectionPool(
-            dsn, min_size=2, max_size=max_size, open=False, kwargs=CONNECTION_SETTINGS
-        )
-        await pool.open(wait=True)
-        try:
+        options = {"min_size": 2, "max_size": max_size, "kwargs": CONNECTION_SETTINGS}
+        async with PostgresPool.open(dsn, **options) as pool:
             async with pool.connection() as connection:
                 await migrate_postgres(connection)
             queue = PostgresJobQueue(pool)
@@ -165,8 +174,6 @@ class PostgresRunStore:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await queue.close()
-        finally:
-            await pool.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
@@ -236,13 +243,13 @@ class PostgresRunStore:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         """A pooled connection, and the one translation of the driver's errors: when no
-        connection can be had, or it breaks (the server restarted), StoreUnavailableError;
+        connection can be had (at once while the database is down: see
+        :class:`PostgresPool`), or it breaks (the server restarted), StoreUnavailableError;
         a value the database refuses (NUL in text, say) UnstorableValueError (permanent);
         any other database error RunStoreError. Their messages carry a reference, never the
         driver's text (DETAIL, CONTEXT, SQL, hosts), which goes to the log only: they reach
-        API callers and the errors of runs. A broken connection has the pool check its idle
-        ones: after a restart they are all dead, and each would otherwise fail one more
-        call."""
+        API callers and the errors of runs. By the time a broken connection is reported, the
+        pool has checked its idle ones (after a restart they are all dead)."""
         connection: Connection | None = None
         try:
             async with self.pool.connection() as connection:
@@ -260,7 +267,6 @@ class PostgresRunStore:
             message = f"the runs database is unavailable (reference {reference})"
             if connection is None:
                 raise StoreUnavailableError(message) from error
-            await self.pool.check()
             raise _DroppedError(message) from error
         except psycopg.Error as error:
             reference = _logged("a runs database statement failed", error)
@@ -306,5 +312,6 @@ class PostgresRunService(DurableRunService):
             if not run_tasks:
                 yield service
                 return
-            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+            async with RunWorker(store, store.queue, worker or WorkerSettings()) as running:
+                service.worker = running
                 yield service

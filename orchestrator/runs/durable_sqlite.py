@@ -31,6 +31,7 @@ from graphmesh.orchestrator.queue.base import (
     JobError,
     JobSpec,
     JobStatus,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.sqlite import SqliteJobQueue
@@ -116,9 +117,13 @@ class SqliteTx:
         self.queues.update(spec.queue for spec in specs)
         await self._call(lambda db: self._queue.within(db).enqueue_many(specs))
 
-    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> SqliteStarted:
-        ops = self._queue.within
-        jobs = await self._call(lambda db: ops(db).enqueue_started(specs, lease_s=lease_s))
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: WorkerSession | None
+    ) -> SqliteStarted:
+        ops, held = self._queue.within, None if session is None else session.id
+        jobs = await self._call(
+            lambda db: ops(db).enqueue_started(specs, lease_s=lease_s, session=held)
+        )
         # Those left pending behind a job of higher priority wake the workers at commit.
         self.queues.update(
             job.queue for job in jobs if job is not None and job.status is JobStatus.PENDING
@@ -233,7 +238,8 @@ class SqliteRunService(DurableRunService):
             if not run_tasks:
                 yield service
                 return
-            async with RunWorker(store, store.queue, worker or WorkerSettings()):
+            async with RunWorker(store, store.queue, worker or WorkerSettings()) as running:
+                service.worker = running
                 yield service
 
 

@@ -14,7 +14,13 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any, Protocol
 
-from graphmesh.orchestrator.queue.base import AttemptToken, Job, JobError, JobSpec
+from graphmesh.orchestrator.queue.base import (
+    AttemptToken,
+    Job,
+    JobError,
+    JobSpec,
+    WorkerSession,
+)
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
 from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
 
@@ -69,9 +75,12 @@ class Tx(Protocol):
         after it find their jobs by key (``TaskRow.job_key``)."""
         ...
 
-    async def enqueue_started(self, specs: Sequence[JobSpec], *, lease_s: float) -> Started:
-        """Enqueue jobs with their first attempts started for this process (eager
-        dispatch, ``JobQueue.enqueue_started``); the jobs are read after the commit."""
+    async def enqueue_started(
+        self, specs: Sequence[JobSpec], *, lease_s: float, session: WorkerSession | None
+    ) -> Started:
+        """Enqueue jobs with their first attempts started for this process's worker
+        ``session`` (eager dispatch, ``JobQueue.enqueue_started``); the jobs are read
+        after the commit."""
         ...
 
     async def complete_jobs(self, tokens: Sequence[AttemptToken]) -> set[AttemptToken]:

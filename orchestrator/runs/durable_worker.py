@@ -103,6 +103,7 @@ class RunWorker:
         self._running: dict[str, set[asyncio.Task[Any]]] = {}
         self._stopped: OrderedDict[str, RunState] = OrderedDict()
         self._stack = AsyncExitStack()
+        self._worker: Worker | None = None
 
     async def __aenter__(self) -> Self:
         self._stack.push_async_callback(self._committer.close)
@@ -116,7 +117,7 @@ class RunWorker:
             concurrency=settings.concurrency,
             options=settings.queue,
         )
-        await self._stack.enter_async_context(worker)
+        self._worker = await self._stack.enter_async_context(worker)
         if settings.eager_dispatch:
             self._committer.dispatch = EagerDispatch(worker, lease_s=settings.queue.lease_s)
         sweeper = asyncio.create_task(self._sweep_loop(), name="graphmesh-run-sweep")
@@ -132,6 +133,17 @@ class RunWorker:
         # The sweep stops, then the queue worker drains (handlers finish or are handed
         # back), then the last writes are committed.
         await self._stack.aclose()
+
+    def stop_taking_work(self) -> None:
+        """Start no more tasks: neither claimed nor dispatched eagerly (a shutdown)."""
+        if self._worker is not None:
+            self._worker.stop_claiming()
+
+    async def drain(self, finish_s: float) -> None:
+        """Stop taking work, give the tasks running here ``finish_s`` to finish, then
+        hand the rest back to the queue (another worker runs them at once)."""
+        if self._worker is not None:
+            await self._worker.drain(finish_s)
 
     # -- the job handler ---------------------------------------------------------------
     async def _handle(self, job: Job, context: JobContext) -> JsonObject | None:

@@ -168,8 +168,9 @@ class TxnState:
             started, specs = self.dispatch.split(specs, limit=self.eager_limit)
             self.held = len(started)
             if started:
-                lease_s = self.dispatch.lease_s
-                self.started = await self.tx.enqueue_started(started, lease_s=lease_s)
+                self.started = await self.tx.enqueue_started(
+                    started, lease_s=self.dispatch.lease_s, session=self.dispatch.session
+                )
         if specs:
             await self.tx.enqueue(specs)
 

@@ -2,7 +2,10 @@
 
 Values are ``jsonb``. ``open(dsn)`` gives a repository its own pool; to share one pool
 between repositories, open it with :func:`open_pool` and pass it to the constructors
-(the pool's owner closes it). Opening a pool applies pending migrations.
+(the pool's owner closes it). Opening a pool applies pending migrations. The pool is a
+:class:`~graphmesh.orchestrator.storage.postgres_pool.PostgresPool`: while the database is
+unreachable, calls fail at once (``psycopg.OperationalError``) instead of waiting for a
+connection.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import Any, Self
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.orchestrator.ai.client import ModelInfo
 from graphmesh.orchestrator.storage.base import JsonObject
@@ -26,23 +28,20 @@ from graphmesh.orchestrator.storage.codec import (
     unknown_model,
 )
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
+from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
-Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
+Pool = PostgresPool
 
 
 @asynccontextmanager
 async def open_pool(dsn: str, *, max_size: int = 4, migrate: bool = True) -> AsyncIterator[Pool]:
     """An open connection pool on ``dsn`` (after applying pending migrations), closed on exit."""
-    pool: Pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_size, open=False)
-    await pool.open(wait=True)
-    try:
+    async with PostgresPool.open(dsn, min_size=1, max_size=max_size) as pool:
         if migrate:
             async with pool.connection() as connection:
                 await migrate_postgres(connection)
         yield pool
-    finally:
-        await pool.close()
 
 
 class _PostgresRepository:

@@ -19,7 +19,7 @@ import psycopg
 
 log = logging.getLogger(__name__)
 Connection = psycopg.AsyncConnection[object]
-RELISTEN_PAUSE_S = 1.0
+RELISTEN_PAUSE_S = 0.25
 
 
 async def listening_connection(conninfo: str, listen_sql: str) -> Connection:

@@ -2,16 +2,18 @@
 
 ``async with GrpcServer(...) as server`` binds, starts, and reports SERVING on
 ``grpc.health.v1`` (overall and per registered service); leaving it reports NOT_SERVING
-first, so load balancers stop routing, then gives in-flight calls the grace period. Server
-reflection lists the registered services, health and reflection itself. While tracing is
-on (:mod:`graphmesh.services.kit.telemetry`) every call but health checks makes a span.
+first, so load balancers stop routing, ends open streams with UNAVAILABLE (see
+:mod:`.draining`), then gives in-flight calls the grace period. :meth:`GrpcServer.shutdown`
+does the same while the service's workers drain beside it, all within the grace period.
+Server reflection lists the registered services, health and reflection itself. While tracing
+is on (:mod:`graphmesh.services.kit.telemetry`) every call but health checks makes a span.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from graphmesh.services.kit.draining import Drainable, OpenStreams
 from graphmesh.services.kit.telemetry import server_interceptors
 
 ServiceAdder = Callable[[grpc.aio.Server], None]
@@ -71,9 +74,12 @@ class GrpcServer:
         self.services = tuple(services)
         self.tls = tls
         self.grace_period = grace_period
-        # The tracing interceptor goes first, so the span covers auth and error mapping.
-        traced = [*server_interceptors(), *interceptors]
+        # The stream tracker first, so it wraps every other interceptor: it ends streams,
+        # whoever serves them; then tracing, so the span covers auth and error mapping.
+        self._streams = OpenStreams()
+        traced = [self._streams, *server_interceptors(), *interceptors]
         self.server = grpc.aio.server(interceptors=traced, options=list(options))
+        self._stopped = False
         # The asyncio servicer (health.aio) is missing from the grpc-stubs package.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.port = 0
@@ -120,9 +126,25 @@ class GrpcServer:
         return port
 
     async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING everywhere, then stop, letting calls in flight finish within grace."""
+        """NOT_SERVING everywhere, end open streams (UNAVAILABLE), then stop, letting calls
+        in flight finish within ``grace`` (default: the grace period). Once stopped, a
+        second call does nothing."""
+        await self.shutdown(finish_s=self.grace_period if grace is None else grace)
+
+    async def shutdown(self, *, finish_s: float, draining: Iterable[Drainable] = ()) -> None:
+        """Stop as :meth:`stop` does, giving calls in flight ``finish_s``, while the
+        ``draining`` parts of the service stop taking work at once and get the same time
+        to finish theirs (then hand the rest back). Pass less than the grace period: what
+        follows (handing work back, closing, exiting) takes time too."""
+        if self._stopped:
+            return
+        self._stopped = True
+        parts = list(draining)
+        for part in parts:
+            part.stop_taking_work()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.grace_period if grace is None else grace)
+        self._streams.close_all()
+        await asyncio.gather(self.server.stop(finish_s), *(part.drain(finish_s) for part in parts))
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()

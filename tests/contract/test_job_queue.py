@@ -27,6 +27,7 @@ from graphmesh.orchestrator.queue import (
     JobStatus,
     RetryPolicy,
     StaleAttemptError,
+    WorkerSession,
 )
 from graphmesh.orchestrator.queue.base import utc_now
 
@@ -361,6 +362,75 @@ async def test_maintain_reports_what_it_rescued(queue: JobQueue) -> None:
     report = await eventually(queue.maintain, lambda report: report.rescued == 1)
     assert report.expired == 0
     assert (await queue.list_jobs(status=JobStatus.PENDING))[0].attempt == 1
+
+
+# -- worker sessions ---------------------------------------------------------------------
+
+
+async def test_attempts_of_an_ended_session_are_rescued_before_their_leases_end(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue(JobSpec(task="t", retry=NO_BACKOFF))
+    async with queue.session() as session:
+        lost = await claim_one_held(queue, session)
+    # A worker that dies (or leaves) without handing its attempt back: its 30 s lease is
+    # not waited for.
+    report = await eventually(queue.maintain, lambda report: report.orphaned == 1)
+    assert (report.rescued, report.expired) == (0, 0)
+    rescued = await claim_one(queue)
+    assert (rescued.id, rescued.attempt) == (lost.id, 2)
+    (entry,) = rescued.history
+    assert (entry.attempt, entry.error.kind, entry.error.retryable) == (
+        1,
+        ErrorKind.WORKER_LOST,
+        True,
+    )
+    assert lost.lease_until is not None and entry.ended_at < lost.lease_until
+    with pytest.raises(StaleAttemptError):
+        await queue.complete(lost.token)
+
+
+async def test_a_live_sessions_attempts_keep_their_leases(queue: JobQueue) -> None:
+    kept_spec, lost_spec = JobSpec(task="kept", priority=1), JobSpec(task="lost", retry=NO_BACKOFF)
+    await queue.enqueue_many([kept_spec, lost_spec])
+    async with queue.session() as live:
+        kept = await claim_one_held(queue, live)
+        async with queue.session() as ended:
+            lost = await claim_one_held(queue, ended)
+        # Once the ended session's attempt is rescued, maintenance has looked at both.
+        rescued = await reclaim(queue)
+        assert (kept.task, rescued.id, rescued.attempt) == ("kept", lost.id, 2)
+        still = await get(queue, kept.id)
+        assert (still.status, still.attempt, still.history) == (JobStatus.RUNNING, 1, ())
+        await queue.complete(kept.token)
+
+
+async def test_a_job_started_at_enqueue_is_held_by_the_session_given(queue: JobQueue) -> None:
+    async with queue.session() as session:
+        (started,) = await queue.enqueue_started(
+            [JobSpec(task="t", retry=NO_BACKOFF)], session=session
+        )
+    assert started is not None
+    rescued = await reclaim(queue)
+    assert (rescued.id, rescued.attempt) == (started.id, 2)
+    assert [entry.error.kind for entry in rescued.history] == [ErrorKind.WORKER_LOST]
+
+
+async def test_attempts_handed_back_before_the_session_ends_are_no_failures(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue(JobSpec(task="t"))
+    async with queue.session() as session:
+        job = await claim_one_held(queue, session)
+        assert await queue.release([job.token]) == []
+    again = await reclaim(queue)
+    assert (again.id, again.attempt, again.history) == (job.id, 2, ())
+
+
+async def claim_one_held(queue: JobQueue, session: WorkerSession) -> Job:
+    jobs = await queue.claim(["default"], lease_s=30.0, session=session)
+    assert len(jobs) == 1
+    return jobs[0]
 
 
 # -- failures and retries ---------------------------------------------------------------

@@ -260,6 +260,30 @@ async def test_shutdown_past_the_grace_period_hands_jobs_back(queue: JobQueue) -
     assert (await queue.claim(["default"]))[0].attempt == 2
 
 
+async def test_drain_stops_claiming_at_once_and_hands_back_what_outlives_its_grace(
+    queue: JobQueue,
+) -> None:
+    started: list[int] = []
+
+    async def stuck(job: Job, context: JobContext) -> JsonObject | None:
+        started.append(job.id)
+        return await sleep_forever(job, context)
+
+    first = await queue.enqueue(JobSpec(task="t", retry=RetryPolicy(max_attempts=1)))
+    async with Worker(queue, stuck, concurrency=2, options=FAST) as worker:
+        await eventually(lambda: asyncio.sleep(0, started), bool)
+        worker.stop_claiming()
+        later = await queue.enqueue(JobSpec(task="t"))
+        await worker.drain(0.1)
+        assert started == [first.id]  # the job enqueued after the stop never started
+        await worker.drain(0.1)  # and the exit's drain is the same one
+    back = await queue.get(first.id)
+    assert back is not None
+    assert (back.status, back.attempt, back.history) == (JobStatus.PENDING, 1, ())
+    waiting = await queue.get(later.id)
+    assert waiting is not None and (waiting.status, waiting.attempt) == (JobStatus.PENDING, 0)
+
+
 async def test_a_worker_deletes_finished_jobs_after_their_ttl(queue: JobQueue) -> None:
     jobs = await queue.enqueue_many([JobSpec(task="t", payload={"n": n}) for n in range(2)])
     await queue.enqueue(JobSpec(task="t", queue="unserved"))  # SQLite keeps its newest row

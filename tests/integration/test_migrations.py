@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "graphmesh_models",
     "graphmesh_task_models",
     "graphmesh_jobs",
+    "graphmesh_job_sessions",
     "graphmesh_run_events",
     "graphmesh_runs",
     "graphmesh_run_tasks",

@@ -149,6 +149,7 @@ async def test_the_claim_walks_the_partial_index_of_runnable_jobs(postgres_dsn: 
             "limit": 10,
             "lease_s": 30.0,
             "commit": "off",
+            "session": 1,
         }
         for query in ("claim_jobs", "claim_jobs_of_queues"):
             sql = POSTGRES_QUERIES[query]
@@ -172,7 +173,13 @@ async def test_a_claim_waits_for_no_wal_flush_only_in_a_transaction_of_its_own(
             assert len(await queue.within(connection).claim(["default"])) == 1
             assert await synchronous_commit(connection) == before  # the caller's, untouched
         async with connection.transaction():
-            params = {"queue": "default", "limit": 1, "lease_s": 30.0, "commit": "off"}
+            params = {
+                "queue": "default",
+                "limit": 1,
+                "lease_s": 30.0,
+                "commit": "off",
+                "session": None,
+            }
             cursor = await connection.execute(POSTGRES_QUERIES["claim_jobs"], params)
             assert len(await cursor.fetchall()) == 1
             assert await synchronous_commit(connection) == "off"  # what a claim commits with

@@ -15,12 +15,13 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from support.durable_tasks import flow, record
+from support.durable_tasks import EXECUTIONS, flow, record
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -29,21 +30,22 @@ TESTS = Path(__file__).resolve().parent.parent
 def orchestrator_process(
     dsn: str,
     *,
-    lease_s: float = 2.0,
+    lease_s: float | None = 2.0,
     concurrency: int = 3,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A started orchestrator process and its address; stopped (SIGTERM) on exit.
 
-    ``lease_s``: how long a dead process's tasks wait before they run elsewhere;
-    ``concurrency``: tasks at once; ``env``: more environment (e.g. ``GRAPHMESH_NATS_URL``).
+    ``lease_s``: the tasks' leases (``None``: the default); ``concurrency``: tasks at once;
+    ``env``: more environment (e.g. ``GRAPHMESH_NATS_URL``, ``GRAPHMESH_GRACE_PERIOD``).
     """
     command = [str(Path(sys.executable).parent / "graphmesh"), "serve", "orchestrator"]
+    lease = {} if lease_s is None else {"GRAPHMESH_WORKER_LEASE_S": str(lease_s)}
     environment = {
         **os.environ,
         "GRAPHMESH_DATABASE_URL": dsn,
         "GRAPHMESH_TASK_MODULES": "support.durable_tasks",
-        "GRAPHMESH_WORKER_LEASE_S": str(lease_s),
+        **lease,
         "GRAPHMESH_WORKER_CONCURRENCY": str(concurrency),
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         **(env or {}),
@@ -91,6 +93,33 @@ async def task_statuses(dsn: str, run_id: str) -> dict[str, str]:
             "SELECT task_id, status FROM graphmesh_run_tasks WHERE run_id = %s", (run_id,)
         )
         return {task: status for task, status in await cursor.fetchall()}
+
+
+async def attempts_of(dsn: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The job of one task of the run: its ``attempt``, ``started_at``, ``lease_until``
+    and ``history`` (failed attempts, as stored)."""
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute(
+            "SELECT attempt, started_at, lease_until, history FROM graphmesh_jobs"
+            " WHERE idempotency_key = %s",
+            (f"{run_id}:{task_id}",),
+        )
+        row = await cursor.fetchone()
+    assert row is not None, f"no job for task {task_id}"
+    attempt, started_at, lease_until, history = row
+    return {
+        "attempt": attempt,
+        "started_at": started_at,
+        "lease_until": lease_until,
+        "history": history,
+    }
+
+
+async def executions_by(dsn: str) -> list[tuple[str, int, datetime]]:
+    """Every recorded execution: (task id, pid, when), in order."""
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute(f"SELECT task_id, pid, at FROM {EXECUTIONS} ORDER BY at")
+        return [(task, pid, at) for task, pid, at in await cursor.fetchall()]
 
 
 async def until_completed(dsn: str, run_id: str, count: int) -> None:

@@ -42,12 +42,13 @@ RETURNING id, queue, task, payload::text, priority, status, idempotency_key, ret
 INSERT INTO graphmesh_jobs (
     queue, task, payload, priority, idempotency_key, retry, run_at,
     schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
-    status, attempt, started_at, attempt_deadline, lease_until
+    status, attempt, session_id, started_at, attempt_deadline, lease_until
 )
 SELECT spec.queue, spec.task, spec.payload, spec.priority, spec.key, spec.retry, now(),
        spec.s2s, now() + make_interval(secs => spec.s2s), spec.stc, spec.traceparent,
        CASE WHEN eager.starts THEN 'running' ELSE 'pending' END,
        CASE WHEN eager.starts THEN 1 ELSE 0 END,
+       CASE WHEN eager.starts THEN %(session)s::integer END,
        CASE WHEN eager.starts THEN now() END,
        CASE WHEN eager.starts THEN now() + make_interval(secs => spec.stc) END,
        CASE WHEN eager.starts THEN least(now() + make_interval(secs => %(lease_s)s),
@@ -94,6 +95,7 @@ FROM graphmesh_jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 UPDATE graphmesh_jobs AS job
 SET status = 'running',
     attempt = job.attempt + 1,
+    session_id = %(session)s::integer,
     started_at = now(),
     progress = 0,
     attempt_deadline = now() + make_interval(secs => job.start_to_close_s),
@@ -124,6 +126,7 @@ RETURNING job.id, job.queue, job.task, job.payload::text, job.priority, job.stat
 UPDATE graphmesh_jobs AS job
 SET status = 'running',
     attempt = job.attempt + 1,
+    session_id = %(session)s::integer,
     started_at = now(),
     progress = 0,
     attempt_deadline = now() + make_interval(secs => job.start_to_close_s),
@@ -197,6 +200,35 @@ FROM graphmesh_jobs
 WHERE status = 'running' AND lease_until < now()
 ORDER BY lease_until
 LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: gone_sessions
+-- Worker sessions whose advisory lock nobody holds: registered ones, and those holding
+-- running attempts (a session that ended without handing its attempts back has no row).
+-- The try-lock is transaction-scoped: taken only from a dead session, and released when
+-- this statement ends. Right after a server start every session's lock is gone, live
+-- workers' too, while they take them again: then no session counts as gone.
+SELECT held.id
+FROM (
+    SELECT id FROM graphmesh_job_sessions
+    UNION
+    SELECT session_id FROM graphmesh_jobs WHERE status = 'running' AND session_id IS NOT NULL
+) AS held (id)
+WHERE pg_postmaster_start_time() < now() - make_interval(secs => %(settle_s)s)
+  AND pg_try_advisory_xact_lock(%(namespace)s, held.id);
+
+-- name: lock_orphaned_attempts
+-- The running attempts of sessions found gone, each session's lock taken (and its row
+-- deleted) for this transaction, so none comes back while its attempts are rescued.
+WITH gone AS MATERIALIZED (
+    SELECT id FROM unnest(%(ids)s::integer[]) AS gone (id)
+    WHERE pg_try_advisory_xact_lock(%(namespace)s, id)
+), ended AS (
+    DELETE FROM graphmesh_job_sessions WHERE id IN (SELECT id FROM gone)
+)
+SELECT id, attempt, retry::text, jsonb_array_length(history), cancel_requested
+FROM graphmesh_jobs
+WHERE status = 'running' AND session_id IN (SELECT id FROM gone)
 FOR UPDATE SKIP LOCKED;
 
 -- name: settle_attempts
@@ -274,3 +306,31 @@ LIMIT %(limit)s;
 DELETE FROM graphmesh_jobs
 WHERE status IN ('succeeded', 'dead_letter', 'cancelled')
   AND finished_at <= now() - make_interval(secs => %(older_than_s)s);
+
+-- name: open_session
+-- A worker session of this process, its lock held by this connection until it ends (no
+-- idle-session timeout may end it: the connection waits idle by design).
+WITH session AS (
+    INSERT INTO graphmesh_job_sessions (pid, host, process)
+    VALUES (%(pid)s, %(host)s, %(process)s)
+    RETURNING id
+)
+SELECT id, pg_advisory_lock(%(namespace)s, id),
+       CASE WHEN current_setting('server_version_num')::integer >= 140000
+            THEN set_config('idle_session_timeout', '0', false) END
+FROM session;
+
+-- name: resume_session
+-- The session's lock again, on a new connection after the old one broke; its row again
+-- if maintenance took the session for dead meanwhile.
+INSERT INTO graphmesh_job_sessions (id, pid, host, process)
+OVERRIDING SYSTEM VALUE
+SELECT %(id)s, %(pid)s, %(host)s, %(process)s
+FROM (SELECT pg_advisory_lock(%(namespace)s, %(id)s),
+             CASE WHEN current_setting('server_version_num')::integer >= 140000
+                  THEN set_config('idle_session_timeout', '0', false) END) AS locked
+ON CONFLICT (id) DO NOTHING;
+
+-- name: end_session
+-- (Closing the session's connection then releases its lock.)
+DELETE FROM graphmesh_job_sessions WHERE id = %(id)s;

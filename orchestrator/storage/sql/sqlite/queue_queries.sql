@@ -25,12 +25,13 @@ RETURNING id, queue, task, payload, priority, status, idempotency_key, retry, ru
 INSERT INTO graphmesh_jobs (
     queue, task, payload, priority, idempotency_key, retry, run_at, created_at,
     schedule_to_start_s, start_deadline, start_to_close_s, traceparent,
-    status, attempt, started_at, attempt_deadline, lease_until
+    status, attempt, session_id, started_at, attempt_deadline, lease_until
 )
 SELECT :queue, :task, :payload, :priority, :key, :retry, :now, :now,
        :s2s, :now + :s2s, :stc, :traceparent,
        CASE WHEN eager.starts THEN 'running' ELSE 'pending' END,
        CASE WHEN eager.starts THEN 1 ELSE 0 END,
+       CASE WHEN eager.starts THEN :session END,
        CASE WHEN eager.starts THEN :now END,
        CASE WHEN eager.starts THEN :now + :stc END,
        CASE WHEN eager.starts
@@ -59,6 +60,7 @@ FROM graphmesh_jobs WHERE idempotency_key = :key;
 UPDATE graphmesh_jobs
 SET status = 'running',
     attempt = attempt + 1,
+    session_id = :session,
     started_at = :now,
     progress = 0,
     attempt_deadline = :now + start_to_close_s,
@@ -102,6 +104,14 @@ FROM graphmesh_jobs
 WHERE status = 'running' AND lease_until < :now
 ORDER BY lease_until
 LIMIT :limit;
+
+-- name: orphaned_attempts
+-- Attempts whose session ended: its row is gone (deleted at its end, or by maintenance
+-- once its process was found gone).
+SELECT id, attempt, retry, json_array_length(history), cancel_requested
+FROM graphmesh_jobs
+WHERE status = 'running' AND session_id IS NOT NULL
+  AND session_id NOT IN (SELECT id FROM graphmesh_job_sessions);
 
 -- name: settle_attempt
 -- Ends an attempt: back to pending (a retry after :delay_s, or a handed-back attempt), or
@@ -166,3 +176,17 @@ DELETE FROM graphmesh_jobs
 WHERE status IN ('succeeded', 'dead_letter', 'cancelled')
   AND finished_at <= :now - :older_than_s
   AND id < (SELECT max(id) FROM graphmesh_jobs);
+
+-- name: open_session
+INSERT INTO graphmesh_job_sessions (pid, host, process, started_at)
+VALUES (:pid, :host, :process, :now)
+RETURNING id;
+
+-- name: end_session
+DELETE FROM graphmesh_job_sessions WHERE id = :id;
+
+-- name: job_sessions
+SELECT id, pid, host, process FROM graphmesh_job_sessions;
+
+-- name: end_sessions
+DELETE FROM graphmesh_job_sessions WHERE id IN (SELECT value FROM json_each(:ids));
