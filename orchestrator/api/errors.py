@@ -225,6 +225,9 @@ async def abort_with(context: Any, exc: Exception) -> None:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+_OURS = "/graphmesh."
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns exceptions raised by servicer methods into statuses through the table,
     including those raised while the request is parsed (a message protobuf refuses is
@@ -232,8 +235,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        # Ours only: the standard health and reflection services keep their own behaviour
+        # (health's Watch writes to its context instead of yielding).
+        if handler is None or not handler_call_details.method.startswith(_OURS):
+            return handler
         return wrap_handler_codec(handler, unary=_guard_unary, stream=_guard_stream)
 
 

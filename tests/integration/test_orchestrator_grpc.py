@@ -334,6 +334,16 @@ async def test_health_is_serving_until_shutdown(server: OrchestratorServer) -> N
     assert after.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+async def test_health_watch_streams_the_status(server: OrchestratorServer) -> None:
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="graphmesh.v1.OrchestratorService"), timeout=5
+        )
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+
+
 async def test_reflection_lists_the_services(channel: grpc.aio.Channel) -> None:
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(list_services="")
