@@ -21,6 +21,13 @@ class GraphmeshError(Exception):
     """Base of every error graphmesh raises on purpose."""
 
 
+class StoreUnavailableError(GraphmeshError):
+    """A database (of runs, graphs, outputs) could not be reached, or the connection broke during a
+    transaction (the server restarted, say); retrying later may succeed. The transaction was
+    rolled back, unless the connection broke while its commit was on the way; run writes are
+    fenced (a job completes or fails once), so writing them again is safe."""
+
+
 class GraphError(GraphmeshError):
     """A graph is malformed or cannot be built."""
 

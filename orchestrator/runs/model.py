@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from graphmesh.orchestrator.errors import GraphmeshError
+from graphmesh.orchestrator.errors import StoreUnavailableError as StoreUnavailableError
 from graphmesh.orchestrator.task.base import TaskStatus
 
 JsonObject = dict[str, Any]
@@ -133,13 +134,6 @@ class RunStateError(GraphmeshError):
 
 class InvalidPageTokenError(GraphmeshError):
     """A page token was not produced by this listing (or was tampered with)."""
-
-
-class StoreUnavailableError(GraphmeshError):
-    """The runs' database could not be reached, or the connection broke during a
-    transaction (the server restarted, say); retrying later may succeed. The transaction was
-    rolled back, unless the connection broke while its commit was on the way; run writes are
-    fenced (a job completes or fails once), so writing them again is safe."""
 
 
 class RunService(Protocol):

@@ -10,6 +10,7 @@ connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -18,6 +19,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from graphmesh.orchestrator.ai.client import ModelInfo
+from graphmesh.orchestrator.errors import StoreUnavailableError
 from graphmesh.orchestrator.storage.base import JsonObject
 from graphmesh.orchestrator.storage.codec import (
     encode_json,
@@ -30,6 +32,8 @@ from graphmesh.orchestrator.storage.codec import (
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
 from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
+
+log = logging.getLogger(__name__)
 
 Pool = PostgresPool
 
@@ -61,14 +65,28 @@ class _PostgresRepository:
         """Nothing of its own to release: the pool belongs to whoever opened it."""
 
     async def _execute(self, query: str, params: dict[str, Any] | None = None) -> int:
-        async with self._pool.connection() as connection:
+        async with self._connection() as connection:
             cursor = await connection.execute(QUERIES[query], params)
             return cursor.rowcount
 
     async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[TupleRow]:
-        async with self._pool.connection() as connection:
+        async with self._connection() as connection:
             cursor = await connection.execute(QUERIES[query], params)
             return await cursor.fetchall()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        """A pooled connection; an unreachable database, or a connection that broke, is
+        StoreUnavailableError (UNAVAILABLE to API callers, without the driver's text)."""
+        connection: psycopg.AsyncConnection[TupleRow] | None = None
+        try:
+            async with self._pool.connection() as connection:
+                yield connection
+        except psycopg.OperationalError as error:
+            if connection is not None and not (connection.closed or connection.broken):
+                raise
+            log.warning("the database is unavailable: %s", error)
+            raise StoreUnavailableError("the database is unavailable; try again later") from error
 
 
 class PostgresOutputRepository(_PostgresRepository):

@@ -24,6 +24,7 @@ from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.model import RunFilter, RunRecord, StoreUnavailableError
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
+from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
 
 TENANT = "acme"
 GRAPH = {"tasks": [{"id": "a", "type": CollectTask.type}], "dataflows": []}
@@ -49,6 +50,22 @@ async def test_get_run_answers_unavailable_during_an_outage() -> None:
             await asyncio.to_thread(server.start)
             again = await read_within(lambda: client.get(run.run_id), RESUME_S)
     assert again.run_id == run.run_id
+
+
+async def test_saved_graphs_answer_unavailable_during_an_outage() -> None:
+    with RestartablePostgres() as server:
+        async with (
+            PostgresRunService.open(server.dsn, run_tasks=False) as runs,
+            PostgresGraphRepository.open(server.dsn) as graphs,
+            OrchestratorServer(runs, graphs, tokens=None, grace_period=0) as served,
+            Client(served.target, timeout=DEADLINE_S) as client,
+        ):
+            saved = await client.save_graph(GRAPH, name="outage")
+            await asyncio.to_thread(server.stop, "immediate")
+            # STORE_UNAVAILABLE, never INTERNAL: the graph repository says what happened.
+            with pytest.raises(StoreUnavailableError):
+                await client.get_graph(saved.graph_id)
+            await asyncio.to_thread(server.start)
 
 
 @pytest.mark.parametrize(
