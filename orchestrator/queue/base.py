@@ -228,6 +228,37 @@ class MaintenanceReport:
     orphaned: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class QueueStats:
+    """One queue's jobs right now: ``runnable`` (pending and due), ``scheduled`` (pending,
+    due later: delayed jobs and retries in their backoff), ``retrying`` (pending after a
+    failed attempt), ``running``, ``dead_letter``, and how long the oldest runnable job has
+    been due (``oldest_runnable_s``, 0 when none is)."""
+
+    queue: str
+    runnable: int = 0
+    scheduled: int = 0
+    retrying: int = 0
+    running: int = 0
+    dead_letter: int = 0
+    oldest_runnable_s: float = 0.0
+
+
+def queue_stats(row: Sequence[Any]) -> QueueStats:
+    """:class:`QueueStats` from ``(queue, runnable, scheduled, retrying, running,
+    dead_letter, oldest_runnable_s)``, as every backend computes them."""
+    queue, runnable, scheduled, retrying, running, dead, oldest = row
+    return QueueStats(
+        queue=str(queue),
+        runnable=int(runnable or 0),
+        scheduled=int(scheduled or 0),
+        retrying=int(retrying or 0),
+        running=int(running or 0),
+        dead_letter=int(dead or 0),
+        oldest_runnable_s=max(0.0, float(oldest or 0.0)),
+    )
+
+
 class Wakeup(Protocol):
     """Tells an idle worker that jobs may have arrived on its queues. Call :meth:`clear`
     before claiming, then :meth:`wait`: an enqueue in between still wakes the waiter."""
@@ -347,6 +378,10 @@ class JobQueue(Protocol):
         limit: int = 100,
     ) -> list[Job]:
         """Jobs by ascending id after ``after_id`` (a page token), optionally filtered."""
+        ...
+
+    async def stats(self) -> list[QueueStats]:
+        """Every queue that has unfinished or dead-lettered jobs, sorted by name."""
         ...
 
     async def maintain(self) -> MaintenanceReport:

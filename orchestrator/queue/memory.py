@@ -37,10 +37,12 @@ from graphmesh.orchestrator.queue.base import (
     JobStatus,
     LeaseState,
     MaintenanceReport,
+    QueueStats,
     Wakeup,
     WorkerSession,
     clamp_progress,
     from_epoch,
+    queue_stats,
 )
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.retry import (
@@ -366,6 +368,15 @@ class MemoryJobQueue(BatchQueue):
                 chosen.append(record)
         return [self._snapshot(record) for record in chosen[:limit]]
 
+    async def stats(self) -> list[QueueStats]:
+        """Every queue with unfinished or dead-lettered jobs (see :class:`QueueStats`)."""
+        now = self._clock()
+        by_queue: dict[str, list[_Record]] = {}
+        for record in self._records.values():
+            if record.status not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
+                by_queue.setdefault(record.spec.queue, []).append(record)
+        return [_stats(queue, records, now) for queue, records in sorted(by_queue.items())]
+
     async def maintain(self) -> MaintenanceReport:
         """Rescue expired leases and attempts of ended sessions, and dead-letter jobs that
         never started in time."""
@@ -447,3 +458,19 @@ class MemoryJobQueue(BatchQueue):
 
 def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else from_epoch(seconds)
+
+
+def _stats(queue: str, records: list[_Record], now: float) -> QueueStats:
+    pending = [r for r in records if r.status == JobStatus.PENDING]
+    due = [r.run_at for r in pending if r.run_at <= now]
+    return queue_stats(
+        (
+            queue,
+            len(due),
+            len(pending) - len(due),
+            sum(r.attempt > 0 for r in pending),
+            sum(r.status == JobStatus.RUNNING for r in records),
+            sum(r.status == JobStatus.DEAD_LETTER for r in records),
+            now - min(due) if due else 0.0,
+        )
+    )

@@ -46,9 +46,11 @@ from graphmesh.orchestrator.queue.base import (
     JobStatus,
     LeaseState,
     MaintenanceReport,
+    QueueStats,
     Wakeup,
     WorkerSession,
     clamp_progress,
+    queue_stats,
 )
 from graphmesh.orchestrator.queue.coalesce import Coalescer
 from graphmesh.orchestrator.queue.codec import error_to_json, policy_from_json
@@ -384,6 +386,12 @@ class PostgresJobQueue(BatchQueue):
             random=self._random,
         )
         return AttemptToken(job_id=job_id, attempt=attempt), settlement
+
+    async def stats(self) -> list[QueueStats]:
+        """Every queue with unfinished or dead-lettered jobs (see :class:`QueueStats`)."""
+        async with self._connection() as connection:
+            cursor = await connection.execute(QUERIES["queue_stats"])
+            return [queue_stats(row) for row in await cursor.fetchall()]
 
     async def delete_finished(self, older_than_s: float) -> int:
         """Delete jobs that finished more than ``older_than_s`` ago."""

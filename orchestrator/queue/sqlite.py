@@ -49,6 +49,7 @@ from graphmesh.orchestrator.queue.base import (
     JobStatus,
     LeaseState,
     MaintenanceReport,
+    QueueStats,
     Wakeup,
     WorkerSession,
 )
@@ -223,6 +224,10 @@ class SqliteJobQueue(BatchQueue):
         if report.rescued or report.orphaned:
             self._hub.notify_all()  # jobs came back; the report does not say on which queues
         return report
+
+    async def stats(self) -> list[QueueStats]:
+        """Every queue with unfinished or dead-lettered jobs (see :class:`QueueStats`)."""
+        return await self._call(lambda ops: ops.stats())
 
     async def delete_finished(self, older_than_s: float) -> int:
         """Delete jobs that finished more than ``older_than_s`` ago."""

@@ -24,8 +24,10 @@ from graphmesh.orchestrator.queue.base import (
     JobStatus,
     LeaseState,
     MaintenanceReport,
+    QueueStats,
     clamp_progress,
     from_epoch,
+    queue_stats,
 )
 from graphmesh.orchestrator.queue.codec import (
     error_to_json,
@@ -284,6 +286,11 @@ class SqliteQueueOps:
             settlement = self._settlement(retry, failures, cancel_requested, worker_lost_error())
             self._settle(AttemptToken(job_id=job_id, attempt=attempt), settlement)
         return len(orphans)
+
+    def stats(self) -> list[QueueStats]:
+        """Every queue with unfinished or dead-lettered jobs (see :class:`QueueStats`)."""
+        rows = self._db.execute(QUERIES["queue_stats"], {"now": self._clock()}).fetchall()
+        return [queue_stats(row) for row in rows]
 
     def delete_finished(self, older_than_s: float) -> int:
         """Delete jobs that finished more than ``older_than_s`` ago."""

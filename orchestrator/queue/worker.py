@@ -38,6 +38,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Self
 
+from graphmesh.orchestrator.queue import metrics
 from graphmesh.orchestrator.queue.base import (
     DEFAULT_QUEUE,
     AttemptToken,
@@ -268,9 +269,10 @@ class Worker:
     async def _claim(self, limit: int) -> list[Job]:
         options = self.options
         try:
-            return await self._queue.claim(
-                self._queues, limit=limit, lease_s=options.lease_s, session=self._session
-            )
+            with metrics.CLAIM_SECONDS.time():
+                return await self._queue.claim(
+                    self._queues, limit=limit, lease_s=options.lease_s, session=self._session
+                )
         except Exception:
             # The database may be restarting: keep the worker alive and try again later.
             log.exception("claiming jobs failed; retrying in %.1f s", options.retry_pause_s)
@@ -284,6 +286,7 @@ class Worker:
                 await self._wake.wait()
 
     def _start(self, job: Job) -> None:
+        metrics.observe_start(job)
         flight = _InFlight(job=job, token=job.token, context=JobContext(self._queue, job))
         self._in_flight[flight.token] = flight
         flight.task = asyncio.create_task(self._run(flight), name=f"graphmesh-job-{job.id}")
@@ -380,11 +383,11 @@ class Worker:
     async def _housekeeping(self) -> None:
         """Heartbeats every ``heartbeat_s``; maintenance (rescues of lost workers'
         attempts) every ``maintenance_interval_s``, even while all slots are busy and no
-        claim runs it; TTL cleanup."""
+        claim runs it; the queue's gauges every ``stats_interval_s``; TTL cleanup."""
         loop = asyncio.get_running_loop()
         options = self.options
         next_beat = loop.time() + options.heartbeat_s
-        next_maintenance = next_cleanup = loop.time()
+        next_maintenance = next_cleanup = next_sample = loop.time()
         while True:
             await asyncio.sleep(min(options.heartbeat_s, options.maintenance_interval_s))
             if loop.time() >= next_beat:
@@ -393,6 +396,9 @@ class Worker:
             if loop.time() >= next_maintenance:
                 next_maintenance = loop.time() + self.options.maintenance_interval_s
                 await self._guard(self._queue.maintain)
+            if loop.time() >= next_sample:
+                next_sample = loop.time() + options.stats_interval_s
+                await self._guard(lambda: metrics.sample(self._queue))
             if self.options.finished_ttl_s is not None and loop.time() >= next_cleanup:
                 next_cleanup = loop.time() + self._cleanup_interval_s(self.options.finished_ttl_s)
                 await self._guard(self._cleanup)

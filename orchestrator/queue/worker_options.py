@@ -27,8 +27,9 @@ class WorkerOptions:
     ``heartbeat_interval_s`` (default: a third of the lease). An idle worker claims again
     when woken by an enqueue, or every ``poll_interval_s`` (delayed jobs, other
     processes). ``maintenance_interval_s``: how often it rescues lost attempts (expired
-    leases, ended sessions). ``shutdown_grace_s``: how long in-flight handlers get to
-    finish when it stops, unless ``Worker.drain`` is given another time.
+    leases, ended sessions); ``stats_interval_s``: how often it samples the queue's gauges
+    (:mod:`~graphmesh.orchestrator.queue.metrics`). ``shutdown_grace_s``: how long in-flight
+    handlers get to finish when it stops, unless ``Worker.drain`` is given another time.
     ``finished_ttl_s`` turns on TTL cleanup of finished jobs. Completions wait up to
     ``ack_delay_s`` to be written together.
     """
@@ -38,6 +39,7 @@ class WorkerOptions:
     heartbeat_interval_s: float | None = None
     poll_interval_s: float = 1.0
     maintenance_interval_s: float = 1.0
+    stats_interval_s: float = 10.0
     shutdown_grace_s: float = 10.0
     finished_ttl_s: float | None = None
     retry_pause_s: float = 0.5

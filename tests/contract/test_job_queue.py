@@ -469,6 +469,45 @@ async def test_a_permanent_error_dead_letters_at_once(queue: JobQueue) -> None:
     assert [entry.error.retryable for entry in failed.history] == [False]
 
 
+async def test_stats_count_each_queues_jobs_by_state(queue: JobQueue) -> None:
+    assert await queue.stats() == []
+    await queue.enqueue_many(
+        [
+            JobSpec(task="t", queue="a", run_at=utc_now() - timedelta(seconds=30)),
+            JobSpec(task="t", queue="a"),
+            JobSpec(task="t", queue="a", run_at=utc_now() + timedelta(hours=1)),
+            JobSpec(task="t", queue="b", retry=RetryPolicy(initial_backoff_s=60)),
+            JobSpec(task="t", queue="b"),
+            JobSpec(task="t", queue="b"),
+        ]
+    )
+    retried = await claim_one(queue, "b")
+    await queue.fail(retried.token, JobError(message="again"))
+    dead = await claim_one(queue, "b")
+    await queue.fail(dead.token, JobError(message="bad", retryable=False))
+    await claim_one(queue, "b")  # running
+    done = await claim_one(queue, "a")  # the oldest due job of a: succeeded, not counted
+    await queue.complete(done.token)
+    a, b = await queue.stats()
+    assert (a.queue, a.runnable, a.scheduled, a.retrying, a.running, a.dead_letter) == (
+        "a",
+        1,
+        1,
+        0,
+        0,
+        0,
+    )
+    assert (b.queue, b.runnable, b.scheduled, b.retrying, b.running, b.dead_letter) == (
+        "b",
+        0,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert 0 <= a.oldest_runnable_s < 30 and b.oldest_runnable_s == 0
+
+
 async def test_a_rescue_uses_up_attempts_like_any_failure(queue: JobQueue) -> None:
     await queue.enqueue(JobSpec(task="t", retry=RetryPolicy(max_attempts=1)))
     job = await claim_one(queue, lease_s=SHORT_LEASE_S)

@@ -15,6 +15,7 @@ from graphmesh.client import Client
 from graphmesh.orchestrator.runs.model import RunState
 from graphmesh.services.kit.metrics import metrics_endpoint, split_address
 
+SCHEDULED_TO_START = "graphmesh_queue_schedule_to_start_seconds_count"
 GRAPH = {
     "tasks": [
         {"id": "ok", "type": "JavaScriptTask", "defaults": {"code": "1 + 1"}},
@@ -57,6 +58,15 @@ async def test_a_served_orchestrator_counts_run_and_task_outcomes(tmp_path: Path
         assert samples['graphmesh_run_events_total{kind="TASK_FAILED"}'] == 1
         assert samples['graphmesh_run_events_total{kind="RUN_CREATED"}'] == 1
         assert not any("TASK_PROGRESS" in name or "run_id" in name for name in samples)
+        assert samples["graphmesh_queue_claim_duration_seconds_count"] >= 1
+        started = [v for k, v in samples.items() if k.startswith(SCHEDULED_TO_START)]
+        assert sum(started) == 2  # both tasks' attempts
+        # The sampled gauges appear once the worker's housekeeping has looked.
+        async with asyncio.timeout(30):
+            while not any(k.startswith("graphmesh_queue_jobs{") for k in samples):
+                await asyncio.sleep(0.2)  # polling a scrape endpoint: there is no event
+                samples = await asyncio.to_thread(scrape, metrics)
+        assert any(k.startswith("graphmesh_queue_oldest_runnable_age_seconds{") for k in samples)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)

@@ -334,3 +334,18 @@ ON CONFLICT (id) DO NOTHING;
 -- name: end_session
 -- (Closing the session's connection then releases its lock.)
 DELETE FROM graphmesh_job_sessions WHERE id = %(id)s;
+
+-- name: queue_stats
+-- Sampled for metrics: the runnable and running sets come from their partial indexes.
+SELECT queue,
+       count(*) FILTER (WHERE status = 'pending' AND run_at <= now()),
+       count(*) FILTER (WHERE status = 'pending' AND run_at > now()),
+       count(*) FILTER (WHERE status = 'pending' AND attempt > 0),
+       count(*) FILTER (WHERE status = 'running'),
+       count(*) FILTER (WHERE status = 'dead_letter'),
+       COALESCE(EXTRACT(EPOCH FROM now() - min(run_at)
+                FILTER (WHERE status = 'pending' AND run_at <= now())), 0)::float8
+FROM graphmesh_jobs
+WHERE status IN ('pending', 'running', 'dead_letter')
+GROUP BY queue
+ORDER BY queue;

@@ -190,3 +190,16 @@ SELECT id, pid, host, process FROM graphmesh_job_sessions;
 
 -- name: end_sessions
 DELETE FROM graphmesh_job_sessions WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: queue_stats
+SELECT queue,
+       sum(status = 'pending' AND run_at <= :now),
+       sum(status = 'pending' AND run_at > :now),
+       sum(status = 'pending' AND attempt > 0),
+       sum(status = 'running'),
+       sum(status = 'dead_letter'),
+       coalesce(:now - min(CASE WHEN status = 'pending' AND run_at <= :now THEN run_at END), 0.0)
+FROM graphmesh_jobs
+WHERE status IN ('pending', 'running', 'dead_letter')
+GROUP BY queue
+ORDER BY queue;
