@@ -15,6 +15,7 @@ import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog
 from graphmesh.orchestrator.ai.client import ModelClient
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner import RunnerEvent, RunResult, TaskGraphRunner
+from graphmesh.orchestrator.catalog.paths import STATE_DIR_RESOURCE
 from graphmesh.orchestrator.sandbox import SANDBOX_RESOURCE, SandboxPool, SandboxSettings
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteOutputRepository
@@ -77,8 +78,17 @@ class EmbeddedEngine:
             models=self.models,
             listener=listener,
             task_timeout=self.settings.task_timeout,
-            resources={SANDBOX_RESOURCE: self.sandbox} if self.sandbox else None,
+            resources=self._resources(),
         )
+
+    def _resources(self) -> dict[str, Any]:
+        """What tasks may use: the JavaScript sandbox pool, and the state directory that
+        the relative paths of what a graph writes resolve under (so the working directory
+        may be read-only)."""
+        resources: dict[str, Any] = {STATE_DIR_RESOURCE: self.settings.state_dir}
+        if self.sandbox:
+            resources[SANDBOX_RESOURCE] = self.sandbox
+        return resources
 
     async def run(
         self,

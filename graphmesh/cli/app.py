@@ -115,11 +115,32 @@ def run(
 @app.command()
 def tasks(
     as_json: Annotated[bool, typer.Option("--json", help="print the catalog as JSON")] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="only what this remote tenant may use under the task policy "
+            "(--policy, or GRAPHMESH_POLICY_FILE; without a file: the deny-by-default policy)"
+        ),
+    ] = None,
+    policy_file: Annotated[
+        Path | None, typer.Option("--policy", help="the operator's policy file (TOML)")
+    ] = None,
 ) -> None:
-    """List the task catalog with ports."""
+    """List the task catalog with ports (everything the local user may run, or with
+    --tenant what a remote tenant may use)."""
     from graphmesh.orchestrator.catalog import catalog_entries
+    from graphmesh.orchestrator.policy import load_policy
+    from graphmesh.orchestrator.policy.settings import PolicyFileError
+    from graphmesh.orchestrator.task import default_registry
 
     entries = catalog_entries()
+    if tenant is not None:
+        try:
+            usable = load_policy(policy_file).for_tenant(tenant)
+        except PolicyFileError as error:
+            errors.print(f"[red]{error}")
+            raise typer.Exit(2) from None
+        entries = [e for e in entries if usable.allows(default_registry.get(str(e["type"])))]
     if as_json:
         console.print_json(data=entries)
         return

@@ -105,6 +105,7 @@ async def _serve(
 ) -> None:
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
     from graphmesh.orchestrator.api.server import OrchestratorServer
+    from graphmesh.orchestrator.policy import load_policy
     from graphmesh.orchestrator.runtime import tune_gc
     from graphmesh.orchestrator.sandbox import serving_pool
     from graphmesh.services.kit.metrics import metrics_endpoint
@@ -115,11 +116,13 @@ async def _serve(
         metrics = await stack.enter_async_context(metrics_endpoint(settings.metrics_listen))
         await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
         models = await _models(stack, local)
-        runs, graphs = await _open_store(stack, store, models)
+        policy = load_policy()  # GRAPHMESH_POLICY_FILE; without one, deny-by-default
+        runs, graphs = await _open_store(stack, store, models, policy)
         server = await stack.enter_async_context(
             OrchestratorServer(
                 runs,
                 graphs,
+                policy=policy,
                 tokens=tokens,
                 address=settings.listen,
                 tls=settings.tls(),
@@ -149,12 +152,13 @@ async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:
 
 
 async def _open_store(
-    stack: contextlib.AsyncExitStack, store: str, models: Any
+    stack: contextlib.AsyncExitStack, store: str, models: Any, policy: Any
 ) -> tuple[RunService, TaskGraphRepository]:
     """The RunService and graph repository for ``--store``.
 
     The durable SQLite/Postgres RunService plugs in here (open it on
     ``settings.database_url`` and return it with the matching graph repository)."""
+    from graphmesh.orchestrator.policy import POLICY_RESOURCE, PolicyMiddleware
     from graphmesh.orchestrator.runner.tracing import tracing_middleware
     from graphmesh.orchestrator.runs.memory import MemoryRunService
     from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
@@ -162,10 +166,13 @@ async def _open_store(
     if store != "memory":
         from graphmesh.orchestrator.runs.durable_main import DurableSettings, open_durable
 
-        return await open_durable(stack, store, DurableSettings(), models)
-    middleware = tracing_middleware()
+        return await open_durable(stack, store, DurableSettings(), models, policy)
     runs: RunService = await stack.enter_async_context(
-        MemoryRunService(models, middleware=middleware)
+        MemoryRunService(
+            models,
+            middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
+            resources={POLICY_RESOURCE: policy},
+        )
     )
     graphs: TaskGraphRepository = await stack.enter_async_context(MemoryGraphRepository.open())
     return runs, graphs

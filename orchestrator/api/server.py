@@ -24,6 +24,7 @@ from graphmesh.orchestrator.api.errors import ErrorInterceptor
 from graphmesh.orchestrator.api.graphs import SavedGraphStore
 from graphmesh.orchestrator.api.servicer import OrchestratorServicer
 from graphmesh.orchestrator.api.settings import EdgeSettings
+from graphmesh.orchestrator.policy import TaskPolicy, load_policy
 from graphmesh.orchestrator.queue.worker_options import finish_share
 from graphmesh.orchestrator.runs.model import RunService
 from graphmesh.orchestrator.runs.quotas import QuotaRunService
@@ -60,6 +61,7 @@ class OrchestratorServer:
         grace_period: float = 10.0,
         registry: TaskRegistry = default_registry,
         edge: EdgeSettings | None = None,
+        policy: TaskPolicy | None = None,
     ) -> None:
         edge = edge or EdgeSettings()
         limits, quotas = edge.request_limits(), edge.quota_policy()
@@ -69,6 +71,7 @@ class OrchestratorServer:
             registry,
             limits=limits,
             quotas=quotas,
+            policy=load_policy() if policy is None else policy,
         )
 
         def add(server: grpc.aio.Server) -> None:

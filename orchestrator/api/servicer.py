@@ -22,6 +22,8 @@ from graphmesh.orchestrator.api.trace_context import traceparent_of
 from graphmesh.orchestrator.api.validation import RequestLimits, clamp_page_size
 from graphmesh.orchestrator.builder.codegen import graph_to_code
 from graphmesh.orchestrator.catalog import catalog_entries
+from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError
+from graphmesh.orchestrator.policy import TaskPolicy, policy_issues
 from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
 from graphmesh.orchestrator.runs.quotas import QuotaPolicy
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
@@ -40,20 +42,24 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         *,
         limits: RequestLimits | None = None,
         quotas: QuotaPolicy | None = None,
+        policy: TaskPolicy | None = None,
     ) -> None:
         self.runs = runs
         self.graphs = graphs
         self.registry = registry
         self.limits = limits or RequestLimits()
         self.quotas = quotas or QuotaPolicy()
+        self.policy = policy or TaskPolicy()
 
     async def ListTaskTypes(
         self, request: pb.ListTaskTypesRequest, context: Context
     ) -> pb.ListTaskTypesResponse:
+        usable = self.policy.for_tenant(current_tenant())
         entries = [
             entry
             for entry in catalog_entries(self.registry)
-            if not request.category or entry["category"] == request.category
+            if (not request.category or entry["category"] == request.category)
+            and usable.allows(self.registry.get(str(entry["type"])))
         ]
         return pb.ListTaskTypesResponse(
             task_types=[
@@ -67,6 +73,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> pb.ValidateGraphResponse:
         data = self._graph_source(request)
         canonical, issues = check_graph(data, self.registry)
+        if canonical is not None:
+            issues += self._refused(canonical)
         response = pb.ValidateGraphResponse(
             valid=not issues, violations=[convert.violation_to_proto(i) for i in issues]
         )
@@ -155,7 +163,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> pb.SaveGraphResponse:
         saved = await self.graphs.save(
             tenant=current_tenant(),
-            graph=self._graph_source(request),
+            graph=self._allowed(canonical_graph(self._graph_source(request), self.registry)),
             graph_id=request.graph_id,
             name=request.name,
             description=request.description,
@@ -191,8 +199,19 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         """The request's graph as canonical graph JSON, loading a saved one by id."""
         if request.WhichOneof("graph_source") == "graph_id":
             saved = await self.graphs.get(tenant=current_tenant(), graph_id=request.graph_id)
-            return saved.graph
-        return canonical_graph(self._graph_source(request), self.registry)
+            return self._allowed(saved.graph)
+        return self._allowed(canonical_graph(self._graph_source(request), self.registry))
+
+    def _refused(self, graph: JsonObject) -> list[GraphIssue]:
+        """The tasks of ``graph`` the caller's tenant may not use (the task policy)."""
+        return policy_issues(graph, self.policy.for_tenant(current_tenant()), self.registry)
+
+    def _allowed(self, graph: JsonObject) -> JsonObject:
+        """``graph``, if the caller's tenant may use every task in it."""
+        refused = self._refused(graph)
+        if refused:
+            raise GraphValidationError(refused)
+        return graph
 
     def _graph_source(self, request: Any) -> Any:
         """The request's graph as JSON, within the request limits and the tenant's graph

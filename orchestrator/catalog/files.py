@@ -1,20 +1,22 @@
 """File source and sink tasks: read a text file, write one atomically.
 
-When the runner's resources name a ``file_root``, paths are resolved inside it and may
-not leave it (``..`` or symlinks pointing out are refused): the setting for graphs that
-arrive over the API.
+Where a path leads is :mod:`.paths`' rule: a remote tenant's paths stay inside its data
+root (no absolute paths, ``..`` or links out); the local user's relative writes go under the
+engine's state directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from graphmesh.orchestrator.catalog.errors import TaskInputError
+from graphmesh.orchestrator.catalog.paths import (
+    local_path,
+    read_confined,
+    write_atomic,
+    write_confined,
+)
+from graphmesh.orchestrator.policy import tenant_access
 from graphmesh.orchestrator.task import (
     OutputTask,
     Port,
@@ -28,33 +30,24 @@ from graphmesh.orchestrator.task import (
 _ENCODING = Port(id="encoding", value_type=ValueType.TEXT, default="utf-8")
 
 
-def resolve_path(path: Any, resources: Mapping[str, Any]) -> Path:
-    """``path`` as a Path, confined to ``resources["file_root"]`` when that is set."""
-    if not isinstance(path, str | os.PathLike) or not str(path):
-        raise TaskInputError(f"path must be a non-empty string, not {path!r}")
-    root = resources.get("file_root")
-    if root is None:
-        return Path(path)
-    base = Path(root).resolve()
-    resolved = (base / path).resolve()
-    if not resolved.is_relative_to(base):
-        raise TaskInputError(f"path {str(path)!r} is outside the allowed file root")
-    return resolved
-
-
 class FileReadTask(Task):
     """Read a text file. Not cached: the file may change between runs."""
 
     type = "FileReadTask"
     category = "Input"
     cacheable = False
+    external_access = True
     inputs = (Port(id="path", value_type=ValueType.PATH), _ENCODING)
     outputs = (Port(id="text", value_type=ValueType.TEXT),)
 
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
-        path = resolve_path(inputs["path"], ctx.resources)
-        text = await asyncio.to_thread(path.read_text, encoding=str(inputs["encoding"]))
-        return {"text": text}
+        policy = tenant_access(ctx)
+        if policy is None:
+            path = local_path(inputs["path"], ctx.resources, written=False)
+            data = await asyncio.to_thread(path.read_bytes)
+        else:
+            data = await asyncio.to_thread(read_confined, policy, inputs["path"])
+        return {"text": _decode(data, str(inputs["encoding"]))}
 
 
 class FileWriteTask(OutputTask):
@@ -65,6 +58,7 @@ class FileWriteTask(OutputTask):
 
     type = "FileWriteTask"
     category = "Output"
+    external_access = True
     inputs = (
         Port(id="path", value_type=ValueType.PATH),
         Port(id="text", value_type=ValueType.TEXT),
@@ -73,24 +67,29 @@ class FileWriteTask(OutputTask):
     outputs = (Port(id="path", value_type=ValueType.PATH),)
 
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
-        path = resolve_path(inputs["path"], ctx.resources)
-        data = str(inputs["text"]).encode(str(inputs["encoding"]))
+        data = _encode(str(inputs["text"]), str(inputs["encoding"]))
+        policy = tenant_access(ctx)
+        if policy is not None:
+            await asyncio.to_thread(write_confined, policy, inputs["path"], data)
+            return {"path": inputs["path"]}  # the tenant's own path, never the server's
+        path = local_path(inputs["path"], ctx.resources, written=True)
         await asyncio.to_thread(write_atomic, path, data)
         return {"path": str(path)}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, as a plain open() would.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+def _decode(data: bytes, encoding: str) -> str:
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        return data.decode(encoding)
+    except LookupError:
+        raise TaskInputError(f"unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as error:
+        raise TaskInputError(f"the file is not valid {encoding}: {error.reason}") from None
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    try:
+        return text.encode(encoding)
+    except LookupError:
+        raise TaskInputError(f"unknown encoding {encoding!r}") from None
+    except UnicodeEncodeError as error:
+        raise TaskInputError(f"the text cannot be written as {encoding}: {error.reason}") from None

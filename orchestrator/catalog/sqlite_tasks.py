@@ -1,5 +1,11 @@
 """SQLite source and sink tasks. Values always travel as bound parameters; table and
-column names are checked identifiers, double-quoted."""
+column names are checked identifiers, double-quoted.
+
+Where a database lives is :mod:`.paths`' rule (a remote tenant's stays inside its data root;
+the local user's relative paths go under the engine's state directory). A remote tenant's
+query runs under an authorizer that allows reading and nothing else: no ATTACH (so no other
+file and no ``file:`` URI), no PRAGMA, no ``load_extension``, no writes.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from graphmesh.orchestrator.catalog._values import (
     to_json_value,
 )
 from graphmesh.orchestrator.catalog.errors import TaskInputError
-from graphmesh.orchestrator.catalog.files import resolve_path
+from graphmesh.orchestrator.catalog.paths import confined_database, local_path
+from graphmesh.orchestrator.policy import TaskPolicyError, tenant_access
 from graphmesh.orchestrator.task import (
     OutputTask,
     Port,
@@ -45,6 +52,7 @@ class SqliteQueryTask(Task):
     type = "SqliteQueryTask"
     category = "Input"
     cacheable = False
+    external_access = True
     inputs = (
         _DATABASE,
         Port(id="sql", value_type=ValueType.SQL),
@@ -53,21 +61,43 @@ class SqliteQueryTask(Task):
     outputs = (Port(id="rows", value_type=ValueType.JSON, is_array=True),)
 
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
-        path = resolve_path(inputs["database"], ctx.resources)
+        path = database(inputs["database"], ctx, create=False)
         params = check_params(inputs.get("params"))
-        rows = await asyncio.to_thread(query_sqlite, path, str(inputs["sql"]), params)
+        confined = ctx.tenant is not None
+        rows = await asyncio.to_thread(
+            query_sqlite, path, str(inputs["sql"]), params, confined=confined
+        )
         return {"rows": rows}
 
 
+def database(path: Any, ctx: TaskContext, *, create: bool) -> Path:
+    """Where the task's database is (see the module docstring)."""
+    policy = tenant_access(ctx)
+    if policy is None:
+        return local_path(path, ctx.resources, written=True)
+    return confined_database(policy, path, create=create)
+
+
 def query_sqlite(
-    path: Path, sql: str, params: Sequence[Any] | Mapping[str, Any]
+    path: Path, sql: str, params: Sequence[Any] | Mapping[str, Any], *, confined: bool = False
 ) -> list[dict[str, Any]]:
-    """Rows of ``sql`` on the database at ``path``, opened read-only (blocking)."""
+    """Rows of ``sql`` on the database at ``path``, opened read-only (blocking); with
+    ``confined``, the statement may only read (see the module docstring)."""
     if not path.exists():
-        raise TaskInputError(f"SQLite database {str(path)!r} does not exist")
+        raise TaskInputError(f"SQLite database {path.name!r} does not exist")
     uri = f"{path.resolve().as_uri()}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as connection:
-        cursor = connection.execute(sql, params)
+        if confined:
+            connection.set_authorizer(_read_only)
+        try:
+            cursor = connection.execute(sql, params)
+        except sqlite3.DatabaseError as error:
+            if "not authorized" in str(error):
+                raise TaskPolicyError(
+                    "the query may only read: ATTACH, PRAGMA, load_extension and writes "
+                    "are not allowed"
+                ) from None
+            raise TaskInputError(f"the query failed: {error}") from None
         columns = [column[0] for column in cursor.description or ()]
         return [
             {name: to_json_value(value) for name, value in zip(columns, row, strict=True)}
@@ -86,6 +116,7 @@ class SqliteInsertTask(OutputTask):
 
     type = "SqliteInsertTask"
     category = "Output"
+    external_access = True
     inputs = (
         _DATABASE,
         Port(id="table", value_type=ValueType.TEXT),
@@ -94,7 +125,7 @@ class SqliteInsertTask(OutputTask):
     outputs = (Port(id="count", value_type=ValueType.INTEGER),)
 
     async def run(self, inputs: TaskInput, ctx: TaskContext) -> TaskOutput:
-        path = resolve_path(inputs["database"], ctx.resources)
+        path = database(inputs["database"], ctx, create=True)
         table = check_identifier(inputs["table"], "table")
         rows = check_rows(inputs["rows"])
         key = ctx.idempotency_key if self.config.get("idempotent") else None
@@ -163,3 +194,15 @@ def _bindable(row: dict[str, Any]) -> dict[str, Any]:
 def _quote(identifier: str) -> str:
     """Quote a checked identifier (letters, digits, ``_`` only, so no quote to escape)."""
     return f'"{identifier}"'
+
+
+_READING = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE})
+
+
+def _read_only(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
+    """SQLite authorizer of a remote tenant's query: reads and plain functions only."""
+    if action in _READING:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() != "load_extension":
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY

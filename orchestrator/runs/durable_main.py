@@ -35,6 +35,12 @@ from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
 from graphmesh.orchestrator.events.sqlite import SqliteOutbox
+from graphmesh.orchestrator.policy import (
+    POLICY_RESOURCE,
+    PolicyMiddleware,
+    TaskPolicy,
+    load_policy,
+)
 from graphmesh.orchestrator.queue.worker import WorkerOptions, finish_share
 from graphmesh.orchestrator.runner.tracing import tracing_middleware
 from graphmesh.orchestrator.runs.durable import DurableRunService
@@ -64,15 +70,21 @@ class DurableSettings(BaseSettings):
     task_modules: str = ""
     nats_url: str | None = None
 
-    def worker(self, models: ModelClient | None = None) -> WorkerSettings:
-        """The run worker's settings (heartbeats at a third of the lease)."""
+    def worker(
+        self, models: ModelClient | None = None, policy: TaskPolicy | None = None
+    ) -> WorkerSettings:
+        """The run worker's settings (heartbeats at a third of the lease); ``policy``: the
+        operator's task policy (default: ``GRAPHMESH_POLICY_FILE``, else deny-by-default),
+        checked again as each task runs."""
+        policy = load_policy() if policy is None else policy
         options = WorkerOptions(
             lease_s=self.worker_lease_s, shutdown_grace_s=finish_share(self.grace_period)
         )
         return WorkerSettings(
             concurrency=self.worker_concurrency,
             models=models,
-            middleware=tracing_middleware(),
+            middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
+            resources={POLICY_RESOURCE: policy},
             queue=options,
         )
 
@@ -93,14 +105,18 @@ def sqlite_path(url: str | None) -> Path:
 
 
 async def open_durable(
-    stack: AsyncExitStack, store: str, settings: DurableSettings, models: Any = None
+    stack: AsyncExitStack,
+    store: str,
+    settings: DurableSettings,
+    models: Any = None,
+    policy: TaskPolicy | None = None,
 ) -> tuple[DurableRunService, TaskGraphRepository]:
     """The durable RunService (``store`` ``postgres`` or ``sqlite``) and the graph
     repository of the same database, closed with ``stack``."""
     settings.import_task_modules()
     if settings.nats_url:
         nats_servers(settings.nats_url)  # a malformed URL fails before anything opens
-    worker = settings.worker(models)
+    worker = settings.worker(models, policy)
     url = settings.url()
     if store == "postgres":
         if not url:

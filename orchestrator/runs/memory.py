@@ -147,7 +147,8 @@ class MemoryRunService:
     """A RunService that runs every graph in this process (``async with`` it).
 
     ``models`` serves AI tasks; ``repository`` caches task outputs across runs;
-    ``middleware`` wraps every task call (outermost first).
+    ``middleware`` wraps every task call (outermost first); ``resources`` reach every task
+    (e.g. the operator's task policy).
     """
 
     def __init__(
@@ -159,8 +160,10 @@ class MemoryRunService:
         middleware: Sequence[Middleware] = (),
         task_timeout: float | None = None,
         page_tokens: PageTokens | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> None:
         self._models = models
+        self._resources = dict(resources or {})
         self._page_tokens = page_tokens or default_page_tokens()
         self._repository = repository
         self._registry = registry
@@ -339,6 +342,7 @@ class MemoryRunService:
             middleware=middleware,
             listener=_TaskEvents(run, graph, reused),
             task_timeout=self._task_timeout,
+            resources=self._resources,
             tenant=run.tenant,
         )
         driver = asyncio.get_running_loop().create_task(self._drive(run, runner))

@@ -100,6 +100,8 @@ class Task:
     description: ClassVar[str] = ""
     side_effects: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True
+    # Reaches outside the graph (files, databases): remote tenants need the operator's grant.
+    external_access: ClassVar[bool] = False
     version: ClassVar[int] = 1
     kind: ClassVar[TaskKind] = TaskKind.SIMPLE
     inputs: ClassVar[tuple[Port, ...]] = ()

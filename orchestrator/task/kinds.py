@@ -197,6 +197,7 @@ def array_task(
         "category": item.category,
         "description": f"{item.type} over every combination of {', '.join(array_inputs)}",
         "item_task": item,
+        "external_access": item.external_access,
         "array_inputs": tuple(array_inputs),
         "inputs": tuple(
             _array_port(port) if port.id in array_inputs else port for port in item.inputs

@@ -16,6 +16,8 @@ from graphmesh.orchestrator.catalog.files import FileReadTask, FileWriteTask
 from graphmesh.orchestrator.catalog.postgres_tasks import PostgresInsertTask, PostgresQueryTask
 from graphmesh.orchestrator.catalog.sqlite_tasks import SqliteInsertTask, SqliteQueryTask
 from graphmesh.orchestrator.graph import DataFlow, TaskGraph
+from graphmesh.orchestrator.policy import TaskPolicy
+from graphmesh.orchestrator.policy.model import TenantRules
 from graphmesh.orchestrator.runner import RunResult, RunStatus, TaskGraphRunner
 from graphmesh.orchestrator.task import Task
 
@@ -68,21 +70,39 @@ async def test_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     assert "FileNotFoundError" in (result.error or "")
 
 
-async def test_file_root_confines_paths(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    (root / "docs").mkdir(parents=True)
-    (root / "docs" / "a.txt").write_text("inside")
+async def test_a_tenants_paths_stay_in_its_data_root(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "acme" / "docs").mkdir(parents=True)
+    (root / "acme" / "docs" / "a.txt").write_text("inside")
     (tmp_path / "secret.txt").write_text("outside")
-    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
-    resources = {"file_root": str(root)}
+    (root / "acme" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "acme" / "hop").symlink_to(tmp_path)
+    policy = TaskPolicy(default=TenantRules(task_types=frozenset({"*"}), data_root=root))
+    options = {"resources": {"policy": policy}, "tenant": "acme"}
     inside = FileReadTask(id="r", defaults={"path": "docs/a.txt"})
-    assert await output_of(inside, resources=resources) == {"text": "inside"}
-    for escape in ["../secret.txt", str(tmp_path / "secret.txt"), "link.txt"]:
-        result = await run(FileReadTask(id="r", defaults={"path": escape}), resources=resources)
-        assert "outside the allowed file root" in (result.error or ""), escape
-    writer = FileWriteTask(id="w", defaults={"path": "../escape.txt", "text": "x"})
-    assert not (await run(writer, resources=resources)).ok
+    assert await output_of(inside, **options) == {"text": "inside"}
+    for escape in ["../secret.txt", str(tmp_path / "secret.txt"), "link.txt", "hop/secret.txt"]:
+        result = await run(FileReadTask(id="r", defaults={"path": escape}), **options)
+        assert result.error and "outside" not in str(result.outputs), escape
+        assert str(root) not in result.error, "a tenant never sees the server's data root"
+    writer = FileWriteTask(id="w", defaults={"path": "out/x.txt", "text": "x"})
+    assert await output_of(writer, **options) == {"path": "out/x.txt"}
+    assert (root / "acme" / "out" / "x.txt").read_text() == "x"
+    for escape in ["../escape.txt", "hop/escape.txt", str(tmp_path / "escape.txt")]:
+        writer = FileWriteTask(id="w", defaults={"path": escape, "text": "x"})
+        assert not (await run(writer, **options)).ok, escape
     assert not (tmp_path / "escape.txt").exists()
+    # Writing over a link replaces the link itself, never what it points to.
+    over = FileWriteTask(id="w", defaults={"path": "link.txt", "text": "mine"})
+    assert await output_of(over, **options) == {"path": "link.txt"}
+    assert not (root / "acme" / "link.txt").is_symlink()
+    assert (tmp_path / "secret.txt").read_text() == "outside"
+
+
+async def test_a_tenant_without_a_data_root_gets_no_files(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    result = await run(FileReadTask(id="r", defaults={"path": "a.txt"}), tenant="acme")
+    assert "has no data root" in (result.error or "")
 
 
 def count_rows(path: Path, table: str) -> int:
@@ -362,3 +382,27 @@ async def test_postgres_idempotent_insert_survives_concurrent_re_runs(postgres_d
         id="q", defaults={"dsn": postgres_dsn, "sql": "SELECT count(*) AS n FROM people"}
     )
     assert await output_of(query) == {"rows": [{"n": 2}]}
+
+
+async def test_embedded_writes_go_under_the_state_dir_reads_under_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphmesh.embedded import EmbeddedEngine
+    from graphmesh.settings import EmbeddedSettings
+
+    workdir, state = tmp_path / "work", tmp_path / "state"
+    (workdir / "docs").mkdir(parents=True)
+    (workdir / "docs" / "in.txt").write_text("hello")
+    monkeypatch.chdir(workdir)
+    reader = FileReadTask(id="read", defaults={"path": "docs/in.txt"})
+    writer = FileWriteTask(id="write", defaults={"path": "out/copy.txt"})
+    saver = SqliteInsertTask(
+        id="save", defaults={"database": "db.sqlite", "table": "t", "rows": [{"a": 1}]}
+    )
+    graph = TaskGraph([reader, writer, saver], [flow("read", "text", "write", "text")])
+    async with EmbeddedEngine(EmbeddedSettings(state_dir=state, cache=False)) as engine:
+        result = (await engine.run(graph)).raise_for_status()
+    assert sorted(p.name for p in workdir.iterdir()) == ["docs"]  # nothing written here
+    assert (state / "out" / "copy.txt").read_text() == "hello"
+    assert result.outputs["write"] == {"path": str(state / "out" / "copy.txt")}
+    assert count_rows(state / "db.sqlite", "t") == 1
