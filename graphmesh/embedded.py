@@ -13,9 +13,9 @@ from typing import Any, Self
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
 from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.catalog.paths import STATE_DIR_RESOURCE
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner import RunnerEvent, RunResult, TaskGraphRunner
-from graphmesh.orchestrator.catalog.paths import STATE_DIR_RESOURCE
 from graphmesh.orchestrator.sandbox import SANDBOX_RESOURCE, SandboxPool, SandboxSettings
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteOutputRepository
