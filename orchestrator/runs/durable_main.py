@@ -11,7 +11,8 @@ conninfo for Postgres; ``sqlite:///PATH`` or a path for SQLite), ``WORKER_CONCUR
 they run elsewhere; a worker that died has its tasks rescued within seconds through its
 session), ``GRACE_PERIOD`` (seconds from SIGTERM to exit: most of it for running tasks to
 finish, the rest to hand back those still running; see ``queue.worker.finish_share``),
-``RUN_TASKS`` (``false``: this process serves the API only), ``TASK_MODULES``
+``RUN_TASKS`` (``false``: this process serves the API only), ``JOB_TTL_S`` (delete
+finished job rows older than this; default: keep them), ``TASK_MODULES``
 (comma-separated modules to import, which register task types beyond the catalog) and
 ``NATS_URL`` (publish run events to this NATS JetStream server, or comma-separated
 servers of one cluster; see :mod:`graphmesh.orchestrator.events.publisher`).
@@ -67,6 +68,7 @@ class DurableSettings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1)
     worker_lease_s: float = Field(default=30.0, gt=0)
     grace_period: float = Field(default=10.0, ge=0)
+    job_ttl_s: float | None = Field(default=None, gt=0)
     task_modules: str = ""
     nats_url: str | None = None
 
@@ -78,7 +80,9 @@ class DurableSettings(BaseSettings):
         checked again as each task runs."""
         policy = load_policy() if policy is None else policy
         options = WorkerOptions(
-            lease_s=self.worker_lease_s, shutdown_grace_s=finish_share(self.grace_period)
+            lease_s=self.worker_lease_s,
+            shutdown_grace_s=finish_share(self.grace_period),
+            finished_ttl_s=self.job_ttl_s,
         )
         return WorkerSettings(
             concurrency=self.worker_concurrency,
