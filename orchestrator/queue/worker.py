@@ -108,6 +108,7 @@ class Worker:
         self._concurrency = concurrency
         self.options = options or WorkerOptions()
         self._claim_size = self.options.batch_size or concurrency
+        self._failed_claims = 0  # claims failed in a row (a database outage, say)
         self._in_flight: dict[AttemptToken, _InFlight] = {}
         self._held = 0  # slots kept for jobs this worker will be handed (adopt)
         self._hand_backs: list[asyncio.Task[None]] = []
@@ -270,14 +271,21 @@ class Worker:
         options = self.options
         try:
             with metrics.CLAIM_SECONDS.time():
-                return await self._queue.claim(
+                jobs = await self._queue.claim(
                     self._queues, limit=limit, lease_s=options.lease_s, session=self._session
                 )
         except Exception:
             # The database may be restarting: keep the worker alive and try again later.
-            log.exception("claiming jobs failed; retrying in %.1f s", options.retry_pause_s)
+            # The first failure of a series is logged in full, the rest only counted.
+            if not self._failed_claims:
+                log.exception("claiming jobs failed; retrying every %.1f s", options.retry_pause_s)
+            self._failed_claims += 1
             await asyncio.sleep(options.retry_pause_s)
             return []
+        if self._failed_claims:
+            log.warning("claiming jobs works again after %d failed tries", self._failed_claims)
+            self._failed_claims = 0
+        return jobs
 
     async def _sleep(self) -> None:
         """Until something changes (a slot, an enqueue, shutdown) or the poll interval."""
