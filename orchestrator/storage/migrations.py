@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from graphmesh import sqlfiles
 from graphmesh.orchestrator.storage.sql import (
@@ -24,6 +22,9 @@ from graphmesh.orchestrator.storage.sql import (
     dialect_folder,
 )
 from graphmesh.sqlfiles import Migration, pending, split_sqlite_script
+
+if TYPE_CHECKING:  # psycopg comes with the service extras; SQLite needs none of it
+    import psycopg
 
 __all__ = [
     "Migration",

@@ -77,3 +77,37 @@ def test_installed_wheel_imports_away_from_the_checkout(wheel: Path, tmp_path: P
     location, migrations = done.stdout.split()
     assert Path(location).is_relative_to(target)
     assert migrations == "True"
+
+
+@pytest.mark.slow
+def test_the_core_install_runs_graphs_embedded_without_any_service_extra(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """``pip install graphmesh`` alone (no extras: no psycopg, torch, grpc health, SDKs)
+    imports, lists its catalog and runs a graph of non-AI tasks embedded."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    missing = subprocess.run([str(python), "-c", "import psycopg"], capture_output=True, text=True)
+    assert missing.returncode != 0, "the core install must not bring the service extras"
+    graph = tmp_path / "graph.json"
+    graph.write_text((ROOT / "examples" / "node" / "graph.json").read_text())
+    graphmesh = venv / "bin" / "graphmesh"
+    done = subprocess.run(
+        [str(graphmesh), "run", str(graph), "--json", "--state-dir", str(tmp_path / "state")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"status": "COMPLETED"' in done.stdout
+    listed = subprocess.run([str(graphmesh), "tasks", "--json"], capture_output=True, text=True)
+    assert listed.returncode == 0 and "JavaScriptTask" in listed.stdout
