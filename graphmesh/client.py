@@ -38,6 +38,7 @@ from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.convert_events import event_from_proto, run_status_to_proto
 from graphmesh.orchestrator.api.errors import UnavailableError, from_rpc_error
 from graphmesh.orchestrator.api.graphs import SavedGraph
+from graphmesh.orchestrator.api.json_values import struct_to_dict
 from graphmesh.orchestrator.builder import TaskGraphBuilder
 from graphmesh.orchestrator.errors import GraphIssue
 from graphmesh.orchestrator.graph import TaskGraph, graph_to_json
@@ -217,7 +218,7 @@ class Client:
         """One task's stored output (RunStateError if it has none yet)."""
         request = pb.GetTaskOutputRequest(run_id=run_id, task_id=task_id)
         response = await self._call(self._stub.GetTaskOutput, request)
-        return convert.struct_to_dict(response.output)
+        return struct_to_dict(response.output)
 
     # -- graphs and catalog --------------------------------------------------------------
     async def validate(self, graph: GraphLike) -> list[GraphIssue]:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import ListValue, Struct, Value
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.struct_pb2 import Struct
 
 from graphmesh.orchestrator.api.convert_events import (
     run_status_from_proto,
@@ -28,6 +27,14 @@ from graphmesh.orchestrator.api.convert_events import (
     task_status_to_proto,
 )
 from graphmesh.orchestrator.api.graphs import SavedGraph
+from graphmesh.orchestrator.api.json_values import (
+    dict_to_struct,
+    from_timestamp,
+    struct_to_dict,
+    timestamp,
+    value_from_proto,
+    value_to_proto,
+)
 from graphmesh.orchestrator.api.validation import (
     FieldViolation,
     InvalidRequestError,
@@ -48,56 +55,6 @@ from graphmesh.v1 import common_pb2, orchestrator_pb2
 ROOT_INPUTS = "*"
 """``CreateRunRequest.inputs`` key whose ports reach every root task having them."""
 _SETTLED = (TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED)
-_MAX_EXACT_INT = 2**53
-
-
-# -- JSON values -----------------------------------------------------------------------
-def dict_to_struct(data: Mapping[str, Any]) -> Struct:
-    struct = Struct()
-    struct.update(json.loads(json.dumps(data, default=repr)))
-    return struct
-
-
-def struct_to_dict(struct: Struct) -> JsonObject:
-    """A Struct as plain JSON values, integral doubles as ints. NaN and Infinity pass
-    through (JSON has neither: the edge reports them by path, see ``check_json``)."""
-    return {key: value_from_proto(item) for key, item in struct.fields.items()}
-
-
-def value_to_proto(value: Any) -> Value:
-    message = Value()
-    message.MergeFrom(dict_to_struct({"v": value}).fields["v"])
-    return message
-
-
-def value_from_proto(message: Value) -> Any:
-    kind = message.WhichOneof("kind")
-    if kind == "number_value":
-        number = message.number_value
-        if number.is_integer() and abs(number) < _MAX_EXACT_INT:
-            return int(number)
-        return number
-    if kind == "struct_value":
-        return struct_to_dict(message.struct_value)
-    if kind == "list_value":
-        return _list_from_proto(message.list_value)
-    if kind in ("string_value", "bool_value"):
-        return getattr(message, kind)
-    return None  # null_value, or no kind set
-
-
-def _list_from_proto(message: ListValue) -> list[Any]:
-    return [value_from_proto(item) for item in message.values]
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    return stamp
-
-
-def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def timeout_from_request(request: Any, limits: RequestLimits) -> float | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from graphmesh.orchestrator.api.json_values import (
+    dict_to_struct,
+    from_timestamp,
+    struct_to_dict,
+    timestamp,
+)
 from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.v1 import common_pb2, events_pb2
@@ -44,7 +45,7 @@ def event_to_proto(event: RunEventRecord) -> events_pb2.RunEvent:
         output_ref=event.output_ref,
         run_status=run_status_to_proto(event.run_status),
     )
-    message.time.CopyFrom(_timestamp(event.time))
+    message.time.CopyFrom(timestamp(event.time))
     if event.error is not None:
         message.error.CopyFrom(
             common_pb2.Error(
@@ -52,9 +53,7 @@ def event_to_proto(event: RunEventRecord) -> events_pb2.RunEvent:
             )
         )
     if event.details:
-        details = Struct()
-        details.update(event.details)
-        message.details.CopyFrom(details)
+        message.details.CopyFrom(dict_to_struct(event.details))
     return message
 
 
@@ -64,7 +63,7 @@ def event_from_proto(message: events_pb2.RunEvent) -> RunEventRecord:
     return RunEventRecord(
         run_id=message.run_id,
         seq=message.seq,
-        time=message.time.ToDatetime(tzinfo=UTC),
+        time=from_timestamp(message.time),
         kind=RunEventKind(
             events_pb2.RunEventKind.Name(message.kind).removeprefix("RUN_EVENT_KIND_")
         ),
@@ -76,17 +75,5 @@ def event_from_proto(message: events_pb2.RunEvent) -> RunEventRecord:
         error=message.error.message if has_error else None,
         error_type=(message.error.reason or None) if has_error else None,
         output_ref=message.output_ref,
-        details=_struct_to_dict(message.details) if message.HasField("details") else None,
+        details=struct_to_dict(message.details) if message.HasField("details") else None,
     )
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    return stamp
-
-
-def _struct_to_dict(struct: Struct) -> dict[str, object]:
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(struct)

@@ -18,6 +18,7 @@ from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.auth import current_tenant
 from graphmesh.orchestrator.api.convert_events import event_to_proto, task_status_to_proto
 from graphmesh.orchestrator.api.graphs import SavedGraphStore, canonical_graph, check_graph
+from graphmesh.orchestrator.api.json_values import dict_to_struct
 from graphmesh.orchestrator.api.trace_context import traceparent_of
 from graphmesh.orchestrator.api.validation import RequestLimits, clamp_page_size
 from graphmesh.orchestrator.builder.codegen import graph_to_code
@@ -153,7 +154,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         record = await self.runs.get_run(request.run_id, tenant=tenant)
         state = next(task for task in record.tasks if task.task_id == request.task_id)
         return pb.GetTaskOutputResponse(
-            output=convert.dict_to_struct(output),
+            output=dict_to_struct(output),
             status=task_status_to_proto(state.status),
             output_ref=state.output_ref,
         )

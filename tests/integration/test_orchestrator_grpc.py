@@ -407,7 +407,7 @@ def test_unexpected_errors_are_internal_without_their_text() -> None:
 
 # -- helpers -----------------------------------------------------------------------------
 def _struct(values: dict[str, Any]) -> Any:
-    from graphmesh.orchestrator.api.convert import dict_to_struct
+    from graphmesh.orchestrator.api.json_values import dict_to_struct
 
     return dict_to_struct(values)
 

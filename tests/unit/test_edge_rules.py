@@ -13,6 +13,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.errors import to_status
+from graphmesh.orchestrator.api.json_values import struct_to_dict
 from graphmesh.orchestrator.api.settings import EdgeSettings
 from graphmesh.orchestrator.api.validation import (
     InvalidRequestError,
@@ -167,7 +168,7 @@ def test_run_timeouts(seconds: int, nanos: int, ok: bool) -> None:
 def test_struct_values_keep_non_finite_numbers_for_the_check() -> None:
     struct = Struct()
     struct.update({"n": float("nan"), "i": 3.0, "l": [1.5, None, True, "s"]})
-    value = convert.struct_to_dict(struct)
+    value = struct_to_dict(struct)
     assert value["i"] == 3 and value["l"] == [1.5, None, True, "s"]
     assert value["n"] != value["n"]  # NaN, reported by path rather than raised
 
