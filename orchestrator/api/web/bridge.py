@@ -56,25 +56,29 @@ def service_endpoints(
     }
 
 
-def _endpoint(
-    channel: grpc.aio.Channel, service: ServiceDescriptor, method: MethodDescriptor
-) -> Endpoint[Any, Any]:
-    request_type = GetMessageClass(method.input_type)
-    response_type = GetMessageClass(method.output_type)
-    info = MethodInfo(
+def method_info(method: MethodDescriptor) -> MethodInfo[Any, Any]:
+    """What Connect needs to know of a method: its messages and idempotency (a
+    NO_SIDE_EFFECTS method may also be called with GET)."""
+    return MethodInfo(
         name=method.name,
-        service_name=service.full_name,
-        input=request_type,
-        output=response_type,
+        service_name=method.containing_service.full_name,
+        input=GetMessageClass(method.input_type),
+        output=GetMessageClass(method.output_type),
         idempotency_level=_IDEMPOTENCY.get(
             method.GetOptions().idempotency_level, IdempotencyLevel.UNKNOWN
         ),
     )
-    path = f"/{service.full_name}/{method.name}"
+
+
+def _endpoint(
+    channel: grpc.aio.Channel, service: ServiceDescriptor, method: MethodDescriptor
+) -> Endpoint[Any, Any]:
+    info = method_info(method)
     codec: dict[str, Any] = {
-        "request_serializer": request_type.SerializeToString,
-        "response_deserializer": response_type.FromString,
+        "request_serializer": info.input.SerializeToString,
+        "response_deserializer": info.output.FromString,
     }
+    path = f"/{service.full_name}/{method.name}"
     if method.server_streaming:
         return Endpoint.server_stream(info, _streaming(channel.unary_stream(path, **codec)))
     return Endpoint.unary(info, _unary(channel.unary_unary(path, **codec)))

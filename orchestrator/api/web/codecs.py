@@ -17,6 +17,9 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 
+_DEEP = "it is nested too deeply"
+
+
 class JsonCodec:
     """Protobuf JSON (proto3 JSON mapping), compact."""
 
@@ -30,9 +33,10 @@ class JsonCodec:
         try:
             json_format.Parse(bytes(data), message)
         except json_format.ParseError as exc:
-            raise _unreadable(message, "JSON", str(exc)) from None
+            deep = isinstance(exc.__context__, RecursionError) or "recursion" in str(exc)
+            raise _unreadable(message, "JSON", _DEEP if deep else str(exc)) from None
         except RecursionError:
-            raise _unreadable(message, "JSON", "it is nested too deeply") from None
+            raise _unreadable(message, "JSON", _DEEP) from None
         return message
 
 
