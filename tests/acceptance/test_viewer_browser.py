@@ -22,8 +22,8 @@ GREEN_STROKE = "rgb(18, 183, 106)"
 
 @pytest.fixture(scope="module")
 def viewer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with viewer_process(tmp_path_factory.mktemp("viewer")) as url:
-        yield url
+    with viewer_process(tmp_path_factory.mktemp("viewer")) as addresses:
+        yield addresses.url
 
 
 @pytest.fixture(scope="module")

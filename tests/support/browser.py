@@ -17,6 +17,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,16 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+@dataclass(frozen=True, kw_only=True)
+class Addresses:
+    url: str  # the viewer's page
+    target: str  # the gRPC server
+
+
 @contextmanager
-def viewer_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def viewer_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Addresses]:
     """``graphmesh serve orchestrator --store sqlite`` with the viewer on a free port and
-    the ``RunTest`` task types; yields the viewer's address. Stopped with SIGTERM."""
+    the ``RunTest`` task types; yields its addresses. Stopped with SIGTERM."""
     command = [str(Path(sys.executable).parent / "graphmesh"), "serve", "orchestrator"]
     environment = {
         **os.environ,
@@ -76,7 +83,8 @@ def viewer_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(2)]
         assert "listening on" in lines[0] and "viewer on" in lines[1], lines
-        yield lines[1].split("viewer on ")[1].strip()
+        target = lines[0].split("listening on ")[1].split()[0]
+        yield Addresses(url=lines[1].split("viewer on ")[1].strip(), target=target)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -21,7 +21,7 @@ export type TaskLive = TaskView & {
   cached: boolean;
 };
 
-export type Metrics = { paints: number[]; draws: { runId: string; tasks: number; at: number; ms: number }[] };
+export type Metrics = { paints: number[]; draws: { runId: string; tasks: number; detail: string; at: number; ms: number }[] };
 declare global {
   interface Window {
     __graphmeshViewer?: Metrics;

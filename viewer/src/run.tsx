@@ -1,12 +1,18 @@
 // One run: its graph coloured live by task status, the selected task's details, the event
 // timeline, and Cancel / Resume where the run allows them.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, dateOf, problemOf, traceUrl, viewerConfig, type Problem, type ViewerConfig } from "./api";
 import { RunStatus } from "./gen/graphmesh/v1/common_pb";
 import { RunEventKind } from "./gen/graphmesh/v1/events_pb";
 import type { Run } from "./gen/graphmesh/v1/orchestrator_pb";
 import { count, durationBetween, formatDuration, formatTime, runStatusName, shortId } from "./format";
-import { layoutGraph, type Layout } from "./graph/layout";
+import {
+  AGGREGATE_ABOVE,
+  layoutGroups,
+  layoutTasks,
+  PROGRESSIVE_ABOVE,
+  type Layout,
+} from "./graph/layout";
 import { GraphView } from "./graph/view";
 import { metrics, useLiveRun, type LiveRun } from "./live";
 import { Badge, ErrorBox, Loading } from "./ui";
@@ -21,7 +27,7 @@ export function RunPage({ runId }: { runId: string }) {
   useEffect(() => {
     viewerConfig().then(setConfig);
   }, []);
-  const layout = useMemo(() => (live.run ? layoutOf(live.run) : null), [live.run]);
+  const layout = useLayout(live.run);
   if (live.problem) {
     return (
       <section class="page">
@@ -53,7 +59,7 @@ export function RunPage({ runId }: { runId: string }) {
               version={live.version}
               selected={selected}
               onSelect={setSelected}
-              onDrawn={() => recordDraw(run)}
+              onDrawn={() => recordDraw(run, layout)}
             />
           )}
         </div>
@@ -72,18 +78,41 @@ export function RunPage({ runId }: { runId: string }) {
   );
 }
 
-function layoutOf(run: Run): Layout {
-  const graph = run.graph;
-  const tasks = (graph?.tasks ?? []).map((t) => ({ id: t.id, type: t.type }));
-  const edges = (graph?.dataflows ?? []).map((d) => ({ source: d.sourceTask, target: d.targetTask }));
-  return layoutGraph(tasks, edges);
+/** The run's drawing: task by task when small; grouped at once and then task by task
+ * (laid out in a worker) when middling; grouped when big. */
+function useLayout(run: Run | null): Layout | null {
+  const [layout, setLayout] = useState<Layout | null>(null);
+  useEffect(() => {
+    if (!run) return;
+    const tasks = (run.graph?.tasks ?? []).map((t) => ({ id: t.id, type: t.type }));
+    const edges = (run.graph?.dataflows ?? []).map((d) => ({ source: d.sourceTask, target: d.targetTask }));
+    if (tasks.length <= PROGRESSIVE_ABOVE) {
+      setLayout(layoutTasks(tasks, edges));
+      return;
+    }
+    const grouped = layoutGroups(tasks, edges);
+    if (tasks.length > AGGREGATE_ABOVE) {
+      setLayout(grouped);
+      return;
+    }
+    setLayout({ ...grouped, provisional: true });
+    const worker = new Worker(new URL("./graph/worker.ts", import.meta.url), { type: "module" });
+    worker.onmessage = (event: MessageEvent<Layout>) => {
+      setLayout(event.data);
+      worker.terminate();
+    };
+    worker.postMessage({ tasks, edges });
+    return () => worker.terminate();
+  }, [run]);
+  return layout;
 }
 
-function recordDraw(run: Run) {
+function recordDraw(run: Run, layout: Layout) {
   requestAnimationFrame(() =>
     setTimeout(() => {
       const at = performance.now();
-      metrics.draws.push({ runId: run.runId, tasks: run.tasks.length, at, ms: at - started });
+      const detail = layout.aggregated ? "groups" : "tasks";
+      metrics.draws.push({ runId: run.runId, tasks: run.tasks.length, detail, at, ms: at - started });
     }),
   );
 }

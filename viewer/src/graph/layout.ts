@@ -5,6 +5,9 @@
 import { Graph, layout as dagreLayout } from "@dagrejs/dagre";
 
 export const AGGREGATE_ABOVE = 1500;
+/** Past this many tasks a run is first drawn grouped, then task by task (laid out in a
+ * worker) up to AGGREGATE_ABOVE. */
+export const PROGRESSIVE_ABOVE = 300;
 const MAX_BANDS = 120;
 export const TASK_BOX = { w: 176, h: 52 };
 const GROUP_BOX = { w: 220, h: 64 };
@@ -31,6 +34,8 @@ export type Layout = {
   width: number;
   height: number;
   aggregated: boolean;
+  /** A grouped drawing shown while each task's layout is being computed. */
+  provisional?: boolean;
   /** The box each task is drawn in. */
   boxOf: Map<string, string>;
 };
@@ -39,7 +44,7 @@ export function layoutGraph(tasks: GraphTask[], edges: GraphEdge[]): Layout {
   return tasks.length > AGGREGATE_ABOVE ? layoutGroups(tasks, edges) : layoutTasks(tasks, edges);
 }
 
-function layoutTasks(tasks: GraphTask[], edges: GraphEdge[]): Layout {
+export function layoutTasks(tasks: GraphTask[], edges: GraphEdge[]): Layout {
   const boxes: Box[] = tasks.map((task) => ({
     x: 0,
     y: 0,
@@ -56,7 +61,7 @@ function identity(tasks: GraphTask[]): Map<string, string> {
   return new Map(tasks.map((task) => [task.id, task.id]));
 }
 
-function layoutGroups(tasks: GraphTask[], edges: GraphEdge[]): Layout {
+export function layoutGroups(tasks: GraphTask[], edges: GraphEdge[]): Layout {
   const depth = depths(tasks, edges);
   const deepest = Math.max(0, ...depth.values());
   const band = Math.max(1, Math.ceil((deepest + 1) / MAX_BANDS));

@@ -128,7 +128,8 @@ export function GraphView(props: Props) {
         <button type="button" title="Zoom out" onClick={() => zoom(0.8)}>−</button>
         <button type="button" title="Fit the graph" onClick={fit}>Fit</button>
       </div>
-      {layout.aggregated && (
+      {layout.provisional && <div class="graph-note">Drawing each task…</div>}
+      {layout.aggregated && !layout.provisional && (
         <div class="graph-note">
           {layout.boxOf.size.toLocaleString("en-US")} tasks drawn as {layout.boxes.length} groups
           (by depth and type); click a group to list its tasks.
