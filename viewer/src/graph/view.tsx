@@ -10,6 +10,7 @@ export type Marks = Map<string, string[]>; // task id -> problems to show on its
 type View = { k: number; x: number; y: number };
 const STATUS_ORDER = ["COMPLETED", "PROCESSING", "ABORTING", "FAILED", "SKIPPED", "PENDING"];
 const MARGIN = 80;
+const READABLE = 0.5;
 
 type Props = {
   layout: Layout;
@@ -38,7 +39,7 @@ export function GraphView(props: Props) {
   }, []);
   const fit = () => setView(fitView(layout, size));
   useEffect(() => {
-    if (size.w > 0) fit();
+    if (size.w > 0) setView(startView(layout, size));
   }, [layout, size.w > 0]);
 
   const drawn = Boolean(view) && size.w > 0;
@@ -137,6 +138,15 @@ export function GraphView(props: Props) {
       )}
     </div>
   );
+}
+
+/** The whole graph when it fits readably; else its start (left, and top when tall) at a
+ * zoom where boxes can be read: the rest is a drag or the Fit button away. */
+function startView(layout: Layout, size: { w: number; h: number }): View {
+  const whole = fitView(layout, size);
+  if (whole.k >= READABLE) return whole;
+  const tall = layout.height * READABLE > size.h;
+  return { k: READABLE, x: 8, y: tall ? 8 : (size.h - layout.height * READABLE) / 2 };
 }
 
 function fitView(layout: Layout, size: { w: number; h: number }): View {
