@@ -18,7 +18,6 @@ import pytest
 from support.nats import nats_server
 from support.postgres import PostgresServer, fresh_database, postgres_server
 
-
 # Orchestrator processes the tests start serve no run viewer unless a test asks for one:
 # several at once would all want the default 127.0.0.1:8080.
 os.environ.setdefault("GRAPHMESH_VIEWER_LISTEN", "off")

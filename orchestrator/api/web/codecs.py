@@ -16,7 +16,6 @@ from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-
 _DEEP = "it is nested too deeply"
 
 
