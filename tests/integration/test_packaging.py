@@ -77,3 +77,12 @@ def test_installed_wheel_imports_away_from_the_checkout(wheel: Path, tmp_path: P
     location, migrations = done.stdout.split()
     assert Path(location).is_relative_to(target)
     assert migrations == "True"
+
+
+def test_wheel_carries_the_run_viewers_built_page(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    static = ROOT / "orchestrator" / "api" / "web" / "static"
+    built = [path.relative_to(static).as_posix() for path in static.rglob("*") if path.is_file()]
+    assert "index.html" in built and any(name.startswith("assets/") for name in built)
+    for name in built:
+        assert f"graphmesh/orchestrator/api/web/static/{name}" in names
