@@ -108,7 +108,10 @@ def serve_orchestrator(
     viewer = ViewerSettings()
     if viewer_listen is not None:
         viewer = viewer.model_copy(update={"viewer_listen": viewer_listen})
-    asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
+    try:
+        asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
+    except OSError as exc:  # an address in use, or one this host does not have
+        _fail(str(exc))
 
 
 async def _serve(

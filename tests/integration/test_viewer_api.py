@@ -216,6 +216,15 @@ async def test_a_body_that_cannot_be_read_is_invalid_argument_and_the_server_sta
     assert status == 200 and answer == {}
 
 
+async def test_a_cross_site_form_cannot_call_the_api(viewer: Served) -> None:
+    """Forms and no-CORS fetches can only send these types; Connect takes none of them, so
+    even without auth another site's page cannot create runs here."""
+    body = json.dumps({"graphJson": json.dumps(GRAPH)}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        status, _, _ = await _post(_api(viewer, "CreateRun"), body, **{"content-type": kind})
+        assert status == 415
+
+
 async def test_a_body_past_the_size_bound_is_refused_unread(viewer: Served) -> None:
     huge = json.dumps({"graphJson": "x" * 300_000}).encode()
     status, answer, _ = await _post(
