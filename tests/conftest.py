@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.nats import nats_server
 from support.postgres import PostgresServer, fresh_database, postgres_server
+
+# Orchestrator processes the tests start serve no run viewer unless a test asks for one:
+# several at once would all want the default 127.0.0.1:8080.
+os.environ.setdefault("GRAPHMESH_VIEWER_LISTEN", "off")
 
 
 @pytest.fixture(scope="session", name="postgres_server")

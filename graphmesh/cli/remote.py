@@ -70,6 +70,12 @@ def serve_orchestrator(
         str | None,
         typer.Option(help="HOST:PORT for Prometheus /metrics (env GRAPHMESH_METRICS_LISTEN)"),
     ] = None,
+    viewer_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the run viewer, 'off' for none (env GRAPHMESH_VIEWER_LISTEN)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the OrchestratorService until SIGTERM/SIGINT (settings: GRAPHMESH_* env)."""
     from graphmesh.services.kit.settings import ServiceSettings
@@ -97,11 +103,24 @@ def serve_orchestrator(
             "GRAPHMESH_NATS_URL is set, but run events are published from a durable store: "
             "pass --store sqlite or --store postgres"
         )
-    asyncio.run(_serve(settings, store, tokens, local_models, events))
+    from graphmesh.orchestrator.api.web.settings import ViewerSettings
+
+    viewer = ViewerSettings()
+    if viewer_listen is not None:
+        viewer = viewer.model_copy(update={"viewer_listen": viewer_listen})
+    try:
+        asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
+    except OSError as exc:  # an address in use, or one this host does not have
+        _fail(str(exc))
 
 
 async def _serve(
-    settings: Any, store: str, tokens: dict[str, str] | None, local: bool, events: str | None
+    settings: Any,
+    store: str,
+    tokens: dict[str, str] | None,
+    local: bool,
+    events: str | None,
+    viewer: Any,
 ) -> None:
     import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
     from graphmesh.orchestrator.api.server import OrchestratorServer
@@ -127,6 +146,7 @@ async def _serve(
                 address=settings.listen,
                 tls=settings.tls(),
                 grace_period=settings.grace_period,
+                viewer=viewer,
             )
         )
         auth = "off" if tokens is None else f"{len(tokens)} token(s)"
@@ -136,6 +156,8 @@ async def _serve(
             f"graphmesh orchestrator listening on {server.target} "
             f"(store {store}, auth {auth}, events {published}{scraped})"
         )
+        if server.viewer is not None:
+            print(f"graphmesh viewer on {server.viewer.url}")
         sys.stdout.flush()
         tune_gc()
         from graphmesh.services.kit.draining import Drainable

@@ -185,6 +185,8 @@ class Run(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    TASK_COUNTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Server-assigned id."""
     status: _common_pb2.RunStatus.ValueType
@@ -195,6 +197,10 @@ class Run(_message.Message):
     """Overall progress in percent, 0 to 100."""
     last_seq: _builtins.int
     """Seq of the latest event; WatchRun with `from_seq` = this + 1 continues from here."""
+    trace_id: _builtins.str
+    """W3C trace id (32 lowercase hex digits) of the trace the run was created in; empty when the
+    request carried no trace context. Trace UIs look traces up by it.
+    """
     @_builtins.property
     def graph(self) -> _common_pb2.Graph:
         """The graph being run, as it was when the run was created."""
@@ -227,6 +233,10 @@ class Run(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """When the run reached a final status; unset before."""
 
+    @_builtins.property
+    def task_counts(self) -> Global___TaskCounts:
+        """How many of the run's tasks are in each status; set in every view."""
+
     def __init__(
         self,
         *,
@@ -243,14 +253,58 @@ class Run(_message.Message):
         last_seq: _builtins.int = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        trace_id: _builtins.str = ...,
+        task_counts: Global___TaskCounts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "start_time", b"start_time", "task_counts", b"task_counts", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_seq", b"last_seq", "progress", b"progress", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "tasks", b"tasks", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_seq", b"last_seq", "progress", b"progress", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "task_counts", b"task_counts", "tasks", b"tasks", "trace_id", b"trace_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class TaskCounts(_message.Message):
+    """How many tasks of a run are in each status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    PROCESSING_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Every task of the run."""
+    pending: _builtins.int
+    """Waiting for inputs or a worker."""
+    processing: _builtins.int
+    """Running or aborting."""
+    completed: _builtins.int
+    """Finished successfully."""
+    failed: _builtins.int
+    """Failed or aborted."""
+    skipped: _builtins.int
+    """Not run."""
+    def __init__(
+        self,
+        *,
+        total: _builtins.int = ...,
+        pending: _builtins.int = ...,
+        processing: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "pending", b"pending", "processing", b"processing", "skipped", b"skipped", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskCounts: _TypeAlias = TaskCounts  # noqa: Y015
 
 @_typing.final
 class TaskState(_message.Message):

@@ -191,10 +191,36 @@ def run_to_proto(
         message.error.CopyFrom(
             common_pb2.Error(reason=f"RUN_{record.status}", message=record.error)
         )
+    message.trace_id = trace_id_of(record.traceparent)
+    message.task_counts.CopyFrom(task_counts(record.tasks))
     if view != orchestrator_pb2.RUN_VIEW_BASIC:
         message.graph.CopyFrom(graph_to_proto(record.graph))
         message.tasks.extend(task_state_to_proto(task) for task in record.tasks)
     return message
+
+
+def trace_id_of(traceparent: str | None) -> str:
+    """The trace id of a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``), or ``""``."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) >= 4 and len(parts[1]) == 32 else ""
+
+
+_COUNTED = {
+    TaskStatus.PENDING: "pending",
+    TaskStatus.PROCESSING: "processing",
+    TaskStatus.ABORTING: "processing",
+    TaskStatus.COMPLETED: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.SKIPPED: "skipped",
+}
+
+
+def task_counts(tasks: Sequence[TaskState]) -> orchestrator_pb2.TaskCounts:
+    """How many of ``tasks`` are in each status (aborting counts as processing)."""
+    counts = dict.fromkeys(_COUNTED.values(), 0)
+    for task in tasks:
+        counts[_COUNTED[task.status]] += 1
+    return orchestrator_pb2.TaskCounts(total=len(tasks), **counts)
 
 
 def run_progress(tasks: tuple[TaskState, ...]) -> float:

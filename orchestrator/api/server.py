@@ -11,6 +11,7 @@ back to the queue for another replica.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -24,6 +25,8 @@ from graphmesh.orchestrator.api.errors import ErrorInterceptor
 from graphmesh.orchestrator.api.graphs import SavedGraphStore
 from graphmesh.orchestrator.api.servicer import OrchestratorServicer
 from graphmesh.orchestrator.api.settings import EdgeSettings
+from graphmesh.orchestrator.api.web.server import ViewerServer, private_socket
+from graphmesh.orchestrator.api.web.settings import ViewerSettings
 from graphmesh.orchestrator.policy import TaskPolicy, load_policy
 from graphmesh.orchestrator.queue.worker_options import finish_share
 from graphmesh.orchestrator.runs.model import RunService
@@ -48,7 +51,9 @@ class OrchestratorServer:
     turns auth off (every caller is tenant ``default``). ``address`` port 0 picks a free
     port (see :attr:`port` and :attr:`target`). ``edge`` holds the request limits and
     quotas (default: from the ``GRAPHMESH_`` environment); runs are created through a
-    :class:`QuotaRunService` over ``runs``, whatever store that is."""
+    :class:`QuotaRunService` over ``runs``, whatever store that is. ``viewer`` serves the
+    run viewer beside it (see :attr:`viewer`), its API calls entering this server through
+    a private Unix socket; ``None`` or a listen address of ``off``: no viewer."""
 
     def __init__(
         self,
@@ -62,9 +67,14 @@ class OrchestratorServer:
         registry: TaskRegistry = default_registry,
         edge: EdgeSettings | None = None,
         policy: TaskPolicy | None = None,
+        viewer: ViewerSettings | None = None,
     ) -> None:
         edge = edge or EdgeSettings()
         limits, quotas = edge.request_limits(), edge.quota_policy()
+        self.viewer: ViewerServer | None = None
+        self._viewer = viewer if viewer is not None and viewer.listen else None
+        self._largest_request = quotas.largest_request
+        self._stack = contextlib.AsyncExitStack()
         servicer = OrchestratorServicer(
             QuotaRunService(runs, quotas),
             SavedGraphStore(graphs, registry),
@@ -102,8 +112,26 @@ class OrchestratorServer:
         return self.grpc.target
 
     async def __aenter__(self) -> Self:
-        await self.grpc.start()
+        async with contextlib.AsyncExitStack() as stack:
+            local = None
+            if self._viewer is not None:
+                local = stack.enter_context(private_socket())
+                self.grpc.server.add_insecure_port(local)
+            await self.grpc.start()
+            stack.push_async_callback(self.grpc.stop)
+            if local is not None:
+                self.viewer = await stack.enter_async_context(self._viewer_at(local))
+            self._stack = stack.pop_all()
         return self
+
+    def _viewer_at(self, grpc_target: str) -> ViewerServer:
+        settings = self._viewer or ViewerSettings()
+        return ViewerServer(
+            listen=settings.listen or "",
+            grpc_target=grpc_target,
+            request_bytes=self._largest_request,
+            trace_url_template=settings.trace_url_template,
+        )
 
     async def __aexit__(
         self,
@@ -111,7 +139,7 @@ class OrchestratorServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.grpc.stop()
+        await self._stack.aclose()
 
     async def serve_until_signal(self, draining: Iterable[Drainable] = ()) -> None:
         """Serve until SIGTERM or SIGINT, then shut down within the grace period (see the

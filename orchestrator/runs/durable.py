@@ -257,6 +257,7 @@ class DurableRunService:
             labels=labels,
             graph=graph_json,
             inputs=json_copy(plan.inputs),
+            traceparent=plan.traceparent,
         )
 
     async def _change(self, run_id: str, tenant: str, change: Change) -> None:
@@ -318,6 +319,7 @@ def _created_record(
     labels: dict[str, str],
     graph: JsonObject,
     inputs: JsonObject,
+    traceparent: str | None,
 ) -> RunRecord:
     """What ``get_run`` returns for a run this process just created: its ``created_run``
     row with what was stored, rather than the graph and every task row read back."""
@@ -337,6 +339,7 @@ def _created_record(
         tasks=tasks,
         started_at=as_time(started_at),
         ended_at=as_time(ended_at),
+        traceparent=traceparent,
     )
 
 

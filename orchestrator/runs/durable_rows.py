@@ -272,6 +272,7 @@ def run_record(row: Row, tasks: Sequence[Row], *, deduplicated: bool = False) ->
         tasks=tuple(task_state(run_id, task) for task in tasks),
         started_at=as_time(started_at),
         ended_at=as_time(ended_at),
+        traceparent=row[13],
         deduplicated=deduplicated,
     )
 

@@ -120,6 +120,7 @@ class _Run:
             tasks=tuple(self.tasks.values()),
             started_at=self.started_at,
             ended_at=self.ended_at,
+            traceparent=self.traceparent,
             deduplicated=deduplicated,
         )
 

@@ -96,6 +96,8 @@ class RunRecord:
     tasks: tuple[TaskState, ...] = ()
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # The W3C trace context the run was created in (its jobs and events continue it).
+    traceparent: str | None = None
     # Set only on what create_run returns: the idempotency key matched this existing run.
     deduplicated: bool = False
 

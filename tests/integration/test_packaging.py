@@ -111,3 +111,12 @@ def test_the_core_install_runs_graphs_embedded_without_any_service_extra(
     assert '"status": "COMPLETED"' in done.stdout
     listed = subprocess.run([str(graphmesh), "tasks", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0 and "JavaScriptTask" in listed.stdout
+
+
+def test_wheel_carries_the_run_viewers_built_page(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    static = ROOT / "orchestrator" / "api" / "web" / "static"
+    built = [path.relative_to(static).as_posix() for path in static.rglob("*") if path.is_file()]
+    assert "index.html" in built and any(name.startswith("assets/") for name in built)
+    for name in built:
+        assert f"graphmesh/orchestrator/api/web/static/{name}" in names

@@ -47,7 +47,7 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS new (
 
 -- name: get_run
 SELECT run_id, tenant, status, graph::text, inputs::text, labels::text, idempotency_key,
-       error, last_seq, created_at, updated_at, started_at, ended_at
+       error, last_seq, created_at, updated_at, started_at, ended_at, traceparent
 FROM graphmesh_runs WHERE run_id = %(run_id)s AND tenant = %(tenant)s;
 
 -- name: run_task_states
@@ -57,7 +57,7 @@ FROM graphmesh_run_tasks WHERE run_id = %(run_id)s ORDER BY position;
 -- name: list_runs
 -- Newest first, from before the page token's ordinal; labels match by containment.
 SELECT run_id, tenant, status, graph::text, inputs::text, labels::text, idempotency_key,
-       error, last_seq, created_at, updated_at, started_at, ended_at, ordinal
+       error, last_seq, created_at, updated_at, started_at, ended_at, traceparent, ordinal
 FROM graphmesh_runs
 WHERE tenant = %(tenant)s AND ordinal < %(before)s
   AND (%(statuses)b::text[] IS NULL OR status = ANY(%(statuses)b::text[]))

@@ -41,7 +41,7 @@ VALUES (
 
 -- name: get_run
 SELECT run_id, tenant, status, graph, inputs, labels, idempotency_key, error, last_seq,
-       created_at, updated_at, started_at, ended_at
+       created_at, updated_at, started_at, ended_at, traceparent
 FROM graphmesh_runs WHERE run_id = :run_id AND tenant = :tenant;
 
 -- name: run_task_states
@@ -51,7 +51,7 @@ FROM graphmesh_run_tasks WHERE run_id = :run_id ORDER BY position;
 -- name: list_runs
 -- Newest first, from before the page token's ordinal; every wanted label must match.
 SELECT run_id, tenant, status, graph, inputs, labels, idempotency_key, error, last_seq,
-       created_at, updated_at, started_at, ended_at, ordinal
+       created_at, updated_at, started_at, ended_at, traceparent, ordinal
 FROM graphmesh_runs AS run
 WHERE tenant = :tenant AND ordinal < :before
   AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
