@@ -81,9 +81,10 @@ async def test_reads_work_at_once_after_the_server_dropped_every_connection(
     graph = {"tasks": [{"id": "a", "type": CollectTask.type}], "dataflows": []}
     async with PostgresRunService.open(postgres_dsn, run_tasks=False, max_pool_size=4) as runs:
         run = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
-        # Four reads at once leave four idle connections in the pool.
+        # Reads at once leave idle connections in the pool (up to four: how many depends
+        # on how the reads overlap); every one of them is then killed.
         await asyncio.gather(*(runs.get_run(run.run_id, tenant=TENANT) for _ in range(4)))
-        assert await drop_connections(postgres_dsn) >= 4
+        assert await drop_connections(postgres_dsn) >= 1
         again = await runs.get_run(run.run_id, tenant=TENANT)
         listed = await runs.list_runs(RunFilter(tenant=TENANT))
     assert again.run_id == run.run_id
