@@ -10,13 +10,13 @@ and :mod:`~graphmesh.orchestrator.events.sqlite` (one relay per database).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from itertools import groupby
 from typing import Protocol
 
 from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.wakeup import LocalWakeup
 
 
 class Claim(Protocol):
@@ -30,19 +30,6 @@ class Claim(Protocol):
         ...
 
 
-class Wakeup(Protocol):
-    """Says that unpublished events may have arrived. Call :meth:`clear` before claiming,
-    then :meth:`wait`: an event written in between still wakes the waiter."""
-
-    def clear(self) -> None: ...
-
-    def notify(self) -> None: ...
-
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait until notified or ``timeout_s`` passes; ``True`` when notified."""
-        ...
-
-
 class Outbox(Protocol):
     """The table of run events, as the relay sees it."""
 
@@ -52,29 +39,9 @@ class Outbox(Protocol):
         block runs no other relay publishes those runs; stamps commit when it ends."""
         ...
 
-    def wakeups(self) -> AbstractAsyncContextManager[Wakeup]:
+    def wakeups(self) -> AbstractAsyncContextManager[LocalWakeup]:
         """Notifications of new events for the block's duration."""
         ...
-
-
-class LocalWakeup:
-    """A :class:`Wakeup` notified from this process."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def clear(self) -> None:
-        self._event.clear()
-
-    def notify(self) -> None:
-        self._event.set()
-
-    async def wait(self, timeout_s: float) -> bool:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
 
 
 def by_run(events: Sequence[RunEventRecord]) -> Iterator[list[RunEventRecord]]:

@@ -30,8 +30,9 @@ from types import TracebackType
 from typing import Self
 
 from graphmesh.orchestrator.events.bus import EventBus, PublishError
-from graphmesh.orchestrator.events.outbox import Outbox, Wakeup, by_run, gapless_prefix
+from graphmesh.orchestrator.events.outbox import Outbox, by_run, gapless_prefix
 from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.wakeup import LocalWakeup
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class OutboxRelay:
         self._bus = bus
         self._settings = settings or RelaySettings()
         self._random = random
-        self._wakeup: Wakeup | None = None
+        self._wakeup: LocalWakeup | None = None
         self._task: asyncio.Task[None] | None = None
         self._resources = AsyncExitStack()
         self.failures = 0
@@ -167,7 +168,7 @@ class OutboxRelay:
             first.error,
         )
 
-    async def _run(self, wakeup: Wakeup) -> None:
+    async def _run(self, wakeup: LocalWakeup) -> None:
         while True:
             wakeup.clear()
             outcome = await self._round_or_none()
@@ -181,7 +182,7 @@ class OutboxRelay:
             log.exception("outbox relay round failed")
             return None
 
-    async def _pause(self, wakeup: Wakeup, outcome: RelayRound | None) -> None:
+    async def _pause(self, wakeup: LocalWakeup, outcome: RelayRound | None) -> None:
         if outcome is None or (outcome.failed_runs and not outcome.published):
             self.failures += 1
             # Sleep, not wait: new events must not cut a backoff short during an outage.

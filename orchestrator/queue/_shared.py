@@ -20,6 +20,7 @@ from graphmesh.orchestrator.queue.base import (
     LeaseState,
 )
 from graphmesh.orchestrator.queue.errors import StaleAttemptError
+from graphmesh.orchestrator.wakeup import LocalWakeup
 
 DEFAULT_MAINTENANCE_INTERVAL_S = 1.0
 log = logging.getLogger(__name__)
@@ -138,31 +139,6 @@ async def _logged(maintain: Callable[[], Awaitable[object]]) -> object:
         # The next due claim tries again; a failing database fails the claims too.
         log.exception("job queue maintenance failed")
         return None
-
-
-class LocalWakeup:
-    """A :class:`~graphmesh.orchestrator.queue.base.Wakeup` set by enqueues in this process."""
-
-    def __init__(self, queues: Iterable[str]) -> None:
-        self.queues = frozenset(queues)
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        """Wake the waiter (or the next one to wait)."""
-        self._event.set()
-
-    def clear(self) -> None:
-        """Forget earlier notifications; call before claiming."""
-        self._event.clear()
-
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait until notified or ``timeout_s`` passes; ``True`` when notified."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._event.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class WakeupHub:

@@ -29,6 +29,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Protocol
 
+from graphmesh.orchestrator.wakeup import Wakeup as Wakeup
+
 JsonObject = dict[str, Any]
 
 DEFAULT_QUEUE = "default"
@@ -257,17 +259,6 @@ def queue_stats(row: Sequence[Any]) -> QueueStats:
         dead_letter=int(dead or 0),
         oldest_runnable_s=max(0.0, float(oldest or 0.0)),
     )
-
-
-class Wakeup(Protocol):
-    """Tells an idle worker that jobs may have arrived on its queues. Call :meth:`clear`
-    before claiming, then :meth:`wait`: an enqueue in between still wakes the waiter."""
-
-    def clear(self) -> None: ...
-
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait until notified or ``timeout_s`` passes; ``True`` when notified."""
-        ...
 
 
 class JobQueue(Protocol):

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from graphmesh.orchestrator.queue._shared import LocalWakeup
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
+from graphmesh.orchestrator.wakeup import LocalWakeup
 
 
 @asynccontextmanager
