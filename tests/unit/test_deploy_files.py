@@ -458,9 +458,7 @@ def test_compose_runs_the_mesh_and_its_observability() -> None:
             service_dockerfile(name)
         )
         assert service["command"][:2] == command
-        assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(
-            "otel-collector:4317"
-        )
+        assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith("otel-collector:4317")
     assert services["graphmesh"]["profiles"] == ["embedded"]
 
 
@@ -549,9 +547,11 @@ def test_orchestrator_runs_replicas_on_postgres_from_a_secret(
     assert env["GRAPHMESH_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == (
         "graphmesh-secrets"
     )
-    external = {n for n, s in named(manifests, "Service").items() if s["spec"].get("type") == (
-        "ExternalName"
-    )}
+    external = {
+        n
+        for n, s in named(manifests, "Service").items()
+        if s["spec"].get("type") == ("ExternalName")
+    }
     assert external == {"postgres", "nats"}
 
 
