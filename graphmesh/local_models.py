@@ -27,7 +27,7 @@ from graphmesh.model_server.backends.base import (
 )
 from graphmesh.model_server.batcher import BatcherClosedError, BatchStats, DynamicBatcher
 from graphmesh.model_server.registry import LoadedModel, ModelRegistry, ModelServerError
-from graphmesh.orchestrator.ai.client import ModelError, ModelInfo
+from graphmesh.orchestrator.ai.client import Embedded, Generated, ModelError, ModelInfo
 
 __all__ = ["LocalModelClient"]
 
@@ -130,41 +130,46 @@ class LocalModelClient:
         with _model_errors():
             return await self._in_thread(self._registry.unload, model)
 
-    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """One unit-length vector per text, batched with every other caller's texts."""
+    async def embed(self, model: str, texts: Sequence[str]) -> Embedded:
+        """One unit-length vector per text, batched with every other caller's texts.
+
+        The backends do not count tokens yet (the model-server work adds that), so usage
+        stays zero here.
+        """
         with _model_errors():
             batcher = self._embedder(model)
-            return list(await asyncio.gather(*(batcher.submit(text) for text in texts)))
+            vectors = await asyncio.gather(*(batcher.submit(text) for text in texts))
+        return Embedded(vectors=list(vectors))
 
-    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> str:
+    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> Generated:
         """The model's reply to ``prompt`` as a user message, through its chat template."""
         return await self._chat(model, prompts.generate(prompt), max_new_tokens)
 
-    async def summarize(self, model: str, text: str) -> str:
+    async def summarize(self, model: str, text: str) -> Generated:
         """A one or two sentence summary of ``text``."""
         return await self._chat(model, prompts.summarize(text))
 
-    async def rewrite(self, model: str, text: str, prompt: str) -> str:
+    async def rewrite(self, model: str, text: str, prompt: str) -> Generated:
         """``text`` rewritten as the instruction ``prompt`` asks."""
         return await self._chat(model, prompts.rewrite(text, prompt))
 
-    async def translate(self, model: str, text: str, source: str, target: str) -> str:
+    async def translate(self, model: str, text: str, source: str, target: str) -> Generated:
         """``text`` translated from ``source`` into ``target`` (language names or codes)."""
         return await self._chat(model, prompts.translate(text, source, target))
 
-    async def answer_question(self, model: str, question: str, context: str) -> str:
+    async def answer_question(self, model: str, question: str, context: str) -> Generated:
         """A short answer to ``question`` drawn from ``context``."""
         return await self._chat(model, prompts.answer_question(question, context))
 
     async def _chat(
         self, model: str, messages: Sequence[ChatMessage], max_new_tokens: int | None = None
-    ) -> str:
+    ) -> Generated:
         limit = self._task_max_new_tokens if max_new_tokens is None else max_new_tokens
         if limit < 1:
             raise ModelError(f"max_new_tokens must be at least 1, not {limit}")
         request = _ChatRequest(messages=tuple(messages), max_new_tokens=limit)
         with _model_errors():
-            return await self._chatter(model).submit(request)
+            return Generated(text=await self._chatter(model).submit(request))
 
     def _embedder(self, model: str) -> DynamicBatcher[str, list[float]]:
         # Batchers are keyed by canonical name, so aliases of one model share its batches.

@@ -7,6 +7,13 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from graphmesh.orchestrator.ai.usage import (
+    MeteredModelClient,
+    PriceTable,
+    TaskUsage,
+    UsageMeter,
+    default_prices,
+)
 from graphmesh.orchestrator.errors import (
     TaskAbortedError,
     TaskError,
@@ -29,6 +36,7 @@ from graphmesh.orchestrator.task.base import (
 
 Listener = Callable[[RunnerEvent], None]
 _NO_PROVENANCE: Mapping[str, Any] = {}
+_FINAL_EVENTS = frozenset({TaskEvent.COMPLETE, TaskEvent.ERROR, TaskEvent.ABORT})
 
 
 class GraphRun:
@@ -59,6 +67,7 @@ class GraphRun:
         self.accepting_handoff = False
         self.handoff: Task | None = None
         self.provenance: dict[str, Mapping[str, Any]] = {}
+        self.usage: dict[str, TaskUsage] = {}  # tasks whose model calls used tokens
         self.failure: TaskError | None = None
         self.finished: asyncio.Future[None] | None = None
 
@@ -172,11 +181,22 @@ class GraphRun:
             )
         provenance = self._provenance_of(task)
         self._emit(task, TaskEvent.START)
+        meter = UsageMeter()
+        try:
+            return await self._call_metered(task, provenance, meter)
+        finally:
+            if meter.by_model:  # also what a failed or aborted task had used until then
+                self.usage[task.id] = self.env.prices.task_usage(meter.by_model)
+
+    async def _call_metered(
+        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter
+    ) -> TaskOutput:
+        models = self.env.models
         context = TaskContext(
             run_id=self.run_id,
             task_id=task.id,
             provenance=provenance,
-            models=self.env.models,
+            models=None if models is None else MeteredModelClient(models, meter),
             report_progress=lambda pct, msg, details: self._progress(task, pct, msg, details),
             run_subgraph=lambda graph, inputs: self._run_subgraph(task, graph, inputs),
             resources=self.env.resources,
@@ -342,6 +362,7 @@ class GraphRun:
                     message=message,
                     details=details,
                     error=error,
+                    usage=self.usage.get(task.id) if kind in _FINAL_EVENTS else None,
                 )
             )
 
@@ -355,6 +376,7 @@ class GraphRun:
                 task.run_output,
                 None if task.error is None else str(task.error),
                 provenance.get(task.id, _NO_PROVENANCE),
+                self.usage.get(task.id),
             )
             for task in self.graph
         }
@@ -367,7 +389,7 @@ class GraphRun:
 class RunEnvironment:
     """What every task of a run (and of its subgraphs) shares."""
 
-    __slots__ = ("listener", "models", "resources", "task_timeout", "tenant")
+    __slots__ = ("listener", "models", "prices", "resources", "task_timeout", "tenant")
 
     def __init__(
         self,
@@ -377,8 +399,10 @@ class RunEnvironment:
         resources: Mapping[str, Any],
         task_timeout: float | None,
         tenant: str | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.models = models
+        self.prices = prices or default_prices()
         self.listener = listener
         self.resources = resources
         self.task_timeout = task_timeout
