@@ -112,6 +112,8 @@ def serve_orchestrator(
         asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
     except OSError as exc:  # an address in use, or one this host does not have
         _fail(str(exc))
+    except ValueError as exc:  # GRAPHMESH_MODEL_ROUTES or the prices file (named in it)
+        _fail(str(exc))
 
 
 async def _serve(
@@ -166,11 +168,20 @@ async def _serve(
 
 
 async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:
-    if not local:
-        return None  # AI tasks fail with a clear error until a remote ModelClient exists
-    from graphmesh.local_models import LocalModelClient
+    """In-process models with ``--local-models``, else model servers and gateways over gRPC
+    by ``GRAPHMESH_MODEL_ROUTES`` (with no routes, AI tasks fail naming the variable)."""
+    from graphmesh.orchestrator.ai.usage import default_prices
 
-    return await stack.enter_async_context(LocalModelClient())
+    default_prices()  # a bad GRAPHMESH_MODEL_PRICES_FILE stops the start, not a task
+    if local:
+        from graphmesh.local_models import LocalModelClient
+
+        return await stack.enter_async_context(LocalModelClient())
+    from graphmesh.orchestrator.models import ModelSettings
+    from graphmesh.services.kit.telemetry import client_interceptors
+
+    client = ModelSettings().client(client_interceptors())
+    return await stack.enter_async_context(client)
 
 
 async def _open_store(

@@ -10,9 +10,10 @@ are stored with the task state and summed per run.
 from __future__ import annotations
 
 import json
-from functools import cache
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
@@ -164,10 +165,15 @@ def _parse_prices(data: Any, source: str) -> dict[str, Price]:
     return prices
 
 
+PRICES_FILE_ENV = "GRAPHMESH_MODEL_PRICES_FILE"
+
+
 @cache
 def default_prices() -> PriceTable:
-    """The shipped list prices, read once per process."""
-    return PriceTable.default()
+    """The shipped list prices with the operator's ``GRAPHMESH_MODEL_PRICES_FILE`` over
+    them, read once per process (servers call this at start-up, so a bad file stops them)."""
+    path = os.environ.get(PRICES_FILE_ENV)
+    return PriceTable.from_file(Path(path)) if path else PriceTable.default()
 
 
 class UsageMeter:

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from graphmesh.orchestrator.ai.scope import model_scope
 from graphmesh.orchestrator.ai.usage import (
     MeteredModelClient,
     PriceTable,
@@ -182,14 +183,19 @@ class GraphRun:
         provenance = self._provenance_of(task)
         self._emit(task, TaskEvent.START)
         meter = UsageMeter()
+        timeout = task.config.get("timeout", self.env.task_timeout)
+        scope = model_scope(
+            run_id=self.run_id, task_id=self.path + task.id, tenant=self.env.tenant, timeout=timeout
+        )
         try:
-            return await self._call_metered(task, provenance, meter)
+            with scope:
+                return await self._call_metered(task, provenance, meter, timeout)
         finally:
             if meter.by_model:  # also what a failed or aborted task had used until then
                 self.usage[task.id] = self.env.prices.task_usage(meter.by_model)
 
     async def _call_metered(
-        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter
+        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter, seconds: Any
     ) -> TaskOutput:
         models = self.env.models
         context = TaskContext(
@@ -202,17 +208,16 @@ class GraphRun:
             resources=self.env.resources,
             tenant=self.env.tenant,
         )
-        timeout = task.config.get("timeout", self.env.task_timeout)
-        if timeout is None and self.handler is invoke_task:
+        if seconds is None and self.handler is invoke_task:
             output = await task.run(task.run_input, context)  # no middleware: skip the chain
-        elif timeout is None:
+        elif seconds is None:
             output = await self.handler(TaskCall(task=task, inputs=task.run_input, context=context))
         else:
             output = await _with_timeout(
                 task,
                 self.handler,
                 TaskCall(task=task, inputs=task.run_input, context=context),
-                timeout,
+                seconds,
             )
         if type(output) is dict:
             return output
