@@ -254,8 +254,8 @@ class DynamicBatcher(Generic[T, R]):
         self, live: list[_Pending[T, R]], started: float, ended: float, failed: bool
     ) -> None:
         compute = ended - started
-        self._batch_seconds = compute if not self._batch_seconds else (
-            0.8 * self._batch_seconds + 0.2 * compute
+        self._batch_seconds = (
+            compute if not self._batch_seconds else (0.8 * self._batch_seconds + 0.2 * compute)
         )
         if self._on_batch is not None:
             self._on_batch(

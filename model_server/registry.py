@@ -97,9 +97,7 @@ def _load_smollm2(options: LoadOptions) -> Backend:
     from graphmesh.model_server.backends.transformers_backend import TransformersChatBackend
 
     gguf = smollm2_gguf()
-    return TransformersChatBackend.from_directory(
-        gguf.parent, gguf_file=gguf.name, options=options
-    )
+    return TransformersChatBackend.from_directory(gguf.parent, gguf_file=gguf.name, options=options)
 
 
 def packaged_sources() -> list[ModelSource]:

@@ -1,4 +1,4 @@
-"""``graphmesh serve orchestrator | serve model-server | submit | watch | runs | cancel | resume``: the service.
+"""``graphmesh serve orchestrator | model-server``, ``submit | watch | runs | cancel | resume``.
 
 The client commands talk to an orchestrator through :class:`graphmesh.Client`; the address
 and token come from ``--address``/``--token`` or ``GRAPHMESH_ADDRESS``/``GRAPHMESH_TOKEN``.

@@ -141,7 +141,11 @@ class ChatBackend(Protocol):
         ...
 
     def stream(
-        self, conversation: Conversation, sampling: Sampling, on_text: TextSink, cancelled: Cancelled
+        self,
+        conversation: Conversation,
+        sampling: Sampling,
+        on_text: TextSink,
+        cancelled: Cancelled,
     ) -> Completion:
         """Generate one reply, handing ``on_text`` each new piece as it is produced; stops
         early (``FinishReason.CANCELLED``) once ``cancelled()`` is true."""

@@ -39,8 +39,13 @@ def entry_for(gguf: Path) -> Path:
 
     stat = gguf.stat()
     key = "\n".join(
-        [str(gguf.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
-        + [transformers.__version__, torch.__version__]
+        [
+            str(gguf.resolve()),
+            str(stat.st_size),
+            str(stat.st_mtime_ns),
+            transformers.__version__,
+            torch.__version__,
+        ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return cache_root() / f"{gguf.stem}-{digest}"

@@ -105,7 +105,11 @@ class EchoChatBackend:
         return [self._echo(conversation, sampling) for conversation in conversations]
 
     def stream(
-        self, conversation: Conversation, sampling: Sampling, on_text: TextSink, cancelled: Cancelled
+        self,
+        conversation: Conversation,
+        sampling: Sampling,
+        on_text: TextSink,
+        cancelled: Cancelled,
     ) -> Completion:
         """The echo, one word at a time; stops when ``cancelled()``."""
         whole = self._echo(conversation, sampling)

@@ -74,7 +74,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def _place(model: PreTrainedModel, options: LoadOptions) -> PreTrainedModel:
     device = resolve_device(options.device)
-    placed: PreTrainedModel = model.to(device=device, dtype=resolve_dtype(options.dtype, device))
+    dtype = resolve_dtype(options.dtype, device)
+    # transformers' typing of Module.to is broken (a decorated method); torch's is right.
+    placed: PreTrainedModel = torch.nn.Module.to(model, device=device, dtype=dtype)
     return placed
 
 
@@ -270,7 +272,11 @@ class TransformersChatBackend:
         ]
 
     def stream(
-        self, conversation: Conversation, sampling: Sampling, on_text: TextSink, cancelled: Cancelled
+        self,
+        conversation: Conversation,
+        sampling: Sampling,
+        on_text: TextSink,
+        cancelled: Cancelled,
     ) -> Completion:
         """Generate one reply, handing ``on_text`` each decoded piece as soon as it exists."""
         prompt = self._fitted_prompt(conversation, sampling.max_new_tokens)
@@ -329,7 +335,8 @@ class TransformersChatBackend:
         ends = self._end_ids | {self._pad_id}
         cut = next((i for i, token in enumerate(row) if token in ends), None)
         produced = row if cut is None else row[: cut + 1]
-        text = self._tokenizer.decode(row[:cut] if cut is not None else row, skip_special_tokens=True)
+        kept = row[:cut] if cut is not None else row
+        text = str(self._tokenizer.decode(kept, skip_special_tokens=True))
         text, stopped = _cut_at_stop(text, sampling.stop)
         if cut is not None or stopped or len(produced) < sampling.max_new_tokens:
             reason = FinishReason.STOP
@@ -441,7 +448,7 @@ class _TextStreamer(BaseStreamer):
         self._emit(final=True)
 
     def _emit(self, *, final: bool) -> None:
-        text = self._tokenizer.decode(self.ids, skip_special_tokens=True)
+        text = str(self._tokenizer.decode(self.ids, skip_special_tokens=True))
         text, found = _cut_at_stop(text, self._stop)
         if found:
             self.stopped = True

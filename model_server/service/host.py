@@ -19,7 +19,7 @@ import contextlib
 import enum
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -28,8 +28,8 @@ from graphmesh.model_server.backends.base import (
     ChatBackend,
     ChatMessage,
     Completion,
-    EmbeddingBackend,
     Embedded,
+    EmbeddingBackend,
     ModelKind,
     Sampling,
 )
@@ -104,10 +104,11 @@ class ModelHost:
 
     async def aclose(self) -> None:
         """Finish queued batches, then stop every batcher and thread."""
-        batchers = [*self._embedders.values(), *self._chatters.values()]
+        closing = [b.aclose() for b in self._embedders.values()]
+        closing += [b.aclose() for b in self._chatters.values()]
         self._embedders.clear()
         self._chatters.clear()
-        await asyncio.gather(*(b.aclose() for b in batchers))
+        await asyncio.gather(*closing)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -199,7 +200,7 @@ class ModelHost:
 
     async def stream(
         self, name: str, messages: Sequence[ChatMessage], sampling: Sampling
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncGenerator[str | Completion, None]:
         """Text pieces as the model produces them, then the whole :class:`Completion`.
 
         Close the iterator (or cancel its consumer) to stop the generation."""
@@ -228,7 +229,7 @@ class ModelHost:
         backend: ChatBackend,
         messages: Sequence[ChatMessage],
         sampling: Sampling,
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncGenerator[str | Completion, None]:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -298,7 +299,9 @@ class ModelHost:
         for normalize in (True, False):
             indexes = [i for i, item in enumerate(items) if item.normalize is normalize]
             if indexes:
-                vectors = backend.embed_counted([items[i].text for i in indexes], normalize=normalize)
+                vectors = backend.embed_counted(
+                    [items[i].text for i in indexes], normalize=normalize
+                )
                 for index, vector in zip(indexes, vectors, strict=True):
                     results[index] = vector
         return [result for result in results if result is not None]
@@ -319,4 +322,3 @@ class ModelHost:
     async def _notify(self, name: str, serving: bool) -> None:
         if self._on_state is not None:
             await self._on_state(name, serving)
-

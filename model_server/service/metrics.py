@@ -16,9 +16,7 @@ from graphmesh.model_server.batcher import BatchReport
 
 LABELS = ("model", "version")
 
-REQUEST_SUCCESS = Counter(
-    "nv_inference_request_success", "Requests served successfully", LABELS
-)
+REQUEST_SUCCESS = Counter("nv_inference_request_success", "Requests served successfully", LABELS)
 REQUEST_FAILURE = Counter("nv_inference_request_failure", "Requests that failed", LABELS)
 QUEUE_DURATION_US = Counter(
     "nv_inference_queue_duration_us", "Microseconds requests waited for a batch", LABELS

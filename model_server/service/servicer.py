@@ -181,9 +181,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             passage = self._text(request.context, "context")
             conversation = prompts.answer_question(question, passage)
             reply = await self._complete(model, system, conversation, sampling)
-            return model_pb2.AnswerQuestionResponse(
-                answer=reply.text, usage=_usage([reply.usage])
-            )
+            return model_pb2.AnswerQuestionResponse(answer=reply.text, usage=_usage([reply.usage]))
         raise AssertionError("unreachable")
 
     # -- model management -----------------------------------------------------------------

@@ -210,8 +210,9 @@ def retry_after_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
                 return float(info.retry_delay.ToNanoseconds()) / 1e9
-    trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailers or ():
+    trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for item in trailers or ():
+        key, value = item[0], item[1]
         if key == RETRY_AFTER_MS:
             return int(value) / 1000
     return None

@@ -213,7 +213,9 @@ def test_load_options_reach_the_loader_by_canonical_name(
     assert loaders["embed"].options == LoadOptions(device="cpu", dtype="bfloat16")
 
 
-@pytest.mark.parametrize(("field", "value"), [("device", "gpu"), ("device", "cuda:x"), ("dtype", "int3")])
+@pytest.mark.parametrize(
+    ("field", "value"), [("device", "gpu"), ("device", "cuda:x"), ("dtype", "int3")]
+)
 def test_bad_load_options_name_the_field(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         LoadOptions(**{field: value})
