@@ -69,6 +69,7 @@ class GraphRun:
         self.handoff: Task | None = None
         self.provenance: dict[str, Mapping[str, Any]] = {}
         self.usage: dict[str, TaskUsage] = {}  # tasks whose model calls used tokens
+        self.nested_usage: dict[str, TaskUsage] = {}  # of compound tasks' subgraph runs
         self.failure: TaskError | None = None
         self.finished: asyncio.Future[None] | None = None
 
@@ -191,8 +192,12 @@ class GraphRun:
             with scope:
                 return await self._call_metered(task, provenance, meter, timeout)
         finally:
-            if meter.by_model:  # also what a failed or aborted task had used until then
-                self.usage[task.id] = self.env.prices.task_usage(meter.by_model)
+            # Also what a failed or aborted task had used until then, and a compound
+            # task's subgraph (its tasks were metered on their own).
+            nested = self.nested_usage.pop(task.id, None)
+            if meter.by_model or nested is not None:
+                usage = self.env.prices.task_usage(meter.by_model)
+                self.usage[task.id] = usage if nested is None else usage + nested
 
     async def _call_metered(
         self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter, seconds: Any
@@ -341,6 +346,10 @@ class GraphRun:
             path=f"{self.path}{parent.id}/",
         )
         result = await nested.execute(inputs)
+        spent = result.usage
+        if not spent.empty:
+            earlier = self.nested_usage.get(parent.id)
+            self.nested_usage[parent.id] = spent if earlier is None else earlier + spent
         if not result.ok:
             raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
         return result.outputs

@@ -129,3 +129,10 @@ class RunnerEvent:
     error: str | None = None
     # On a task's last event (complete, error, abort): what its model calls used.
     usage: TaskUsage | None = None
+
+    def details_with_usage(self) -> Mapping[str, Any] | None:
+        """The details, with the task's usage under ``usage`` when it used any: what the
+        run services store with the event."""
+        if self.usage is None or self.usage.empty:
+            return self.details
+        return {**(self.details or {}), "usage": self.usage.to_json()}
