@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from graphmesh.client import Client
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.runs.model import (
     RunEventKind,
@@ -369,6 +370,8 @@ def _exit_for(run: RunRecord, show: bool) -> None:
     if show:
         style = "green" if run.status == RunState.COMPLETED else "red"
         console.print(f"[{style}]run {run.run_id}: {run.status}")
+        if not run.usage.empty:
+            console.print(f"usage: {describe_usage(run.usage)}")
     if run.status.finished and run.status != RunState.COMPLETED:
         if run.error:
             errors.print(f"[red]{run.error}")
@@ -433,4 +436,13 @@ class EventProgress:
             return
         completed = 100.0 if event.kind == RunEventKind.TASK_COMPLETED else event.progress
         note = event.message or (event.error or "")
+        usage = TaskUsage.from_json((event.details or {}).get("usage"))
+        if not usage.empty:
+            note = describe_usage(usage)
         self.progress.update(bar, completed=completed, status=str(event.status), note=note[:60])
+
+
+def describe_usage(usage: TaskUsage) -> str:
+    """``12 in + 34 out tokens, ~$0.000123`` (the cost only when a price was known)."""
+    text = f"{usage.input_tokens} in + {usage.output_tokens} out tokens"
+    return text if usage.cost_usd is None else f"{text}, ~${usage.cost_usd:.6f}"

@@ -103,10 +103,15 @@ class RunRecord:
     traceparent: str | None = None
     # Set only on what create_run returns: the idempotency key matched this existing run.
     deduplicated: bool = False
+    # The run's usage as the server reported it (the SDK's records, whose basic view has
+    # no tasks to sum); None: sum the tasks'.
+    reported_usage: TaskUsage | None = None
 
     @property
     def usage(self) -> TaskUsage:
         """The run's usage: its tasks' summed."""
+        if self.reported_usage is not None:
+            return self.reported_usage
         return total_usage([task.usage for task in self.tasks])
 
 
