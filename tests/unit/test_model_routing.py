@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from support.model_service import FakeModelServer, retry_info_abort, start_fake_model_server
 
 from graphmesh.orchestrator.ai.client import ModelError
 from graphmesh.orchestrator.ai.scope import model_scope
@@ -22,56 +19,8 @@ from graphmesh.orchestrator.graph import TaskGraph
 from graphmesh.orchestrator.models import GrpcModelClient, UnknownModelRouteError, parse_routes
 from graphmesh.orchestrator.models.routes import RouteConfigError
 from graphmesh.orchestrator.runner import TaskGraphRunner
-from graphmesh.v1 import model_pb2, model_pb2_grpc
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
-
-
-@dataclass
-class FakeModelServer(model_pb2_grpc.ModelServiceServicer):
-    """A ModelService that records what it was sent; ``fail`` makes a method abort."""
-
-    name: str
-    calls: list[tuple[str, dict[str, str], float | None]] = field(default_factory=list)
-    fail: dict[str, Callable[[grpc.aio.ServicerContext], Any]] = field(default_factory=dict)
-    delay: float = 0.0
-
-    async def _seen(self, method: str, context: grpc.aio.ServicerContext) -> None:
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        self.calls.append((method, metadata, context.time_remaining()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if method in self.fail:
-            await self.fail[method](context)
-
-    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._seen("Embed", context)
-        vectors = [model_pb2.Embedding(values=[float(len(t)), 1.0]) for t in request.texts]
-        usage = model_pb2.Usage(input_tokens=sum(len(t.split()) for t in request.texts))
-        return model_pb2.EmbedResponse(embeddings=vectors, usage=usage, dimensions=2)
-
-    async def Summarize(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._seen("Summarize", context)
-        usage = model_pb2.Usage(input_tokens=7, output_tokens=3)
-        return model_pb2.SummarizeResponse(summary=f"{self.name}: {request.text}", usage=usage)
-
-    async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._seen("Generate", context)
-        text = f"{request.prompt}/{request.params.max_new_tokens}"
-        return model_pb2.GenerateResponse(
-            text=text, usage=model_pb2.Usage(input_tokens=2, output_tokens=5)
-        )
-
-    async def LoadModel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._seen("LoadModel", context)
-        info = model_pb2.ModelInfo(
-            name=request.model.removeprefix("hf:"),
-            provider="transformers",
-            task_kinds=[model_pb2.MODEL_TASK_KIND_EMBED],
-            dimensions=2,
-            loaded=True,
-        )
-        return model_pb2.LoadModelResponse(model=info)
 
 
 @pytest.fixture
@@ -79,13 +28,9 @@ async def servers() -> AsyncIterator[Callable[..., Any]]:
     started: list[grpc.aio.Server] = []
 
     async def start(name: str, **kwargs: Any) -> tuple[FakeModelServer, str, grpc.aio.Server]:
-        servicer = FakeModelServer(name, **kwargs)
-        server = grpc.aio.server()
-        model_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        servicer, address, server = await start_fake_model_server(name, **kwargs)
         started.append(server)
-        return servicer, f"127.0.0.1:{port}", server
+        return servicer, address, server
 
     yield start
     for server in started:
@@ -250,18 +195,6 @@ async def test_load_model_loads_on_every_replica_of_the_pool(servers: Any) -> No
 
 
 # -- the status table --------------------------------------------------------------------
-def _retry_info(seconds: float) -> Any:
-    async def abort(context: grpc.aio.ServicerContext) -> None:
-        detail = error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
-        )
-        status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="queue full")
-        status.details.add().Pack(detail)
-        await context.abort_with_status(rpc_status.to_status(status))
-
-    return abort
-
-
 def _abort(code: grpc.StatusCode, message: str, trailers: tuple[tuple[str, str], ...] = ()) -> Any:
     async def abort(context: grpc.aio.ServicerContext) -> None:
         if trailers:
@@ -274,7 +207,7 @@ def _abort(code: grpc.StatusCode, message: str, trailers: tuple[tuple[str, str],
 @pytest.mark.parametrize(
     ("failure", "retryable", "retry_after", "text"),
     [
-        (_retry_info(2.5), True, 2.5, "RESOURCE_EXHAUSTED: queue full"),
+        (retry_info_abort(2.5), True, 2.5, "RESOURCE_EXHAUSTED: queue full"),
         (
             _abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down", (("retry-after-ms", "1500"),)),
             True,
