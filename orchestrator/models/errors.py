@@ -14,6 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from graphmesh.orchestrator.ai.client import ModelError
+from graphmesh.orchestrator.models.routes import shown
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -35,7 +36,7 @@ def model_error(error: grpc.aio.AioRpcError, *, model: str, target: str) -> Mode
     code = error.code()
     text = error.details() or code.name
     retry_after = _retry_after(error.trailing_metadata()) if code in RETRYABLE else None
-    message = f"model {model!r} at {target}: {code.name}: {text}"
+    message = f"model {shown(model)} at {target}: {code.name}: {text}"
     return ModelError(message, retryable=code in RETRYABLE, retry_after=retry_after)
 
 

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import grpc
 
@@ -26,9 +27,11 @@ from graphmesh.orchestrator.ai.client import Embedded, Generated, ModelError, Mo
 from graphmesh.orchestrator.ai.scope import current_scope
 from graphmesh.orchestrator.models.errors import FAILOVER, model_error
 from graphmesh.orchestrator.models.pool import Replica, ReplicaPool
-from graphmesh.orchestrator.models.routes import ModelRoutes
+from graphmesh.orchestrator.models.routes import ModelRoutes, shown
 from graphmesh.v1 import model_pb2
 
+MAX_HEADER = 512
+_HEADER_SAFE = "/:@-._~!$&'()*+,;=[]{}|^`<>\"#? "
 _TASK_KINDS = {
     model_pb2.MODEL_TASK_KIND_EMBED: "embed",
     model_pb2.MODEL_TASK_KIND_GENERATE: "generate",
@@ -102,7 +105,7 @@ class GrpcModelClient:
                 raise outcome  # a real refusal (an unknown model, say) from any replica
         if not loaded:
             raise ModelError(
-                f"no replica of {pool.prefix!r} answered LoadModel for {model!r}; "
+                f"no replica of {pool.prefix!r} answered LoadModel for {shown(model)}; "
                 f"last: {unanswered[-1].error}",
                 retryable=True,
             )
@@ -113,7 +116,9 @@ class GrpcModelClient:
         response = await self._call(model, "Embed", request)
         if len(response.embeddings) != len(texts):
             count = len(response.embeddings)
-            raise ModelError(f"model {model!r} returned {count} vectors for {len(texts)} texts")
+            raise ModelError(
+                f"model {shown(model)} returned {count} vectors for {len(texts)} texts"
+            )
         vectors = [list(embedding.values) for embedding in response.embeddings]
         return Embedded(vectors=vectors, usage=_usage(response.usage))
 
@@ -178,11 +183,11 @@ class GrpcModelClient:
             if remaining is not None:
                 timeout = min(timeout, remaining)
             metadata += [
-                ("x-graphmesh-run-id", scope.run_id),
-                ("x-graphmesh-task-id", scope.task_id),
+                ("x-graphmesh-run-id", header_value(scope.run_id)),
+                ("x-graphmesh-task-id", header_value(scope.task_id)),
             ]
             if scope.tenant:
-                metadata.append(("x-graphmesh-tenant", scope.tenant))
+                metadata.append(("x-graphmesh-tenant", header_value(scope.tenant)))
         replica.outstanding += 1
         try:
             return await getattr(replica.stub, method)(request, timeout=timeout, metadata=metadata)
@@ -193,6 +198,12 @@ class GrpcModelClient:
             raise error from None
         finally:
             replica.outstanding -= 1
+
+
+def header_value(text: str) -> str:
+    """``text`` as a metadata value gRPC accepts: printable ASCII (anything else, a task id
+    in any script or with a newline, percent-encoded as UTF-8), at most ``MAX_HEADER`` long."""
+    return quote(text, safe=_HEADER_SAFE)[:MAX_HEADER]
 
 
 class _Unanswered(Exception):

@@ -21,6 +21,11 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_-]*:[^\s=;,]*$")
 _ENDPOINT = re.compile(r"^[^\s;,=]+$")
 
 
+def shown(model: str, limit: int = 120) -> str:
+    """``repr(model)`` for messages, cut short: a graph may name a model of any length."""
+    return repr(model if len(model) <= limit else model[:limit] + "…")
+
+
 class UnknownModelRouteError(ModelError):
     """No configured route serves the model's prefix (never retryable)."""
 
@@ -41,7 +46,7 @@ class ModelRoutes:
         if not matches or len(model) == len(max(matches, key=len)):
             known = ", ".join(sorted(self.pools)) or "none"
             raise UnknownModelRouteError(
-                f"no model route serves {model!r}: configured prefixes are {known} "
+                f"no model route serves {shown(model)}: configured prefixes are {known} "
                 "(GRAPHMESH_MODEL_ROUTES)"
             )
         return max(matches, key=len)

@@ -85,6 +85,13 @@ async def test_an_unknown_prefix_names_the_model_and_the_configured_prefixes() -
     assert caught.value.retryable is False
 
 
+async def test_a_huge_model_name_is_cut_short_in_the_error() -> None:
+    async with client("hf:=127.0.0.1:1") as models:
+        with pytest.raises(UnknownModelRouteError) as caught:
+            await models.summarize("x" * 100_000, "x")
+    assert len(str(caught.value)) < 300
+
+
 # -- calls -------------------------------------------------------------------------------
 async def test_calls_return_results_with_usage_and_send_run_task_and_tenant(servers: Any) -> None:
     server, address, _ = await servers("a")
@@ -104,6 +111,22 @@ async def test_calls_return_results_with_usage_and_send_run_task_and_tenant(serv
     assert remaining is not None and 25 < remaining <= 31  # the task's timeout, not 300 s
     assert "x-graphmesh-run-id" not in unscoped
     assert default_remaining is not None and 290 < default_remaining <= 301
+
+
+@pytest.mark.parametrize(
+    ("task_id", "sent"),
+    [("tâche", "t%C3%A2che"), ("a\nb", "a%0Ab"), ("p/q r", "p/q r"), ("x" * 5000, "x" * 512)],
+)
+async def test_ids_in_any_script_or_length_travel_as_valid_metadata(
+    servers: Any, task_id: str, sent: str
+) -> None:
+    server, address, _ = await servers("a")
+    async with client(f"hf:={address}") as models:
+        with model_scope(run_id="r", task_id=task_id, tenant="ténant", timeout=5):
+            await models.summarize("hf:m", "x")
+    ((_, metadata, _),) = server.calls
+    assert metadata["x-graphmesh-task-id"] == sent
+    assert metadata["x-graphmesh-tenant"] == "t%C3%A9nant"
 
 
 async def test_a_task_whose_timeout_is_spent_sends_a_call_that_expires(servers: Any) -> None:
