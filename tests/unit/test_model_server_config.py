@@ -51,5 +51,5 @@ def test_unreadable_and_malformed_files_are_clear_errors(tmp_path: Path) -> None
         load_config(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("listen = \n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="broken.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"broken\.toml is not valid TOML"):
         load_config(broken)
