@@ -235,6 +235,6 @@ def test_metrics_are_exposed_under_triton_names(server: tuple[str, str]) -> None
         "nv_inference_exec_count_total",
         "nv_inference_queue_duration_us_total",
         "nv_inference_compute_infer_duration_us_total",
-        "graphmesh_model_batch_size_bucket",
+        "graphmesh_model_batch_size_count",
     ):
         assert f"{name}{{{labels}" in text, name
