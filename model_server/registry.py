@@ -229,11 +229,16 @@ class ModelRegistry:
             if self._triton is None:
                 self._triton = TritonModels(TritonConfig.from_env(os.environ))
             triton = self._triton
+
+        def load(*_options: object) -> Backend:
+            # Triton places and runs the model itself: local load options do not apply.
+            return triton.load(name)
+
         source = ModelSource(
             name=name,
             kind=triton.kind(name),
             location=f"triton {triton.config.url}",
-            load=lambda: triton.load(name),
+            load=load,
             unload=lambda: triton.unload(name),
         )
         with self._lock:
