@@ -20,7 +20,7 @@ import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from graphmesh.model_server.backends.base import Backend, Conversation, ModelKind
 from graphmesh.model_server.backends.errors import ModelInputError, ModelUnavailableError
@@ -86,7 +86,8 @@ def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float
 
 
 class TritonModels:
-    """One Triton server's models; thread-safe. ``close()`` ends its connection."""
+    """One Triton server's models; thread-safe. ``with TritonModels(config) as triton:``, or
+    ``close()`` when done."""
 
     def __init__(self, config: TritonConfig) -> None:
         self.config = config
@@ -100,6 +101,12 @@ class TritonModels:
         self._thread.start()
         self._call(self._client.__aenter__())
         self._kinds: dict[str, ModelKind] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the channel and stop the connection's thread; later calls fail."""

@@ -9,6 +9,7 @@ in-process model's.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,9 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
 
 @pytest.fixture(scope="module")
 def models(server: TritonProcess) -> Iterator[TritonModels]:
-    triton = TritonModels(TritonConfig(url=server.url, timeout_s=60))
-    yield triton
-    triton.close()
+    with TritonModels(TritonConfig(url=server.url, timeout_s=60)) as triton:
+        yield triton
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,17 @@ def test_more_texts_than_the_model_batch_are_split_and_kept_in_order(
     remote = np.array(backend.embed(texts))
     np.testing.assert_allclose(remote, np.array(inprocess.embed(texts)), atol=1e-5)
     assert backend.embed([]) == []
+
+
+def test_concurrent_callers_from_worker_threads_get_their_own_vectors(
+    models: TritonModels, inprocess: TransformersEmbeddingBackend
+) -> None:
+    backend = models.load("triton:minilm")
+    assert isinstance(backend, TritonEmbeddingBackend)
+    texts = [f"caller {i} asks about {word}" for i, word in enumerate("abcdefghijklmnop")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        vectors = list(pool.map(lambda text: backend.embed([text])[0], texts))
+    np.testing.assert_allclose(np.array(vectors), np.array(inprocess.embed(texts)), atol=1e-5)
 
 
 async def test_async_client_reads_signature_and_infers(server: TritonProcess) -> None:
