@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from graphmesh.cli.dev import dev
 from graphmesh.cli.display import RunProgress, result_table
 from graphmesh.cli.remote import register as register_remote_commands
 from graphmesh.orchestrator.errors import GraphValidationError
@@ -189,3 +190,4 @@ def validate(file: Annotated[Path, typer.Argument(help="graph JSON file")]) -> N
 
 
 register_remote_commands(app)
+app.command()(dev)

@@ -1,12 +1,15 @@
 """The deployment files, checked offline: there is no Docker engine or cluster here.
 
-- ``docker-compose.yml`` against the compose spec schema that ``check-jsonschema`` vendors.
-- ``deploy/kubernetes/base`` rendered (by a small Python renderer that understands the
-  ``resources`` and ``namespace`` the base uses, and also by ``kubectl kustomize`` where
-  kubectl is installed, which must agree), then every manifest against the Kubernetes
-  OpenAPI schemas that ``kubernetes-validate`` vendors, in strict mode.
-- ``deploy/embedded/Dockerfile`` parsed: what it copies exists and enters the build context,
-  its entrypoint is the console script, its pins agree with pyproject.toml and the Makefile.
+- ``docker-compose.yml`` against the compose spec schema that ``check-jsonschema`` vendors,
+  and its wiring: every service's image, build, profile, mounted file and route.
+- ``deploy/k8s/base`` and ``deploy/k8s/triton`` rendered (by a small Python renderer that
+  understands the ``resources`` and ``namespace`` they use, and also by ``kubectl kustomize``
+  where kubectl is installed, which must agree), then every manifest against the Kubernetes
+  OpenAPI schemas that ``kubernetes-validate`` vendors, in strict mode, and their wiring:
+  selectors, probes, GPU requests, the HPA's target, ConfigMaps and Secrets referenced.
+- ``deploy/*/Dockerfile`` (one per service) parsed: what each copies exists and enters the
+  build context, its entrypoint is the console script and its command a real CLI command,
+  it installs only its service's extra, its pins agree with pyproject.toml and the Makefile.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "embedded" / "Dockerfile"
-KUSTOMIZE_BASE = ROOT / "deploy" / "kubernetes" / "base"
+KUSTOMIZE_BASE = ROOT / "deploy" / "k8s" / "base"
+KUSTOMIZE_TRITON = ROOT / "deploy" / "k8s" / "triton"
 # A recent release; kubernetes-validate ships the schemas of each release it knows.
 KUBERNETES_VERSION = "1.34"
 STATE_DIR = "/var/lib/graphmesh"
@@ -143,7 +147,9 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
         ".graphmesh/cache.sqlite",
         "tests/conftest.py",
         "graphmesh/__pycache__/cli.cpython-311.pyc",
-        "deploy/kubernetes/base",
+        "deploy/k8s/base",
+        "deploy/config/tokens",
+        "deploy/config/gateway.env",
     ):
         assert docker_ignored(path, patterns), f"{path} would be sent to the Docker daemon"
 
@@ -185,7 +191,7 @@ def test_dockerfile_pins_agree_with_pyproject_and_makefile() -> None:
 
 
 def extra_requirements(pyproject_file: Path, *arguments: str) -> list[str]:
-    script = ROOT / "deploy" / "embedded" / "extra_requirements.py"
+    script = ROOT / "deploy" / "extra_requirements.py"
     command = [sys.executable, str(script), str(pyproject_file), *arguments]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
 
@@ -274,16 +280,20 @@ def test_compose_graphmesh_builds_the_embedded_image_and_keeps_state() -> None:
     assert service["image"] == f"graphmesh-embedded:{pyproject()['version']}"
 
 
-# --- deploy/kubernetes -------------------------------------------------------------------
+# --- deploy/k8s -------------------------------------------------------------------
 
 
 def render_in_python(base: Path) -> list[dict[str, Any]]:
-    """kustomize's ``resources`` (files) and ``namespace``; anything else is refused."""
+    """kustomize's ``resources`` (files, or folders holding a kustomization) and
+    ``namespace``; anything else is refused."""
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
     unsupported = set(kustomization) - {"apiVersion", "kind", "resources", "namespace"}
     assert not unsupported, f"the Python renderer does not do {unsupported}: use kubectl"
     manifests: list[dict[str, Any]] = []
     for resource in kustomization["resources"]:
+        if (base / resource).is_dir():
+            manifests += render_in_python(base / resource)
+            continue
         text = (base / resource).read_text(encoding="utf-8")
         manifests += [doc for doc in yaml.safe_load_all(text) if doc]
     namespace = kustomization.get("namespace")
@@ -301,20 +311,39 @@ def render_with_kubectl(base: Path, kubectl: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(output.stdout) if doc]
 
 
-@pytest.fixture(scope="module")
-def manifests() -> list[dict[str, Any]]:
-    """The base rendered in Python; where kubectl is installed, kustomize must agree."""
-    rendered = render_in_python(KUSTOMIZE_BASE)
+def rendered(kustomization: Path) -> list[dict[str, Any]]:
+    """A kustomization rendered in Python; where kubectl is installed, kustomize must agree
+    (up to order: kustomize sorts by kind)."""
+    manifests = render_in_python(kustomization)
     kubectl = shutil.which("kubectl")
     if kubectl is not None:
-        assert render_with_kubectl(KUSTOMIZE_BASE, kubectl) == rendered
-    return rendered
+        key = lambda m: (m["kind"], m["metadata"]["name"])  # noqa: E731
+        by_kubectl = render_with_kubectl(kustomization, kubectl)
+        assert sorted(by_kubectl, key=key) == sorted(manifests, key=key)
+    return manifests
 
 
-def test_every_manifest_is_valid_for_a_recent_kubernetes(manifests: list[dict[str, Any]]) -> None:
-    assert {m["kind"] for m in manifests} == {"Namespace", "Job"}
-    for manifest in manifests:
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    return rendered(KUSTOMIZE_BASE)
+
+
+@pytest.fixture(scope="module")
+def triton_manifests() -> list[dict[str, Any]]:
+    return rendered(KUSTOMIZE_TRITON)
+
+
+def test_every_manifest_is_valid_for_a_recent_kubernetes(
+    manifests: list[dict[str, Any]], triton_manifests: list[dict[str, Any]]
+) -> None:
+    kinds = {m["kind"] for m in manifests}
+    assert {"Namespace", "Job", "Deployment", "Service", "ConfigMap"} <= kinds
+    assert {"PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
+    for manifest in triton_manifests:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    base_names = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    triton_names = {(m["kind"], m["metadata"]["name"]) for m in triton_manifests}
+    assert base_names < triton_names
 
 
 def test_strict_validation_rejects_a_misspelled_field(manifests: list[dict[str, Any]]) -> None:
@@ -340,3 +369,250 @@ def test_seed_job_runs_non_root_on_a_read_only_root(manifests: list[dict[str, An
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
     mounts = {m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty_dirs}
     assert {STATE_DIR, "/tmp"} <= mounts
+
+
+# --- the mesh: one image per service ------------------------------------------------------
+
+SERVICE_IMAGES = {
+    # Dockerfile folder → (the extra it installs, the CLI command its CMD runs)
+    "orchestrator": ("orchestrator", ["serve", "orchestrator"]),
+    "model-server": ("model-server", ["serve", "model-server"]),
+    "gateway": ("gateway", ["serve", "gateway"]),
+}
+
+
+def service_dockerfile(name: str) -> Path:
+    return ROOT / "deploy" / name / "Dockerfile"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+def test_service_image_installs_only_its_extra(name: str) -> None:
+    extra, _ = SERVICE_IMAGES[name]
+    runs = " ".join(arguments_of(service_dockerfile(name), "RUN"))
+    installs = re.findall(r"extra_requirements\.py pyproject\.toml ([\w-]+)", runs)
+    assert installs == [extra]
+    assert "pip install --no-deps ." in runs
+    assert "[all]" not in runs and "[dev]" not in runs
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+def test_service_image_copies_what_exists_and_enters_the_context(name: str) -> None:
+    patterns = dockerignore_patterns()
+    for source in copy_sources(service_dockerfile(name)):
+        assert (ROOT / source).exists(), f"{name}: COPY {source}: no such file"
+        assert not docker_ignored(source, patterns), f"{name}: {source} is .dockerignored"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+def test_service_image_runs_its_service_as_non_root(name: str) -> None:
+    dockerfile = service_dockerfile(name)
+    assert exec_form(dockerfile, "ENTRYPOINT") == ["graphmesh"]
+    _, command = SERVICE_IMAGES[name]
+    assert exec_form(dockerfile, "CMD")[:2] == command
+    assert arguments_of(dockerfile, "USER")[-1].split(":")[0] not in {"root", "0"}
+    for image in base_images(dockerfile):
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+def test_service_image_command_is_a_real_cli_command(name: str) -> None:
+    from graphmesh.cli import app
+
+    command = exec_form(service_dockerfile(name), "CMD")
+    result = CliRunner().invoke(app, [*command[:2], "--help"])
+    assert result.exit_code == 0, result.output
+    for option in (word for word in command[2:] if word.startswith("--")):
+        assert option in result.output, f"{name}: {option} is not an option of {command[:2]}"
+
+
+def test_model_server_image_pins_torch_from_a_chosen_index() -> None:
+    dockerfile = service_dockerfile("model-server")
+    runs = " ".join(arguments_of(dockerfile, "RUN"))
+    (torch_pin,) = [
+        r for r in pyproject()["optional-dependencies"]["model-server"] if r.startswith("torch")
+    ]
+    assert f"--index-url ${{TORCH_INDEX_URL}} {torch_pin}" in runs
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in (
+        dockerfile.read_text(encoding="utf-8")
+    )
+
+
+# --- the mesh in docker-compose.yml --------------------------------------------------------
+
+
+def test_compose_runs_the_mesh_and_its_observability() -> None:
+    services = compose()["services"]
+    assert {
+        "postgres",
+        "nats",
+        "orchestrator",
+        "model-server",
+        "gateway",
+        "otel-collector",
+        "jaeger",
+        "prometheus",
+    } <= set(services)
+    for name, (_, command) in SERVICE_IMAGES.items():
+        service = services[name]
+        assert ROOT / service["build"]["context"] / service["build"]["dockerfile"] == (
+            service_dockerfile(name)
+        )
+        assert service["command"][:2] == command
+        assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith("otel-collector:4317")
+    assert services["graphmesh"]["profiles"] == ["embedded"]
+
+
+def test_compose_gpu_and_triton_profiles() -> None:
+    services = compose()["services"]
+    gpu = services["model-server-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX_URL"].rsplit("/", 1)[-1]
+    assert services["triton"]["profiles"] == ["triton"]
+    assert "--model-control-mode=explicit" in services["triton"]["command"]
+    assert services["model-server-triton"]["profiles"] == ["triton"]
+    assert services["model-server-triton"]["environment"]["GRAPHMESH_TRITON_URL"] == "triton:8001"
+
+
+def test_compose_routes_every_prefix_to_a_service_that_exists() -> None:
+    services = compose()["services"]
+    routes = services["orchestrator"]["environment"]["GRAPHMESH_MODEL_ROUTES"]
+    for route in routes.split(";"):
+        prefix, _, endpoints = route.partition("=")
+        assert prefix in {"hf:", "triton:", "openai:", "anthropic:"}
+        for endpoint in endpoints.split(","):
+            host, _, port = endpoint.rpartition(":")
+            assert host in services and port.isdigit(), route
+
+
+def test_compose_mounts_only_files_that_exist() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = (
+                volume[: volume.index("}") + 1]
+                if volume.startswith("${")
+                else (volume.split(":")[0])
+            )
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}: no such file"
+            elif source.startswith("${"):
+                default = re.fullmatch(r"\$\{\w+:-(.+)\}", source)
+                assert default is not None and (ROOT / default[1]).exists(), source
+
+
+def test_compose_keeps_provider_keys_out_of_the_file() -> None:
+    gateway = compose()["services"]["gateway"]
+    (env_file,) = gateway["env_file"]
+    assert env_file == {"path": "deploy/config/gateway.env", "required": False}
+    for name, service in compose()["services"].items():
+        keys = [k for k in service.get("environment", {}) if k.upper().endswith("API_KEY")]
+        assert not keys, f"{name} sets {keys} in the compose file"
+    assert "deploy/config/gateway.env" in (ROOT / ".gitignore").read_text(encoding="utf-8")
+
+
+# --- the mesh on Kubernetes ----------------------------------------------------------------
+
+
+def named(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def test_every_deployment_is_reachable_probed_and_disruption_budgeted(
+    triton_manifests: list[dict[str, Any]],
+) -> None:
+    deployments = named(triton_manifests, "Deployment")
+    services = named(triton_manifests, "Service")
+    budgets = named(triton_manifests, "PodDisruptionBudget")
+    for name, deployment in deployments.items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), name
+        assert any(s["spec"].get("selector") == selector for s in services.values()), name
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        ports = {p["containerPort"] for p in container["ports"]}
+        for probe in ("readinessProbe", "livenessProbe"):
+            check = container[probe]
+            port = check.get("grpc", check.get("httpGet", {})).get("port")
+            assert port in ports or name == "triton", f"{name} {probe} port {port}"
+        if name.startswith("graphmesh-"):
+            assert container[probe].get("grpc"), f"{name} uses gRPC health for probes"
+            assert budgets[name]["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_orchestrator_runs_replicas_on_postgres_from_a_secret(
+    manifests: list[dict[str, Any]],
+) -> None:
+    orchestrator = named(manifests, "Deployment")["graphmesh-orchestrator"]
+    assert orchestrator["spec"]["replicas"] >= 2
+    (container,) = orchestrator["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["serve", "orchestrator"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GRAPHMESH_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "graphmesh-secrets"
+    )
+    external = {
+        n
+        for n, s in named(manifests, "Service").items()
+        if s["spec"].get("type") == ("ExternalName")
+    }
+    assert external == {"postgres", "nats"}
+
+
+def test_model_server_runs_on_gpu_nodes_and_scales(manifests: list[dict[str, Any]]) -> None:
+    deployment = named(manifests, "Deployment")["graphmesh-model-server"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert pod["nodeSelector"]
+    hpa = named(manifests, "HorizontalPodAutoscaler")["graphmesh-model-server"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "graphmesh-model-server"
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert named(manifests, "Service")["graphmesh-model-server"]["spec"]["clusterIP"] == "None"
+
+
+def test_config_maps_referenced_exist_and_routes_name_services(
+    triton_manifests: list[dict[str, Any]],
+) -> None:
+    config_maps = named(triton_manifests, "ConfigMap")
+    services = named(triton_manifests, "Service")
+    for deployment in named(triton_manifests, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        for source in pod["containers"][0].get("envFrom", []):
+            assert source["configMapRef"]["name"] in config_maps
+        for volume in pod["volumes"]:
+            if "configMap" in volume:
+                config_map = config_maps[volume["configMap"]["name"]]
+                for mount in pod["containers"][0]["volumeMounts"]:
+                    if mount["name"] == volume["name"] and "subPath" in mount:
+                        assert mount["subPath"] in config_map["data"]
+    routes = config_maps["graphmesh-config"]["data"]["GRAPHMESH_MODEL_ROUTES"]
+    for route in routes.split(";"):
+        _, _, endpoints = route.partition("=")
+        for endpoint in endpoints.split(","):
+            host = endpoint.removeprefix("dns:///").rpartition(":")[0]
+            assert host in services, route
+
+
+def test_kubernetes_config_files_are_the_deploy_config_files(
+    manifests: list[dict[str, Any]],
+) -> None:
+    """The ConfigMaps hold deploy/config's files verbatim, and each is a valid config."""
+    from graphmesh.model_server.service.config import load_config as model_server_config
+    from graphmesh.services.gateway.serve import load_config as gateway_config
+    from graphmesh.services.kit.settings import ServiceSettings
+
+    config_maps = named(manifests, "ConfigMap")
+    copies = {
+        ("graphmesh-model-server", "model-server.toml"): "model-server-gpu.toml",
+        ("graphmesh-model-server", "model-server-triton.toml"): "model-server-triton.toml",
+        ("graphmesh-gateway", "gateway.toml"): "gateway-k8s.toml",
+    }
+    config = ROOT / "deploy" / "config"
+    for (config_map, key), file in copies.items():
+        assert config_maps[config_map]["data"][key] == (config / file).read_text(encoding="utf-8")
+    for file in ("model-server.toml", "model-server-gpu.toml", "model-server-triton.toml"):
+        model_server_config(config / file)
+    for file in ("gateway.toml", "gateway-k8s.toml"):
+        gateway_config(config / file, ServiceSettings())
