@@ -155,11 +155,19 @@ class TritonModels:
         self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
     ) -> list[Any]:
         """One output row per text, sent in requests of at most the model's batch size."""
-        step = signature.max_batch_size or len(texts)
-        rows: list[Any] = []
-        for start in range(0, len(texts), max(step, 1)):
+        return [row for row, _, _ in self.infer_counted(signature, texts, max_tokens=max_tokens)]
+
+    def infer_counted(
+        self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
+    ) -> list[tuple[Any, int, int]]:
+        """(output row, input tokens, output tokens) per text; counts are 0 where the model
+        reports none. Requests hold at most the model's batch size."""
+        step = max(signature.max_batch_size or len(texts), 1)
+        rows: list[tuple[Any, int, int]] = []
+        for start in range(0, len(texts), step):
             chunk = texts[start : start + step]
-            rows.extend(self._call(self._client.infer(signature, chunk, max_tokens=max_tokens)))
+            out = self._call(self._client.infer_counted(signature, chunk, max_tokens=max_tokens))
+            rows.extend(zip(out.rows, out.input_tokens, out.output_tokens, strict=True))
         return rows
 
     def _ensure_loaded(self, model: str) -> TritonSignature:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.triton import TritonProcess, triton_server
+from transformers import AutoTokenizer
 
 from graphmesh.model_server.backends.base import ChatMessage, ModelKind
 from graphmesh.model_server.backends.errors import (
@@ -81,6 +82,7 @@ def test_server_is_live_and_metadata_makes_an_embedding_backend(models: TritonMo
     assert backend.signature.text_input == "text"
     assert backend.signature.output == "embedding"
     assert backend.signature.max_batch_size == 64
+    assert backend.signature.counts == ("input_tokens",)
     assert backend.ready()
     assert sorted(models.names()) == ["triton:minilm", "triton:shout"]
 
@@ -117,6 +119,23 @@ def test_concurrent_callers_from_worker_threads_get_their_own_vectors(
     with ThreadPoolExecutor(max_workers=8) as pool:
         vectors = list(pool.map(lambda text: backend.embed([text])[0], texts))
     np.testing.assert_allclose(np.array(vectors), np.array(inprocess.embed(texts)), atol=1e-5)
+
+
+def test_token_counts_the_models_report_come_back_per_text(models: TritonModels) -> None:
+    embedder = models.load("triton:minilm")
+    assert isinstance(embedder, TritonEmbeddingBackend)
+    texts = ["hello world", "word " * 400]
+    tokenizer = AutoTokenizer.from_pretrained(minilm_directory(), local_files_only=True)
+    expected = [len(tokenizer(t, truncation=True, max_length=256)["input_ids"]) for t in texts]
+    counted = models.infer_counted(embedder.signature, texts)
+    assert [(inp, out) for _, inp, out in counted] == [(expected[0], 0), (256, 0)]
+
+    chat = models.load("triton:shout")
+    assert isinstance(chat, TritonChatBackend)
+    assert chat.signature.counts == ("input_tokens", "output_tokens")
+    counted = models.infer_counted(chat.signature, ["a b c d", "e"], max_tokens=2)
+    assert [(row[0], inp, out) for row, inp, out in counted] == [(b"A B", 4, 2), (b"E", 1, 1)]
+    models.unload("triton:shout")
 
 
 async def test_async_client_reads_signature_and_infers(server: TritonProcess) -> None:
