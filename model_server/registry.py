@@ -22,6 +22,7 @@ from graphmesh.model_server.backends.base import (
     Backend,
     ChatBackend,
     EmbeddingBackend,
+    LoadOptions,
     ModelKind,
 )
 from graphmesh.model_server.backends.errors import (
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from graphmesh.model_server.backends.triton import TritonModels
 
 __all__ = [
+    "LoadOptions",
     "LoadedModel",
     "ModelEntry",
     "ModelKindError",
@@ -65,7 +67,7 @@ class ModelSource:
     name: str
     kind: ModelKind
     location: str
-    load: Callable[[], Backend]
+    load: Callable[[LoadOptions], Backend]
     # Where the model lives in another server (Triton), this frees it there; True if it was loaded.
     unload: Callable[[], bool] | None = None
 
@@ -91,21 +93,21 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
 
 
-def _load_minilm() -> Backend:
+def _load_minilm(options: LoadOptions) -> Backend:
     from graphmesh.model_server.backends.packaged import minilm_directory
     from graphmesh.model_server.backends.transformers_backend import (
         TransformersEmbeddingBackend,
     )
 
-    return TransformersEmbeddingBackend.from_directory(minilm_directory())
+    return TransformersEmbeddingBackend.from_directory(minilm_directory(), options)
 
 
-def _load_smollm2() -> Backend:
+def _load_smollm2(options: LoadOptions) -> Backend:
     from graphmesh.model_server.backends.packaged import smollm2_gguf
     from graphmesh.model_server.backends.transformers_backend import TransformersChatBackend
 
     gguf = smollm2_gguf()
-    return TransformersChatBackend.from_directory(gguf.parent, gguf_file=gguf.name)
+    return TransformersChatBackend.from_directory(gguf.parent, gguf_file=gguf.name, options=options)
 
 
 def packaged_sources() -> list[ModelSource]:
@@ -132,12 +134,16 @@ class ModelRegistry:
         *,
         aliases: Mapping[str, str] | None = None,
         allow_local_paths: bool = True,
+        options: Mapping[str, LoadOptions] | None = None,
+        default_options: LoadOptions | None = None,
         triton: TritonModels | None = None,
     ) -> None:
         """``sources``/``aliases`` default to the packaged models; a server that must not
         read arbitrary directories named by its callers passes ``allow_local_paths=False``.
-        ``triton`` serves the ``triton:`` names (default: a connection made on first use
-        from the ``GRAPHMESH_TRITON_*`` variables)."""
+        ``options`` place named models (device, dtype, warm-up); others get
+        ``default_options`` (the CPU, float32, no warm-up). ``triton`` serves the
+        ``triton:`` names (default: a connection made on first use from the
+        ``GRAPHMESH_TRITON_*`` variables)."""
         chosen = packaged_sources() if sources is None else list(sources)
         self._sources = {source.name: source for source in chosen}
         self._aliases = dict(PACKAGED_ALIASES if aliases is None else aliases)
@@ -147,6 +153,35 @@ class ModelRegistry:
         self._loaded: dict[tuple[str, ModelKind], LoadedModel] = {}
         self._local: dict[tuple[str, ModelKind], ModelSource] = {}
         self._triton = triton
+        self._options: dict[str, LoadOptions] = {}
+        self._default_options = default_options or LoadOptions(device="cpu", warm_up=False)
+        for name, chosen_options in (options or {}).items():
+            self.set_options(name, chosen_options)
+
+    def set_options(self, name: str, options: LoadOptions) -> None:
+        """How ``name`` loads from now on (a loaded model keeps its placement until
+        unloaded)."""
+        with self._lock:
+            self._options[self.canonical(name)] = options
+
+    def options_for(self, name: str) -> LoadOptions:
+        """The load options ``name`` gets."""
+        with self._lock:
+            return self._options.get(self.canonical(name), self._default_options)
+
+    def canonical(self, name: str) -> str:
+        """``name`` with packaged aliases and local paths resolved, without loading."""
+        name = self._aliases.get(name, name)
+        if name in self._sources or not name.startswith(HF_PREFIX):
+            return name
+        path = Path(name.removeprefix(HF_PREFIX)).expanduser()
+        return f"{HF_PREFIX}{path.resolve()}" if path.exists() else name
+
+    def loaded(self, name: str) -> LoadedModel | None:
+        """The loaded model for ``name`` if it is loaded, without loading it."""
+        source = self.resolve(name)
+        with self._lock:
+            return self._loaded.get((source.name, source.kind))
 
     def resolve(self, name: str, kind: ModelKind | None = None) -> ModelSource:
         """How ``name`` would load, without loading it; ``kind`` forces a local model's kind."""
@@ -214,7 +249,7 @@ class ModelRegistry:
         with self._lock:
             if key in self._loaded:  # another thread finished loading while we waited
                 return self._loaded[key]
-        backend = source.load()
+        backend = source.load(self.options_for(source.name))
         model = LoadedModel(
             name=source.name, kind=source.kind, location=source.location, backend=backend
         )
@@ -300,12 +335,14 @@ def _detect_kind(directory: Path) -> ModelKind:
 
 def _directory_loader(
     directory: Path, kind: ModelKind, gguf_file: str | None
-) -> Callable[[], Backend]:
-    def load() -> Backend:
+) -> Callable[[LoadOptions], Backend]:
+    def load(options: LoadOptions) -> Backend:
         from graphmesh.model_server.backends import transformers_backend as tb
 
         if kind is ModelKind.CHAT:
-            return tb.TransformersChatBackend.from_directory(directory, gguf_file=gguf_file)
-        return tb.TransformersEmbeddingBackend.from_directory(directory)
+            return tb.TransformersChatBackend.from_directory(
+                directory, gguf_file=gguf_file, options=options
+            )
+        return tb.TransformersEmbeddingBackend.from_directory(directory, options)
 
     return load

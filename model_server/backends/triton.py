@@ -7,6 +7,10 @@ model-control mode, and hands out :class:`TritonEmbeddingBackend` and
 and the servicer call from worker threads; the async ``tritonclient.grpc.aio`` channel behind
 them lives on one event loop in a daemon thread of its own, so any thread may call them.
 
+Token counts: Triton reports none, so calls through these backends report zero usage (the
+proto's ``Usage`` stays empty); sampling settings other than ``max_new_tokens`` are the
+model's own, and a stream arrives as one piece when the model has answered.
+
 Configuration: ``GRAPHMESH_TRITON_URL`` (``host:port`` of Triton's gRPC endpoint, default
 ``127.0.0.1:8001``), ``GRAPHMESH_TRITON_TIMEOUT_S`` (per request, default 30) and
 ``GRAPHMESH_TRITON_LOAD_TIMEOUT_S`` (per load or unload, default 300).
@@ -22,7 +26,18 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from graphmesh.model_server.backends.base import Backend, Conversation, ModelKind
+from graphmesh.model_server.backends.base import (
+    Backend,
+    Cancelled,
+    Completion,
+    Conversation,
+    Embedded,
+    FinishReason,
+    ModelKind,
+    Sampling,
+    TextSink,
+    Usage,
+)
 from graphmesh.model_server.backends.errors import ModelInputError, ModelUnavailableError
 from graphmesh.model_server.backends.triton_client import (
     DEFAULT_CONTEXT_WINDOW,
@@ -215,6 +230,13 @@ class TritonEmbeddingBackend:
         rows = self._models.infer(self.signature, _texts(texts, "texts"))
         return [[float(x) for x in row] for row in rows]
 
+    def embed_counted(self, texts: Sequence[str], *, normalize: bool = True) -> list[Embedded]:
+        """One vector per text (scaled to unit length if ``normalize``); no token counts."""
+        vectors = self.embed(texts)
+        if normalize:
+            vectors = [_unit(vector) for vector in vectors]
+        return [Embedded(vector=vector, usage=Usage()) for vector in vectors]
+
     def ready(self) -> bool:
         """Whether the model is loaded and ready on its server."""
         return self._models.ready(self.signature.model)
@@ -247,6 +269,30 @@ class TritonChatBackend:
         rows = self._models.infer(self.signature, prompts, max_tokens=max_new_tokens)
         return [_text(row) for row in rows]
 
+    def complete(
+        self, conversations: Sequence[Conversation], sampling: Sampling
+    ) -> list[Completion]:
+        """One reply per conversation; Triton says neither why it stopped nor its tokens."""
+        replies = self.chat(conversations, sampling.max_new_tokens)
+        return [
+            Completion(text=text, finish_reason=FinishReason.STOP, usage=Usage())
+            for text in replies
+        ]
+
+    def stream(
+        self,
+        conversation: Conversation,
+        sampling: Sampling,
+        on_text: TextSink,
+        cancelled: Cancelled,
+    ) -> Completion:
+        """The whole reply as one piece (the KServe unary call has no partial results)."""
+        (completion,) = self.complete([conversation], sampling)
+        if cancelled():
+            return Completion(text="", finish_reason=FinishReason.CANCELLED, usage=Usage())
+        on_text(completion.text)
+        return completion
+
     def ready(self) -> bool:
         """Whether the model is loaded and ready on its server."""
         return self._models.ready(self.signature.model)
@@ -258,6 +304,11 @@ class TritonChatBackend:
             return messages_json([message.as_dict() for message in conversation])
         turns = [f"{message.role}: {message.content}" for message in conversation]
         return "\n".join([*turns, "assistant:"])
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _model(name: str) -> str:
