@@ -17,7 +17,7 @@ from graphmesh.services.gateway.config import (
     environment,
 )
 from graphmesh.services.gateway.errors import LimiterUnavailable
-from graphmesh.services.gateway.gateway import Gateway, Route
+from graphmesh.services.gateway.gateway import Gateway, Observer, Route
 from graphmesh.services.gateway.limiting import (
     UNREACHABLE,
     LimiterOptions,
@@ -34,9 +34,13 @@ logger = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def open_gateway(
-    config: GatewayConfig, *, environ: Mapping[str, str] | None = None
+    config: GatewayConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    observer: Observer | None = None,
 ) -> AsyncIterator[Gateway]:
-    """A gateway for ``config``, its clients and limiter store closed on exit."""
+    """A gateway for ``config``, its clients and limiter store closed on exit; ``observer``
+    hears of retries and of the limits' waits and refusals (metrics)."""
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(config.limiter))
         providers: dict[str, Provider] = {}
@@ -52,6 +56,7 @@ async def open_gateway(
                 max_delay=config.retry.max_delay_s,
             ),
             default_timeout=config.default_timeout_s,
+            observer=observer,
             prices=PriceTable.default().overridden(
                 {name: Price(**price.model_dump()) for name, price in config.prices.items()}
             ),
