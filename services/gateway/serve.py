@@ -46,9 +46,7 @@ async def serve(config: GatewayConfig, service: ServiceSettings) -> None:
     """Serve ``config``'s models until SIGTERM or SIGINT, then drain and stop."""
     async with AsyncExitStack() as stack:
         stack.enter_context(tracing("graphmesh-gateway"))
-        metrics_address = await stack.enter_async_context(
-            metrics_endpoint(service.metrics_listen)
-        )
+        metrics_address = await stack.enter_async_context(metrics_endpoint(service.metrics_listen))
         providers = {name: name.partition(":")[0] for name in config.models}
         metrics = GatewayMetrics(providers)
         gateway = await stack.enter_async_context(open_gateway(config, observer=metrics))
