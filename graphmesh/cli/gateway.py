@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,7 @@ def serve_gateway(
     from graphmesh.services.gateway.serve import load_config, serve
     from graphmesh.services.kit.settings import ServiceSettings
 
+    _log_to_stderr(os.environ.get("GRAPHMESH_LOG_LEVEL", "INFO"))
     service = ServiceSettings()
     updates = {"listen": listen, "metrics_listen": metrics_listen}
     service = service.model_copy(update={k: v for k, v in updates.items() if v is not None})
@@ -38,3 +41,12 @@ def serve_gateway(
     except (ConfigError, GatewayError, OSError) as exc:
         errors.print(f"[red]graphmesh gateway: {exc}")
         raise typer.Exit(2) from None
+
+
+def _log_to_stderr(level: str) -> None:
+    """Log records at ``level`` (``GRAPHMESH_LOG_LEVEL``: DEBUG, INFO, WARNING, ERROR)."""
+    number = logging.getLevelNamesMapping().get(level.strip().upper())
+    if number is None:
+        errors.print(f"[red]GRAPHMESH_LOG_LEVEL {level!r} is not DEBUG, INFO, WARNING or ERROR")
+        raise typer.Exit(2)
+    logging.basicConfig(level=number, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
