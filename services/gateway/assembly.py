@@ -48,7 +48,7 @@ async def open_gateway(
             provider = make_provider(config.accounts[name], environ or environment())
             stack.push_async_callback(provider.aclose)
             providers[name] = provider
-        yield Gateway(
+        gateway = Gateway(
             routes(config, store, providers),
             retry=RetryPolicy(
                 attempts=config.retry.attempts,
@@ -61,6 +61,10 @@ async def open_gateway(
                 {name: Price(**price.model_dump()) for name, price in config.prices.items()}
             ),
         )
+        try:
+            yield gateway
+        finally:
+            await gateway.settled()
 
 
 @asynccontextmanager

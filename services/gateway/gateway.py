@@ -117,6 +117,7 @@ class Gateway:
         self._prices = prices or PriceTable.default()
         self._sleep = sleep
         self.observer: Observer = observer or _Unobserved()
+        self._finishing: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[str]:
         """Every routed model name, sorted."""
@@ -246,10 +247,27 @@ class Gateway:
                 await route.limiter.finish(permit, signals=NO_SIGNALS)
                 raise
             tokens = answer.usage.total_tokens
-            await route.limiter.finish(permit, signals=answer.signals, tokens=tokens)
+            if answer.signals.wait is not None:  # a pause is in place before the caller goes on
+                await route.limiter.finish(permit, signals=answer.signals, tokens=tokens)
+            else:  # bookkeeping only (release, token correction): off the caller's path
+                self._finish_later(route.limiter.finish(permit, signals=NO_SIGNALS, tokens=tokens))
             return answer
 
         return await self._with_retries(model, attempt, deadline)
+
+    def _finish_later(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def settled(self) -> None:
+        """Wait until the bookkeeping of the calls answered so far is written (a released
+        slot, a token correction). Closing the gateway waits for it too."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
 
     async def _admit(
         self, model: str, route: Route, cost: int, deadline: Deadline

@@ -4,6 +4,8 @@ key, usage corrections, streams, and failing closed without the limiter's store.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from graphmesh.limits import (
@@ -62,11 +64,24 @@ def gateway(
         options=LimiterOptions(max_wait=max_wait),
     )
     route = Route(provider=provider, model="gpt-test", limiter=limiter, timeout=5.0)
-    return Gateway(
+    built = Gateway(
         {MODEL: route},
         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
         sleep=sleep or NoSleep(),
     )
+    OPENED.append(built)
+    return built
+
+
+OPENED: list[Gateway] = []
+
+
+@pytest.fixture(autouse=True)
+async def settle_bookkeeping() -> AsyncIterator[None]:
+    """Each test's gateways write their calls' bookkeeping before the loop closes."""
+    yield
+    while OPENED:
+        await OPENED.pop().settled()
 
 
 async def test_calls_reach_the_provider_model_behind_the_routed_name() -> None:
@@ -172,6 +187,7 @@ async def test_token_estimates_are_corrected_from_the_usage() -> None:
     request = ChatRequest.prompt("one two three", max_tokens=90)
     assert estimate_tokens(["", "one two three"], 90) > 90
     await core.generate(MODEL, request)  # charged its usage: 3 in + 4 out
+    await core.settled()
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=100, window=WINDOW)
     assert (await tokens.try_acquire("acct/gpt-test", 93)).granted
     assert not (await tokens.try_acquire("acct/gpt-test", 1)).granted
@@ -188,6 +204,7 @@ async def test_a_stream_holds_its_slot_and_is_charged_its_usage() -> None:
     assert "".join(piece.text for piece in pieces) == "echo: hello there"
     assert pieces[-1].usage == Usage(input_tokens=2, output_tokens=3)
     assert (await core.generate(MODEL, REQUEST)).text
+    await core.settled()  # the release and the correction are written after the answer
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
     assert (await tokens.try_acquire("acct/gpt-test", 1000 - 5 - 5)).granted
 
@@ -199,6 +216,7 @@ async def test_a_stream_left_early_frees_its_slot_and_keeps_the_estimate() -> No
     async with core.stream(MODEL, REQUEST) as chunks:
         assert (await anext(chunks)).text == "echo:"
     assert (await core.generate(MODEL, REQUEST)).text  # the slot came back
+    await core.settled()  # the release and the correction are written after the answer
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
     estimate = estimate_tokens(["", "hello there"], REQUEST.max_tokens)
     assert (await tokens.try_acquire("acct/gpt-test", 1000 - estimate - 5)).granted
