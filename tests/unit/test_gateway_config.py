@@ -124,3 +124,19 @@ def test_prices_default_and_override() -> None:
         {"openai:gpt-4o-mini": Price(input_per_million=1, output_per_million=2)}
     )
     assert cheaper.cost("openai:gpt-4o-mini", usage) == pytest.approx(2.0)
+
+
+def test_the_dev_mode_config_loads_for_the_keys_set(tmp_path: Path) -> None:
+    from graphmesh.dev import gateway_config
+
+    def tmp_config(text: str) -> Path:
+        path = tmp_path / "dev-gateway.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    config = GatewayConfig.load(tmp_config(gateway_config(["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])))
+    assert "openai:gpt-4o-mini" in config.models
+    assert "anthropic:claude-sonnet-4-0" in config.models
+    assert config.accounts["openai"].api_key_env == "OPENAI_API_KEY"
+    only_claude = GatewayConfig.load(tmp_config(gateway_config(["ANTHROPIC_API_KEY"])))
+    assert {name.partition(":")[0] for name in only_claude.models} == {"anthropic"}
