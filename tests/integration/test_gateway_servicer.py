@@ -17,7 +17,10 @@ from grpc_status import rpc_status
 from support.fake_provider import FakeProvider, Fault
 from support.gateway import API_KEY, write_config
 
-from graphmesh.services.gateway import GatewayConfig, open_gateway
+from graphmesh.limits import LimitStoreUnavailable
+from graphmesh.services.gateway import Gateway, GatewayConfig, Route, open_gateway
+from graphmesh.services.gateway.limiting import ModelLimits, RouteLimiter
+from graphmesh.services.gateway.memory import MemoryProvider
 from graphmesh.services.gateway.servicer import COST_USD, RETRY_AFTER_MS, GatewayServicer
 from graphmesh.services.kit.server import GrpcServer, ServiceRegistration
 from graphmesh.v1 import model_pb2, model_pb2_grpc
@@ -143,6 +146,11 @@ async def test_provider_errors_map_to_codes(
     assert API_KEY not in (error.details() or "")
     assert API_KEY not in str(error.trailing_metadata())
     assert rich is not None and rich.details, "no rich status details"
+    info = error_details_pb2.ErrorInfo()
+    assert rich.details[0].Unpack(info)
+    provider = "openai" if model == CHAT else "anthropic"
+    assert info.metadata["provider"] == provider
+    assert info.metadata["request_id"] and info.metadata["request_id"] in (error.details() or "")
 
 
 @pytest.mark.parametrize("model", [CHAT, CLAUDE])
@@ -234,3 +242,34 @@ async def test_embed_refuses_empty_and_huge_batches(served: Served) -> None:
         )
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "texts" in (error.details() or "")
+
+
+class DownStore:
+    """A limit store whose database is gone."""
+
+    async def take_all(self, **_: object) -> Any:
+        raise LimitStoreUnavailable("connection refused")
+
+    async def take(self, **_: object) -> Any:
+        raise LimitStoreUnavailable("connection refused")
+
+
+async def test_an_unreachable_limiter_is_unavailable_and_calls_nothing() -> None:
+    provider = MemoryProvider(name="openai")
+    limiter = RouteLimiter(
+        DownStore(),  # type: ignore[arg-type]
+        key="oa/gpt-test",
+        limits=ModelLimits(requests_per_minute=10),
+    )
+    route = Route(provider=provider, model="gpt-test", limiter=limiter, timeout=5.0)
+    servicer = GatewayServicer(Gateway({CHAT: route}))
+    registration = ServiceRegistration(name="graphmesh.v1.ModelService", add=servicer.add_to)
+    async with (
+        GrpcServer(address="127.0.0.1:0", services=[registration]) as server,
+        grpc.aio.insecure_channel(server.target) as channel,
+    ):
+        stub = model_pb2_grpc.ModelServiceStub(channel)
+        error, _ = await status_of(stub.Generate(model_pb2.GenerateRequest(model=CHAT, prompt="x")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "rate limiter" in (error.details() or "")
+    assert provider.calls == []
