@@ -12,6 +12,7 @@ from graphmesh.limits.postgres import PostgresLimitStore
 from graphmesh.services.gateway.anthropic_provider import AnthropicProvider
 from graphmesh.services.gateway.config import (
     AccountConfig,
+    ConfigError,
     GatewayConfig,
     LimiterConfig,
     environment,
@@ -45,7 +46,14 @@ async def open_gateway(
         store = await stack.enter_async_context(open_store(config.limiter))
         providers: dict[str, Provider] = {}
         for name in sorted({model.account for model in config.models.values()}):
-            provider = make_provider(config.accounts[name], environ or environment())
+            account = config.accounts[name]
+            try:
+                provider = make_provider(account, environ or environment())
+            except ConfigError as error:
+                if not account.optional:
+                    raise
+                logger.warning("account %s is left out, its models unserved: %s", name, error)
+                continue
             stack.push_async_callback(provider.aclose)
             providers[name] = provider
         gateway = Gateway(
@@ -110,6 +118,8 @@ def routes(
     )
     built = {}
     for name, model in config.models.items():
+        if model.account not in providers:
+            continue  # an optional account without its key
         provider_model = config.provider_model(name)
         limits = ModelLimits(
             requests_per_minute=model.requests_per_minute,
