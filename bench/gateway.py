@@ -4,15 +4,16 @@
 (``tests/support/fake_provider.py``): made directly with the official OpenAI SDK (the
 reference, measured in the same run, interleaved call by call) and through the gateway
 (a gRPC ``Generate`` to a ``GatewayServicer`` on loopback, which makes the same SDK call).
-The gateway's route has the limits of a real deployment: requests and tokens per minute
-and a concurrency cap, shared through Postgres. ``added_*_ms`` are the percentiles of the
-gateway's latency less the direct call's; ``added_p50_ms_unlimited`` is the same with no
-limits configured (what the limiter costs is the difference).
+The gateway's route has the limits of a real deployment: requests and tokens per minute,
+shared through Postgres, with grants leased in blocks (``local_grant_s = 0.5``, see
+``services/gateway/lease.py``). ``added_*_ms`` are the percentiles of the gateway's latency
+less the direct call's; ``added_p50_ms_round_trip_per_call`` adds a concurrency cap (which
+cannot be leased: one Postgres round trip per call), ``added_p50_ms_unlimited`` has no limits.
 
 **Limiter accuracy.** Three ``graphmesh serve gateway`` processes share a limit of
 ``LIMIT`` requests a minute through Postgres; callers send them three times the limit at
-once, round-robin, without retrying. ``limiter_accuracy`` = requests the provider received
-/ limit (target: at most 1.0, at least 0.95).
+once, round-robin, without retrying, grants leased as above. ``limiter_accuracy`` =
+requests the provider received / limit (target: at most 1.0, at least 0.95).
 
 Everything runs in this process but the three replicas; the database is created and
 dropped here. Prints one JSON line.
@@ -124,10 +125,16 @@ async def main() -> None:
     with postgres_server() as server, fresh_database(server) as dsn:
         workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
         os.environ["TEST_PROVIDER_KEY"] = API_KEY
-        limits = {"requests_per_minute": 10**6, "tokens_per_minute": 10**9, "max_concurrent": 64}
+        rates = {"requests_per_minute": 10**6, "tokens_per_minute": 10**9}
         async with FakeProvider.start(api_key=API_KEY) as fake:
-            limited = write_config(workdir / "limited.toml", fake, dsn=dsn, **limits)
-            direct, through = await added_latency(fake, limited)
+            leased = write_config(
+                workdir / "leased.toml", fake, dsn=dsn, local_grant_s=0.5, **rates
+            )
+            direct, through = await added_latency(fake, leased)
+            per_call = write_config(
+                workdir / "per-call.toml", fake, dsn=dsn, max_concurrent=64, **rates
+            )
+            direct_c, through_c = await added_latency(fake, per_call)
             unlimited = write_config(workdir / "unlimited.toml", fake, dsn=None)
             direct_u, through_u = await added_latency(fake, unlimited)
     # A database of its own: the latency runs' grants must not count against this limit.
@@ -135,11 +142,16 @@ async def main() -> None:
         async with FakeProvider.start(api_key=API_KEY) as fake:
             fake.enforce(LIMIT, 60.0)
             shared = write_config(
-                workdir / "shared.toml", fake, dsn=shared_dsn, requests_per_minute=LIMIT
+                workdir / "shared.toml",
+                fake,
+                dsn=shared_dsn,
+                local_grant_s=0.5,
+                requests_per_minute=LIMIT,
             )
             accuracy = await limiter_accuracy(fake, shared, workdir)
     added = [g - d for d, g in zip(direct, through, strict=True)]
     added_u = [g - d for d, g in zip(direct_u, through_u, strict=True)]
+    added_c = [g - d for d, g in zip(direct_c, through_c, strict=True)]
     print(
         json.dumps(
             {
@@ -150,6 +162,7 @@ async def main() -> None:
                 "added_p50_ms": round(statistics.median(added) * 1000, 3),
                 "added_p99_ms": round(percentile(added, 0.99) * 1000, 3),
                 "added_p50_ms_unlimited": round(statistics.median(added_u) * 1000, 3),
+                "added_p50_ms_round_trip_per_call": round(statistics.median(added_c) * 1000, 3),
                 "limiter_accuracy": round(accuracy, 4),
                 "limit_per_minute": LIMIT,
                 "replicas": REPLICAS,

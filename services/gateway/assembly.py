@@ -115,6 +115,7 @@ def routes(
         max_wait=config.limiter.max_wait_s,
         window_margin=config.limiter.window_margin_s,
         lease=config.limiter.lease_s,
+        local_grant=config.limiter.local_grant_s,
     )
     built = {}
     for name, model in config.models.items():

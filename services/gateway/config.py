@@ -120,6 +120,13 @@ class LimiterConfig(_Section):
     window_margin_s: float = Field(default=1.0, ge=0)
     lease_s: float = Field(default=60.0, gt=0)
     pool_timeout_s: float = Field(default=2.0, gt=0)
+    local_grant_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grants_within_the_margin(self) -> Self:
+        if self.local_grant_s > self.window_margin_s:
+            raise ValueError("local_grant_s must be at most window_margin_s")
+        return self
 
 
 class RetryConfig(_Section):

@@ -111,6 +111,7 @@ async def test_three_gateway_services_share_the_limit_and_leak_no_key(
             limited,
             anthropic=failing,
             dsn=postgres_dsn,
+            local_grant_s=0.5,  # grants leased in blocks (lease.py), the bench's setting
             requests_per_minute=LIMIT,
         )
         env = {

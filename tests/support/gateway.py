@@ -50,12 +50,13 @@ def write_config(
     *,
     dsn: str | None,
     anthropic: FakeProvider | None = None,
+    local_grant_s: float = 0.0,
     **model: Any,
 ) -> Path:
     """A gateway config with one account per provider on ``fake`` (the Anthropic one on
     ``anthropic`` if given) and the models ``openai:gpt-test``, ``openai:embed-test`` and
     ``anthropic:claude-test``, each with the limits given in ``model``; the key comes from
-    ``TEST_PROVIDER_KEY``."""
+    ``TEST_PROVIDER_KEY``; ``local_grant_s`` leases rate grants in blocks (``lease.py``)."""
     limits = "".join(f"{name} = {value}\n" for name, value in model.items())
     limiter = f'dsn = "{dsn}"\n' if dsn else ""
     path.write_text(
@@ -64,6 +65,7 @@ default_timeout_s = 30
 
 [limiter]
 {limiter}max_wait_s = 0.5
+local_grant_s = {local_grant_s}
 
 [retry]
 attempts = 3
