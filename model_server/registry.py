@@ -2,22 +2,27 @@
 
 Known names (``hf:all-MiniLM-L6-v2``, ``hf:SmolLM2-135M-Instruct`` and their hub-style
 aliases) load the models shipped inside PyPI packages; ``hf:<local path>`` loads a model
-directory (or a ``.gguf`` file) from disk. Loading imports torch, so it happens only on first
-use, in whichever worker thread asks first; concurrent askers wait for that one load.
+directory (or a ``.gguf`` file) from disk; ``triton:<model>`` names a model of the Triton
+server at ``GRAPHMESH_TRITON_URL`` (see ``backends/triton.py``). Loading imports torch, so it
+happens only on first use, in whichever worker thread asks first; concurrent askers wait for
+that one load.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphmesh.model_server.backends.base import (
     Backend,
     ChatBackend,
     EmbeddingBackend,
+    LoadOptions,
     ModelKind,
 )
 from graphmesh.model_server.backends.errors import (
@@ -27,7 +32,11 @@ from graphmesh.model_server.backends.errors import (
     ModelServerError,
 )
 
+if TYPE_CHECKING:
+    from graphmesh.model_server.backends.triton import TritonModels
+
 __all__ = [
+    "LoadOptions",
     "LoadedModel",
     "ModelEntry",
     "ModelKindError",
@@ -40,6 +49,7 @@ __all__ = [
 ]
 
 HF_PREFIX = "hf:"
+TRITON_PREFIX = "triton:"
 MINILM = "hf:all-MiniLM-L6-v2"
 SMOLLM2 = "hf:SmolLM2-135M-Instruct"
 PACKAGED_ALIASES: Mapping[str, str] = {
@@ -57,7 +67,9 @@ class ModelSource:
     name: str
     kind: ModelKind
     location: str
-    load: Callable[[], Backend]
+    load: Callable[[LoadOptions], Backend]
+    # Where the model lives in another server (Triton), this frees it there; True if it was loaded.
+    unload: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,21 +93,21 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
 
 
-def _load_minilm() -> Backend:
+def _load_minilm(options: LoadOptions) -> Backend:
     from graphmesh.model_server.backends.packaged import minilm_directory
     from graphmesh.model_server.backends.transformers_backend import (
         TransformersEmbeddingBackend,
     )
 
-    return TransformersEmbeddingBackend.from_directory(minilm_directory())
+    return TransformersEmbeddingBackend.from_directory(minilm_directory(), options)
 
 
-def _load_smollm2() -> Backend:
+def _load_smollm2(options: LoadOptions) -> Backend:
     from graphmesh.model_server.backends.packaged import smollm2_gguf
     from graphmesh.model_server.backends.transformers_backend import TransformersChatBackend
 
     gguf = smollm2_gguf()
-    return TransformersChatBackend.from_directory(gguf.parent, gguf_file=gguf.name)
+    return TransformersChatBackend.from_directory(gguf.parent, gguf_file=gguf.name, options=options)
 
 
 def packaged_sources() -> list[ModelSource]:
@@ -122,9 +134,16 @@ class ModelRegistry:
         *,
         aliases: Mapping[str, str] | None = None,
         allow_local_paths: bool = True,
+        options: Mapping[str, LoadOptions] | None = None,
+        default_options: LoadOptions | None = None,
+        triton: TritonModels | None = None,
     ) -> None:
         """``sources``/``aliases`` default to the packaged models; a server that must not
-        read arbitrary directories named by its callers passes ``allow_local_paths=False``."""
+        read arbitrary directories named by its callers passes ``allow_local_paths=False``.
+        ``options`` place named models (device, dtype, warm-up); others get
+        ``default_options`` (the CPU, float32, no warm-up). ``triton`` serves the
+        ``triton:`` names (default: a connection made on first use from the
+        ``GRAPHMESH_TRITON_*`` variables)."""
         chosen = packaged_sources() if sources is None else list(sources)
         self._sources = {source.name: source for source in chosen}
         self._aliases = dict(PACKAGED_ALIASES if aliases is None else aliases)
@@ -133,11 +152,43 @@ class ModelRegistry:
         self._load_locks: dict[tuple[str, ModelKind], threading.Lock] = {}
         self._loaded: dict[tuple[str, ModelKind], LoadedModel] = {}
         self._local: dict[tuple[str, ModelKind], ModelSource] = {}
+        self._triton = triton
+        self._options: dict[str, LoadOptions] = {}
+        self._default_options = default_options or LoadOptions(device="cpu", warm_up=False)
+        for name, chosen_options in (options or {}).items():
+            self.set_options(name, chosen_options)
+
+    def set_options(self, name: str, options: LoadOptions) -> None:
+        """How ``name`` loads from now on (a loaded model keeps its placement until
+        unloaded)."""
+        with self._lock:
+            self._options[self.canonical(name)] = options
+
+    def options_for(self, name: str) -> LoadOptions:
+        """The load options ``name`` gets."""
+        with self._lock:
+            return self._options.get(self.canonical(name), self._default_options)
+
+    def canonical(self, name: str) -> str:
+        """``name`` with packaged aliases and local paths resolved, without loading."""
+        name = self._aliases.get(name, name)
+        if name in self._sources or not name.startswith(HF_PREFIX):
+            return name
+        path = Path(name.removeprefix(HF_PREFIX)).expanduser()
+        return f"{HF_PREFIX}{path.resolve()}" if path.exists() else name
+
+    def loaded(self, name: str) -> LoadedModel | None:
+        """The loaded model for ``name`` if it is loaded, without loading it."""
+        source = self.resolve(name)
+        with self._lock:
+            return self._loaded.get((source.name, source.kind))
 
     def resolve(self, name: str, kind: ModelKind | None = None) -> ModelSource:
         """How ``name`` would load, without loading it; ``kind`` forces a local model's kind."""
         source = self._sources.get(self._aliases.get(name, name))
-        if source is None:
+        if source is None and name.startswith(TRITON_PREFIX):
+            source = self._triton_source(name)
+        elif source is None:
             source = self._local_source(name, kind)
         if kind is not None and source.kind is not kind:
             raise ModelKindError(name, kind=source.kind.value, wanted=kind.value)
@@ -175,7 +226,8 @@ class ModelRegistry:
             keys = [key for key in self._loaded if key[0] == source.name]
             for key in keys:
                 del self._loaded[key]
-        return bool(keys)
+        released = source.unload() if source.unload is not None else False
+        return bool(keys) or released
 
     def list(self) -> list[ModelEntry]:
         """Every known model and every local model named so far."""
@@ -197,13 +249,36 @@ class ModelRegistry:
         with self._lock:
             if key in self._loaded:  # another thread finished loading while we waited
                 return self._loaded[key]
-        backend = source.load()
+        backend = source.load(self.options_for(source.name))
         model = LoadedModel(
             name=source.name, kind=source.kind, location=source.location, backend=backend
         )
         with self._lock:
             self._loaded[key] = model
         return model
+
+    def _triton_source(self, name: str) -> ModelSource:
+        from graphmesh.model_server.backends.triton import TritonConfig, TritonModels
+
+        with self._lock:
+            if self._triton is None:
+                self._triton = TritonModels(TritonConfig.from_env(os.environ))
+            triton = self._triton
+
+        def load(*_options: object) -> Backend:
+            # Triton places and runs the model itself: local load options do not apply.
+            return triton.load(name)
+
+        source = ModelSource(
+            name=name,
+            kind=triton.kind(name),
+            location=f"triton {triton.config.url}",
+            load=load,
+            unload=lambda: triton.unload(name),
+        )
+        with self._lock:
+            self._local[(source.name, source.kind)] = source
+        return source
 
     def _local_source(self, name: str, kind: ModelKind | None) -> ModelSource:
         path = Path(name.removeprefix(HF_PREFIX)).expanduser()
@@ -260,12 +335,14 @@ def _detect_kind(directory: Path) -> ModelKind:
 
 def _directory_loader(
     directory: Path, kind: ModelKind, gguf_file: str | None
-) -> Callable[[], Backend]:
-    def load() -> Backend:
+) -> Callable[[LoadOptions], Backend]:
+    def load(options: LoadOptions) -> Backend:
         from graphmesh.model_server.backends import transformers_backend as tb
 
         if kind is ModelKind.CHAT:
-            return tb.TransformersChatBackend.from_directory(directory, gguf_file=gguf_file)
-        return tb.TransformersEmbeddingBackend.from_directory(directory)
+            return tb.TransformersChatBackend.from_directory(
+                directory, gguf_file=gguf_file, options=options
+            )
+        return tb.TransformersEmbeddingBackend.from_directory(directory, options)
 
     return load

@@ -1,4 +1,4 @@
-"""``graphmesh serve orchestrator | submit | watch | runs | cancel | resume``: the service.
+"""``graphmesh serve orchestrator | model-server``, ``submit | watch | runs | cancel | resume``.
 
 The client commands talk to an orchestrator through :class:`graphmesh.Client`; the address
 and token come from ``--address``/``--token`` or ``GRAPHMESH_ADDRESS``/``GRAPHMESH_TOKEN``.
@@ -110,6 +110,35 @@ def serve_orchestrator(
         viewer = viewer.model_copy(update={"viewer_listen": viewer_listen})
     try:
         asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
+    except OSError as exc:  # an address in use, or one this host does not have
+        _fail(str(exc))
+
+
+@serve_app.command("model-server")
+def serve_model_server(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (docs/model-server.md)")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT, overriding the config (port 0: any free port)")
+    ] = None,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT for Prometheus /metrics, overriding the config")
+    ] = None,
+) -> None:
+    """Serve the ModelService (transformers/torch models) until SIGTERM/SIGINT."""
+    from graphmesh.model_server.service.config import ConfigError, load_config, parse_config
+    from graphmesh.model_server.service.main import serve
+
+    try:
+        loaded = load_config(config) if config is not None else parse_config({})
+        updates = {"listen": listen, "metrics_listen": metrics_listen}
+        data = loaded.model_dump() | {k: v for k, v in updates.items() if v is not None}
+        loaded = parse_config(data, source=str(config or "options"))
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        asyncio.run(serve(loaded))
     except OSError as exc:  # an address in use, or one this host does not have
         _fail(str(exc))
 

@@ -8,7 +8,7 @@ costs little more than a single one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -36,6 +36,68 @@ class ChatMessage:
 Conversation = Sequence[ChatMessage]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Token counts of one call, as the model's own tokenizer counts them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class FinishReason(StrEnum):
+    """Why a generation stopped."""
+
+    STOP = "stop"  # the model ended its answer, or a stop string was reached
+    LENGTH = "length"  # max_new_tokens was reached
+    CANCELLED = "cancelled"  # the caller gave up (stream cancelled, deadline passed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Embedded:
+    """One text's vector and the tokens it took."""
+
+    vector: list[float]
+    usage: Usage
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How to generate: greedy when ``temperature`` is 0, else sampled (``seed`` repeats it)."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def batch_key(self) -> tuple[int, float, float, int | None, tuple[str, ...]]:
+        """Requests with equal keys can share one generation batch; any difference in
+        settings splits them, so no request is generated with another's settings."""
+        return (self.max_new_tokens, self.temperature, self.top_p, self.seed, self.stop)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completion:
+    """One generated reply with why it stopped and the tokens it took."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+Cancelled = Callable[[], bool]
+"""Polled during generation; True stops it after the current token."""
+TextSink = Callable[[str], None]
+"""Receives each piece of text as it is produced."""
+
+
 @runtime_checkable
 class EmbeddingBackend(Protocol):
     """Turns texts into fixed-size vectors."""
@@ -54,6 +116,10 @@ class EmbeddingBackend(Protocol):
         """One vector per text, in input order."""
         ...
 
+    def embed_counted(self, texts: Sequence[str], *, normalize: bool = True) -> list[Embedded]:
+        """One vector and token count per text, in input order; unit length if ``normalize``."""
+        ...
+
 
 @runtime_checkable
 class ChatBackend(Protocol):
@@ -68,5 +134,49 @@ class ChatBackend(Protocol):
         """One assistant reply per conversation, in input order."""
         ...
 
+    def complete(
+        self, conversations: Sequence[Conversation], sampling: Sampling
+    ) -> list[Completion]:
+        """One reply per conversation, with finish reason and usage, in input order."""
+        ...
+
+    def stream(
+        self,
+        conversation: Conversation,
+        sampling: Sampling,
+        on_text: TextSink,
+        cancelled: Cancelled,
+    ) -> Completion:
+        """Generate one reply, handing ``on_text`` each new piece as it is produced; stops
+        early (``FinishReason.CANCELLED``) once ``cancelled()`` is true."""
+        ...
+
 
 Backend = EmbeddingBackend | ChatBackend
+
+
+DEVICES_HELP = "cpu, cuda, cuda:N or auto"
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadOptions:
+    """Where and how a backend loads: ``device`` is cpu, cuda, cuda:N or auto (cuda when
+    present); ``dtype`` one of ``DTYPES`` (auto: float32 on cpu, float16 on cuda)."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    warm_up: bool = True
+
+    def __post_init__(self) -> None:
+        if not _valid_device(self.device):
+            raise ValueError(f"device {self.device!r} is not one of {DEVICES_HELP}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()

@@ -489,7 +489,11 @@ def test_compose_routes_every_prefix_to_a_service_that_exists() -> None:
 def test_compose_mounts_only_files_that_exist() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
-            source = volume.split(":")[0]
+            source = (
+                volume[: volume.index("}") + 1]
+                if volume.startswith("${")
+                else (volume.split(":")[0])
+            )
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts {source}: no such file"
             elif source.startswith("${"):
@@ -589,3 +593,26 @@ def test_config_maps_referenced_exist_and_routes_name_services(
         for endpoint in endpoints.split(","):
             host = endpoint.removeprefix("dns:///").rpartition(":")[0]
             assert host in services, route
+
+
+def test_kubernetes_config_files_are_the_deploy_config_files(
+    manifests: list[dict[str, Any]],
+) -> None:
+    """The ConfigMaps hold deploy/config's files verbatim, and each is a valid config."""
+    from graphmesh.model_server.service.config import load_config as model_server_config
+    from graphmesh.services.gateway.serve import load_config as gateway_config
+    from graphmesh.services.kit.settings import ServiceSettings
+
+    config_maps = named(manifests, "ConfigMap")
+    copies = {
+        ("graphmesh-model-server", "model-server.toml"): "model-server-gpu.toml",
+        ("graphmesh-model-server", "model-server-triton.toml"): "model-server-triton.toml",
+        ("graphmesh-gateway", "gateway.toml"): "gateway-k8s.toml",
+    }
+    config = ROOT / "deploy" / "config"
+    for (config_map, key), file in copies.items():
+        assert config_maps[config_map]["data"][key] == (config / file).read_text(encoding="utf-8")
+    for file in ("model-server.toml", "model-server-gpu.toml", "model-server-triton.toml"):
+        model_server_config(config / file)
+    for file in ("gateway.toml", "gateway-k8s.toml"):
+        gateway_config(config / file, ServiceSettings())

@@ -19,6 +19,7 @@ from graphmesh.model_server.backends.base import (
     ChatBackend,
     ChatMessage,
     EmbeddingBackend,
+    LoadOptions,
     ModelKind,
 )
 from graphmesh.model_server.backends.memory import EchoChatBackend, HashingEmbeddingBackend
@@ -39,9 +40,10 @@ class CountingLoader:
         self._make = make
         self._lock = threading.Lock()
 
-    def __call__(self) -> HashingEmbeddingBackend | EchoChatBackend:
+    def __call__(self, options: LoadOptions) -> HashingEmbeddingBackend | EchoChatBackend:
         with self._lock:
             self.calls += 1
+            self.options = options
         time.sleep(0.05)
         return self._make()
 
@@ -133,7 +135,7 @@ def test_unload_frees_the_model_and_the_next_use_loads_it_again(
 def test_a_failed_load_is_retried_on_the_next_use() -> None:
     attempts: list[int] = []
 
-    def flaky() -> HashingEmbeddingBackend:
+    def flaky(options: LoadOptions) -> HashingEmbeddingBackend:
         attempts.append(1)
         if len(attempts) == 1:
             raise ModelLoadError("disk hiccup")
@@ -201,3 +203,19 @@ def test_in_memory_backends_behave_like_real_ones() -> None:
     replies = chat.chat([[ChatMessage(role="user", content="one two three")]], max_new_tokens=2)
     assert replies == ["one two"]
     assert (embedder.batch_sizes, chat.batch_sizes) == ([3], [1])
+
+
+def test_load_options_reach_the_loader_by_canonical_name(
+    registry: ModelRegistry, loaders: dict[str, CountingLoader]
+) -> None:
+    registry.set_options("hf:org/tiny-embed", LoadOptions(device="cpu", dtype="bfloat16"))
+    registry.embedder("hf:tiny-embed")
+    assert loaders["embed"].options == LoadOptions(device="cpu", dtype="bfloat16")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("device", "gpu"), ("device", "cuda:x"), ("dtype", "int3")]
+)
+def test_bad_load_options_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        LoadOptions(**{field: value})
