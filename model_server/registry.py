@@ -2,17 +2,23 @@
 
 Known names (``hf:all-MiniLM-L6-v2``, ``hf:SmolLM2-135M-Instruct`` and their hub-style
 aliases) load the models shipped inside PyPI packages; ``hf:<local path>`` loads a model
-directory (or a ``.gguf`` file) from disk. Loading imports torch, so it happens only on first
-use, in whichever worker thread asks first; concurrent askers wait for that one load.
+directory (or a ``.gguf`` file) from disk, and ``hf:<org>/<name>`` a hub model already in this
+host's Hugging Face cache (never downloaded); ``triton:<model>`` names a model of the Triton
+server at ``GRAPHMESH_TRITON_URL`` (see ``backends/triton.py``). Loading imports torch, so it
+happens only on first use, in whichever worker thread asks first; concurrent askers wait for
+that one load.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphmesh.model_server.backends.base import (
     Backend,
@@ -28,6 +34,9 @@ from graphmesh.model_server.backends.errors import (
     ModelServerError,
 )
 
+if TYPE_CHECKING:
+    from graphmesh.model_server.backends.triton import TritonModels
+
 __all__ = [
     "LoadOptions",
     "LoadedModel",
@@ -42,6 +51,7 @@ __all__ = [
 ]
 
 HF_PREFIX = "hf:"
+TRITON_PREFIX = "triton:"
 MINILM = "hf:all-MiniLM-L6-v2"
 SMOLLM2 = "hf:SmolLM2-135M-Instruct"
 PACKAGED_ALIASES: Mapping[str, str] = {
@@ -60,6 +70,8 @@ class ModelSource:
     kind: ModelKind
     location: str
     load: Callable[[LoadOptions], Backend]
+    # Where the model lives in another server (Triton), this frees it there; True if it was loaded.
+    unload: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,11 +138,14 @@ class ModelRegistry:
         allow_local_paths: bool = True,
         options: Mapping[str, LoadOptions] | None = None,
         default_options: LoadOptions | None = None,
+        triton: TritonModels | None = None,
     ) -> None:
         """``sources``/``aliases`` default to the packaged models; a server that must not
         read arbitrary directories named by its callers passes ``allow_local_paths=False``.
         ``options`` place named models (device, dtype, warm-up); others get
-        ``default_options`` (the CPU, float32, no warm-up)."""
+        ``default_options`` (the CPU, float32, no warm-up). ``triton`` serves the
+        ``triton:`` names (default: a connection made on first use from the
+        ``GRAPHMESH_TRITON_*`` variables)."""
         chosen = packaged_sources() if sources is None else list(sources)
         self._sources = {source.name: source for source in chosen}
         self._aliases = dict(PACKAGED_ALIASES if aliases is None else aliases)
@@ -139,6 +154,7 @@ class ModelRegistry:
         self._load_locks: dict[tuple[str, ModelKind], threading.Lock] = {}
         self._loaded: dict[tuple[str, ModelKind], LoadedModel] = {}
         self._local: dict[tuple[str, ModelKind], ModelSource] = {}
+        self._triton = triton
         self._options: dict[str, LoadOptions] = {}
         self._default_options = default_options or LoadOptions(device="cpu", warm_up=False)
         for name, chosen_options in (options or {}).items():
@@ -172,7 +188,9 @@ class ModelRegistry:
     def resolve(self, name: str, kind: ModelKind | None = None) -> ModelSource:
         """How ``name`` would load, without loading it; ``kind`` forces a local model's kind."""
         source = self._sources.get(self._aliases.get(name, name))
-        if source is None:
+        if source is None and name.startswith(TRITON_PREFIX):
+            source = self._triton_source(name)
+        elif source is None:
             source = self._local_source(name, kind)
         if kind is not None and source.kind is not kind:
             raise ModelKindError(name, kind=source.kind.value, wanted=kind.value)
@@ -210,7 +228,8 @@ class ModelRegistry:
             keys = [key for key in self._loaded if key[0] == source.name]
             for key in keys:
                 del self._loaded[key]
-        return bool(keys)
+        released = source.unload() if source.unload is not None else False
+        return bool(keys) or released
 
     def list(self) -> list[ModelEntry]:
         """Every known model and every local model named so far."""
@@ -240,15 +259,60 @@ class ModelRegistry:
             self._loaded[key] = model
         return model
 
-    def _local_source(self, name: str, kind: ModelKind | None) -> ModelSource:
-        path = Path(name.removeprefix(HF_PREFIX)).expanduser()
-        if not (self._allow_local_paths and name.startswith(HF_PREFIX) and path.exists()):
-            known = [*self._sources, *self._aliases]
-            raise ModelNotFoundError(name, known, local_paths=self._allow_local_paths)
-        source = local_source(path, kind)
+    def _triton_source(self, name: str) -> ModelSource:
+        from graphmesh.model_server.backends.triton import TritonConfig, TritonModels
+
+        with self._lock:
+            if self._triton is None:
+                self._triton = TritonModels(TritonConfig.from_env(os.environ))
+            triton = self._triton
+
+        def load(*_options: object) -> Backend:
+            # Triton places and runs the model itself: local load options do not apply.
+            return triton.load(name)
+
+        source = ModelSource(
+            name=name,
+            kind=triton.kind(name),
+            location=f"triton {triton.config.url}",
+            load=load,
+            unload=lambda: triton.unload(name),
+        )
         with self._lock:
             self._local[(source.name, source.kind)] = source
         return source
+
+    def _local_source(self, name: str, kind: ModelKind | None) -> ModelSource:
+        path = Path(name.removeprefix(HF_PREFIX)).expanduser()
+        allowed = self._allow_local_paths and name.startswith(HF_PREFIX)
+        snapshot = hub_snapshot(name.removeprefix(HF_PREFIX)) if allowed else None
+        if not (allowed and (path.exists() or snapshot is not None)):
+            known = [*self._sources, *self._aliases]
+            raise ModelNotFoundError(name, known, local_paths=self._allow_local_paths)
+        if path.exists():
+            source = local_source(path, kind)
+        else:
+            assert snapshot is not None
+            source = replace(local_source(snapshot, kind), name=name)
+        with self._lock:
+            self._local[(source.name, source.kind)] = source
+        return source
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The directory of a Hugging Face hub model already in this host's hub cache
+    (``HF_HUB_CACHE``), or None; nothing is downloaded."""
+    if not _HUB_ID.match(repo_id) or ".." in repo_id:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or a malformed cache
+        return None
 
 
 def local_source(path: Path, kind: ModelKind | None = None) -> ModelSource:

@@ -5,7 +5,9 @@
     ModelServerError
     ├── ModelNotFoundError   unknown routed name (NOT_FOUND)
     ├── ModelKindError       an embedder asked to chat, or the reverse (FAILED_PRECONDITION)
-    └── ModelLoadError       files present but unusable (FAILED_PRECONDITION)
+    ├── ModelLoadError       files present but unusable (FAILED_PRECONDITION)
+    ├── ModelUnavailableError  not ready, or its server unreachable (UNAVAILABLE)
+    └── ModelInputError      a request the model cannot take, with the field (INVALID_ARGUMENT)
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ class ModelKindError(ModelServerError):
 
 class ModelLoadError(ModelServerError):
     """The model's files were found but could not be loaded."""
+
+
+class ModelUnavailableError(ModelServerError):
+    """The model exists but cannot serve now: not loaded or not ready, or its server is down."""
+
+
+class ModelInputError(ModelServerError):
+    """A request the model cannot take; ``field`` names the offending part of it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
 
 
 def _a(word: str) -> str:

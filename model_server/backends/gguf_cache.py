@@ -71,6 +71,7 @@ def cached(gguf: Path, load: Callable[[], tuple[Any, Any]]) -> Path:
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
+        _forget_gguf_origin(model)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / MARKER).write_text(f"{gguf.name}\n", encoding="utf-8")
@@ -85,6 +86,19 @@ def cached(gguf: Path, load: Callable[[], tuple[Any, Any]]) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entry
+
+
+def _forget_gguf_origin(model: Any) -> None:
+    """The weights are plain float tensors once de-quantized, but transformers still marks
+    the model as GGUF-quantized and refuses to save it; drop the mark so it saves (and
+    loads back) as an ordinary checkpoint."""
+    model.hf_quantizer = None
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    for attribute in ("is_quantized", "quantization_method"):
+        if attribute in vars(model):
+            delattr(model, attribute)
 
 
 def _loadable(entry: Path) -> bool:

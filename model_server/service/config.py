@@ -45,8 +45,11 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _routed(cls, name: str) -> str:
-        if not name.startswith("hf:"):
-            raise ValueError("must start with 'hf:' (a packaged model, local path or hub id)")
+        if not name.startswith(("hf:", "triton:")):
+            raise ValueError(
+                "must start with 'hf:' (a packaged model, local path or hub id) "
+                "or 'triton:' (a model of the Triton server at GRAPHMESH_TRITON_URL)"
+            )
         return name
 
     @model_validator(mode="after")

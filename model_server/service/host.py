@@ -33,7 +33,7 @@ from graphmesh.model_server.backends.base import (
     ModelKind,
     Sampling,
 )
-from graphmesh.model_server.backends.errors import ModelServerError
+from graphmesh.model_server.backends.errors import ModelLoadError, ModelServerError
 from graphmesh.model_server.batcher import DynamicBatcher, QueueFullError
 from graphmesh.model_server.registry import LoadedModel, ModelRegistry
 from graphmesh.model_server.service import metrics
@@ -120,7 +120,7 @@ class ModelHost:
         """Load the config's models one after another (loads compete for the same cores);
         a failure is logged in the model's state and does not stop the others."""
         for model in self.config.models:
-            with contextlib.suppress(ModelServerError):
+            with contextlib.suppress(ModelServerError):  # kept in the model's state
                 await self.load(model.name)
 
     async def load(self, name: str) -> LoadedModel:
@@ -145,7 +145,9 @@ class ModelHost:
         except Exception as exc:
             self._states[canonical] = ModelState.FAILED
             self._failures[canonical] = str(exc)
-            raise
+            if isinstance(exc, ModelServerError):
+                raise
+            raise ModelLoadError(f"loading {name!r} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._loads.pop(canonical, None)
         self._states[canonical] = ModelState.READY

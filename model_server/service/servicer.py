@@ -42,6 +42,7 @@ from graphmesh.v1 import model_pb2, model_pb2_grpc
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "graphmesh.v1.ModelService"
+SERVED_PREFIXES = ("hf:", "triton:")  # openai:/anthropic: belong to the gateways
 PROVIDER = "transformers"
 CHAT_TASKS = (
     model_pb2.MODEL_TASK_KIND_GENERATE,
@@ -251,7 +252,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         return "unknown"
 
     def _check_routable(self, model: str) -> None:
-        if not model.startswith("hf:"):
+        if not model.startswith(SERVED_PREFIXES):
             raise ModelNotFoundError(model, [entry.name for entry in self._host.registry.list()])
 
     def _text(self, value: str, field: str) -> str:

@@ -148,3 +148,76 @@ async def test_close_finishes_queued_work_then_refuses_new_items() -> None:
 async def test_invalid_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         DynamicBatcher(Doubler(), max_batch_size=0)
+
+
+# -- queue limits, concurrency, reports ---------------------------------------------------
+async def test_beyond_max_queue_size_submit_fails_at_once_with_a_retry_delay() -> None:
+    from graphmesh.model_server.batcher import QueueFullError
+
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+    async with DynamicBatcher(fn, max_batch_size=2, max_delay=0.0, max_queue_size=3) as batcher:
+        running = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.to_thread(fn.started.wait, 5)  # the worker is busy with item 0
+        queued = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError) as caught:
+            await batcher.submit(4)
+        assert caught.value.queued == 3 and caught.value.retry_after > 0
+        with pytest.raises(QueueFullError):
+            await batcher.submit_many([5])
+        gate.set()
+        assert await asyncio.gather(running, *queued) == [0, 2, 4, 6]
+
+
+async def test_submit_many_is_all_or_nothing_and_keeps_order() -> None:
+    from graphmesh.model_server.batcher import QueueFullError
+
+    fn = Doubler()
+    async with DynamicBatcher(fn, max_batch_size=3, max_delay=0.01, max_queue_size=4) as batcher:
+        assert await batcher.submit_many([1, 2, 3, 4]) == [2, 4, 6, 8]
+        with pytest.raises(QueueFullError):
+            await batcher.submit_many([1, 2, 3, 4, 5])
+    assert sum(len(b) for b in fn.batches) == 4
+
+
+async def test_a_cancelled_submit_many_leaves_no_items_to_run() -> None:
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+    async with DynamicBatcher(fn, max_batch_size=1, max_delay=0.0) as batcher:
+        first = asyncio.ensure_future(batcher.submit(100))
+        await asyncio.to_thread(fn.started.wait, 5)
+        many = asyncio.ensure_future(batcher.submit_many([1, 2, 3]))
+        await asyncio.sleep(0.01)
+        many.cancel()
+        gate.set()
+        assert await first == 200
+    assert fn.batches == [[100]]
+
+
+async def test_concurrency_runs_batches_at_the_same_time() -> None:
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet(items: list[int]) -> list[int]:
+        barrier.wait()  # only returns when two batches run at once
+        return items
+
+    async with DynamicBatcher(meet, max_batch_size=1, max_delay=0.0, concurrency=2) as batcher:
+        assert await asyncio.gather(batcher.submit(1), batcher.submit(2)) == [1, 2]
+
+
+async def test_every_batch_is_reported_with_queue_and_compute_times() -> None:
+    from graphmesh.model_server.batcher import BatchReport
+
+    reports: list[BatchReport] = []
+
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.02)
+        return items
+
+    async with DynamicBatcher(slow, max_batch_size=4, max_delay=0.01, on_batch=reports.append) as b:
+        await asyncio.gather(*(b.submit(i) for i in range(6)))
+    assert [r.size for r in reports] == [4, 2]
+    assert all(r.compute_seconds >= 0.02 and not r.failed for r in reports)
+    assert all(len(r.queue_seconds) == r.size for r in reports)
+    assert reports[1].queue_seconds[0] >= 0.02  # waited while the first batch ran
