@@ -10,6 +10,7 @@ are stored with the task state and summed per run.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class Price:
     def __post_init__(self) -> None:
         for name in ("input_per_million", "output_per_million"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0 or value != value:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
                 raise ValueError(f"price {name} must be a non-negative number, not {value!r}")
 
     def cost(self, usage: Usage) -> float:
