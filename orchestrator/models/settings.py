@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graphmesh.orchestrator.models.remote import GrpcModelClient
-from graphmesh.orchestrator.models.routes import ModelRoutes, parse_routes
+from graphmesh.orchestrator.models.routes import ModelRoutes, RouteConfigError, parse_routes
 
 
 class ModelSettings(BaseSettings):
@@ -31,7 +31,10 @@ class ModelSettings(BaseSettings):
     @field_validator("model_routes")
     @classmethod
     def _routes_parse(cls, value: str) -> str:
-        parse_routes(value)  # a RouteConfigError (ValueError) names the bad entry
+        try:
+            parse_routes(value)
+        except RouteConfigError as exc:  # it names the bad entry; say which setting it is in
+            raise ValueError(f"GRAPHMESH_MODEL_ROUTES: {exc}") from None
         return value
 
     def routes(self) -> ModelRoutes:
