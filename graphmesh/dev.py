@@ -112,12 +112,16 @@ class DevMesh:
         viewer_port: int = 8080,
         environ: Mapping[str, str] = os.environ,
         with_models: bool = True,
+        model_server_config: Path | None = None,
+        gateway_config: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.orchestrator_port = orchestrator_port
         self.viewer_port = viewer_port
         self.environ = dict(environ)
         self.with_models = with_models
+        self.model_server_config = model_server_config
+        self.gateway_config = gateway_config
         self.services: list[Service] = []
         self.notes: list[str] = []
         self._nats: subprocess.Popen[bytes] | None = None
@@ -144,16 +148,18 @@ class DevMesh:
         services: list[Service] = []
         routes: list[str] = []
         if self.with_models:
-            config = self._scratch / "model-server.toml"
-            config.write_text(MODEL_SERVER_CONFIG, encoding="utf-8")
+            config = self.model_server_config or self._scratch / "model-server.toml"
+            if self.model_server_config is None:
+                config.write_text(MODEL_SERVER_CONFIG, encoding="utf-8")
             address = f"127.0.0.1:{free_port()}"
             command = ["serve", "model-server", "--config", str(config), "--listen", address]
             services.append(self._service("model-server", command, address, **self._child_env()))
             routes.append(f"hf:={address}")
         keys = {k: self.environ[k] for k in PROVIDER_KEYS if self.environ.get(k)}
         if keys:
-            config = self._scratch / "gateway.toml"
-            config.write_text(gateway_config(list(keys)), encoding="utf-8")
+            config = self.gateway_config or self._scratch / "gateway.toml"
+            if self.gateway_config is None:
+                config.write_text(gateway_config(list(keys)), encoding="utf-8")
             address = f"127.0.0.1:{free_port()}"
             command = ["serve", "gateway", "--config", str(config), "--listen", address]
             env = self._child_env(**keys)

@@ -106,6 +106,7 @@ def run(
                 "status": result.status,
                 "error": result.error,
                 "outputs": result.outputs,
+                "usage": result.usage.to_json(),
             }
         )
     else:

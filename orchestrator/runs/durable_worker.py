@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from graphmesh.orchestrator.ai.client import ModelClient, ModelError
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import Job, JobQueue
 from graphmesh.orchestrator.queue.errors import (
@@ -186,7 +187,10 @@ class RunWorker:
         return None
 
     async def _run(
-        self, job: Job, context: JobContext, task: asyncio.Task[tuple[JsonObject, JsonObject]]
+        self,
+        job: Job,
+        context: JobContext,
+        task: asyncio.Task[tuple[JsonObject, JsonObject, TaskUsage]],
     ) -> None:
         """Run the task; its outcome's write also ends the job (fenced), so the queue
         worker is told the job is settled."""
@@ -196,7 +200,7 @@ class RunWorker:
         if run_id in self._stopped:  # stopped between our start and now
             task.cancel()
         try:
-            output, provenance = await task
+            output, provenance, usage = await task
         except asyncio.CancelledError:
             if _cancelling():
                 # The queue worker stopped us (cancel request, lost lease, shutdown): it
@@ -214,7 +218,9 @@ class RunWorker:
             running.discard(task)
             if not running:
                 self._running.pop(run_id, None)
-        await self._committer.submit(Complete(job=job, output=output, provenance=provenance))
+        await self._committer.submit(
+            Complete(job=job, output=output, provenance=provenance, usage=usage)
+        )
         context.mark_settled()
 
     async def _failed(self, job: Job, context: JobContext, error: Exception) -> None:
