@@ -6,10 +6,11 @@ model, waits until the model is loaded, and yields the process and its address.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,8 +23,11 @@ device = "cpu"
 
 
 @contextmanager
-def model_server_process(directory: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A model server serving the packaged embedder; stopped (SIGTERM) on exit."""
+def model_server_process(
+    directory: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A model server serving the packaged embedder; stopped (SIGTERM) on exit. ``env``:
+    more environment (``OTEL_*``, say)."""
     config = directory / "model-server.toml"
     config.write_text(CONFIG, encoding="utf-8")
     command = [str(Path(sys.executable).parent / "graphmesh"), "serve", "model-server"]
@@ -31,6 +35,7 @@ def model_server_process(directory: Path) -> Iterator[tuple[subprocess.Popen[str
         [*command, "--config", str(config), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         assert process.stdout is not None
