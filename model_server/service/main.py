@@ -19,6 +19,7 @@ from typing import TextIO
 
 from grpc_health.v1 import health_pb2
 
+from graphmesh.model_server.backends.base import LoadOptions
 from graphmesh.model_server.registry import ModelRegistry
 from graphmesh.model_server.service.config import ServerConfig
 from graphmesh.model_server.service.host import ModelHost
@@ -33,7 +34,11 @@ logger = logging.getLogger(__name__)
 
 def build_registry(config: ServerConfig) -> ModelRegistry:
     """The packaged models plus local paths (if allowed), placed as the config says."""
-    registry = ModelRegistry(allow_local_paths=config.allow_local_paths)
+    # A model LoadModel names without a config entry goes where the host's GPU is, warmed.
+    registry = ModelRegistry(
+        allow_local_paths=config.allow_local_paths,
+        default_options=LoadOptions(device="auto", dtype="auto", warm_up=True),
+    )
     for model in config.models:
         registry.set_options(model.name, model.load_options())
     return registry

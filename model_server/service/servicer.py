@@ -28,9 +28,11 @@ from graphmesh.model_server.backends.base import (
     Usage,
 )
 from graphmesh.model_server.backends.errors import (
+    ModelInputError,
     ModelKindError,
     ModelLoadError,
     ModelNotFoundError,
+    ModelUnavailableError,
 )
 from graphmesh.model_server.batcher import BatcherClosedError, QueueFullError
 from graphmesh.model_server.registry import LoadedModel
@@ -42,6 +44,7 @@ from graphmesh.v1 import model_pb2, model_pb2_grpc
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "graphmesh.v1.ModelService"
+SERVED_PREFIXES = ("hf:", "triton:")  # openai:/anthropic: belong to the gateways
 PROVIDER = "transformers"
 CHAT_TASKS = (
     model_pb2.MODEL_TASK_KIND_GENERATE,
@@ -58,13 +61,16 @@ def status_for(exc: Exception) -> grpc.Status:
     code: grpc.StatusCode
     if isinstance(exc, wire.InvalidField):
         return wire.invalid_argument(exc)
+    if isinstance(exc, ModelInputError):
+        description = str(exc).removeprefix(f"{exc.field}: ")
+        return wire.invalid_argument(wire.InvalidField(exc.field, description))
     if isinstance(exc, QueueFullError):
         return wire.resource_exhausted(str(exc), exc.retry_after)
     if isinstance(exc, ModelNotFoundError):
         code = grpc.StatusCode.NOT_FOUND
     elif isinstance(exc, ModelKindError):
         code = grpc.StatusCode.FAILED_PRECONDITION
-    elif isinstance(exc, ModelNotReadyError | ModelLoadError):
+    elif isinstance(exc, ModelNotReadyError | ModelUnavailableError | ModelLoadError):
         code = grpc.StatusCode.UNAVAILABLE
     elif isinstance(exc, BatcherClosedError):
         return wire.build_status(grpc.StatusCode.UNAVAILABLE, "the model server is shutting down")
@@ -251,7 +257,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         return "unknown"
 
     def _check_routable(self, model: str) -> None:
-        if not model.startswith("hf:"):
+        if not model.startswith(SERVED_PREFIXES):
             raise ModelNotFoundError(model, [entry.name for entry in self._host.registry.list()])
 
     def _text(self, value: str, field: str) -> str:

@@ -219,3 +219,25 @@ def test_load_options_reach_the_loader_by_canonical_name(
 def test_bad_load_options_name_the_field(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         LoadOptions(**{field: value})
+
+
+def test_a_hub_id_in_the_local_hub_cache_loads_by_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someorg--tiny-encoder"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
+    write_config(snapshot, "BertModel")
+    registry = ModelRegistry([], aliases={})
+    source = registry.resolve("hf:someorg/tiny-encoder")
+    assert source.name == "hf:someorg/tiny-encoder"
+    assert source.kind is ModelKind.EMBEDDING
+    assert source.location == str(snapshot.resolve())
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve("hf:someorg/not-cached")
+    with pytest.raises(ModelNotFoundError):
+        ModelRegistry([], aliases={}, allow_local_paths=False).resolve("hf:someorg/tiny-encoder")

@@ -1,0 +1,150 @@
+"""Embeddings per second through the model server: 64 concurrent gRPC clients, one sentence each.
+
+Three figures, measured in the same run on the same device:
+
+- ``server_per_s``: a ``graphmesh serve model-server`` process with MiniLM and dynamic
+  batching (max batch 64); 64 client coroutines each send one-sentence Embed calls back to
+  back for ``--seconds``; p50/p99 latency of those calls.
+- ``inprocess_per_s`` (the limit): the same model called in this process with full batches
+  of 64 sentences, no gRPC, no queueing.
+- ``unbatched_per_s``: the same server with batching off (``max_batch_size = 1``).
+
+Targets: ``ratio_to_inprocess`` >= 0.85, ``ratio_to_unbatched`` >= 3. ``--device cuda`` runs
+model and server on the GPU. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this folder comes first on sys.path, and bench/queue.py would shadow the
+# standard library's ``queue``: drop the folder first.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from support.model_server import MINILM, model_server_process
+
+from graphmesh.model_server.backends.base import LoadOptions
+from graphmesh.model_server.registry import ModelRegistry
+from graphmesh.v1 import model_pb2 as pb
+from graphmesh.v1 import model_pb2_grpc
+
+CLIENTS = 64
+BATCH = 64
+WORDS = (
+    "graph task model server batch queue token stream vector search answer question "
+    "summary river mountain city music science history language garden window coffee"
+).split()
+
+
+def sentences(count: int) -> list[str]:
+    """Distinct sentences of 10-14 words, so no two requests are the same text."""
+    return [
+        " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(10 + i % 5)) + f" #{i}"
+        for i in range(count)
+    ]
+
+
+def config(device: str, max_batch_size: int, delay_ms: float) -> str:
+    return (
+        f'[[models]]\nname = "{MINILM}"\ndevice = "{device}"\n'
+        f"[models.batching]\nmax_batch_size = {max_batch_size}\n"
+        f"max_queue_delay_ms = {delay_ms}\nmax_queue_size = 100000\nconcurrency = 1\n"
+    )
+
+
+async def drive(address: str, seconds: float) -> tuple[int, list[float]]:
+    """64 clients sending one sentence per call for ``seconds``: calls done, latencies (s)."""
+    texts = sentences(4096)
+    latencies: list[float] = []
+    channels = [grpc.aio.insecure_channel(address) for _ in range(8)]
+    stubs = [model_pb2_grpc.ModelServiceStub(channel) for channel in channels]
+    await stubs[0].Embed(pb.EmbedRequest(model=MINILM, texts=["warm up"]))
+    stop = time.perf_counter() + seconds
+
+    async def client(index: int) -> None:
+        stub = stubs[index % len(stubs)]
+        n = index
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            await stub.Embed(pb.EmbedRequest(model=MINILM, texts=[texts[n % len(texts)]]))
+            latencies.append(time.perf_counter() - started)
+            n += CLIENTS
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close()
+    return int(len(latencies) / elapsed), latencies
+
+
+def served(device: str, max_batch_size: int, seconds: float) -> tuple[int, list[float]]:
+    with tempfile.TemporaryDirectory() as directory:
+        text = config(device, max_batch_size, 2.0 if max_batch_size > 1 else 0.0)
+        with model_server_process(Path(directory), text, ready_models=1) as server:
+            return asyncio.run(drive(server.address, seconds))
+
+
+def in_process(device: str, seconds: float) -> int:
+    registry = ModelRegistry(options={MINILM: LoadOptions(device=device)})
+    model = registry.embedder(MINILM)
+    texts = sentences(4096)
+    model.embed_counted(texts[:BATCH])
+    done, n = 0, 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model.embed_counted(texts[n : n + BATCH])
+        done += BATCH
+        n = (n + BATCH) % (len(texts) - BATCH)
+    return int(done / (time.perf_counter() - started))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    # The reference is taken before and after the servers and the better kept, so a burst
+    # of load from elsewhere on a shared machine does not flatter the server's ratio.
+    first = in_process(args.device, args.seconds / 2)
+    server, latencies = served(args.device, 64, args.seconds)
+    unbatched, _ = served(args.device, 1, args.seconds)
+    inprocess = max(first, in_process(args.device, args.seconds / 2))
+    print(
+        json.dumps(
+            {
+                "bench": "embed",
+                "server_per_s": server,
+                "inprocess_per_s": inprocess,
+                "unbatched_per_s": unbatched,
+                "ratio_to_inprocess": round(server / inprocess, 3),
+                "ratio_to_unbatched": round(server / max(unbatched, 1), 2),
+                "p50_ms": round(statistics.median(latencies) * 1000, 1),
+                "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+                "device": args.device,
+                "clients": CLIENTS,
+                "seconds": args.seconds,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
