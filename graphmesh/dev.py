@@ -12,6 +12,7 @@ service dies) stops them all, last started first, each with SIGTERM and its grac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -173,6 +174,17 @@ class DevMesh:
             GRAPHMESH_MODEL_ROUTES=";".join(routes),
             GRAPHMESH_VIEWER_LISTEN=f"127.0.0.1:{self.viewer_port}",
         )
+        if "GRAPHMESH_POLICY_FILE" not in env:
+            # One developer on loopback, as tenant 'default' (no auth): every task type, and
+            # files under the folder dev was started in, as embedded runs have.
+            policy = self._scratch / "policy.toml"
+            data_root = json.dumps(str(Path.cwd()))
+            policy.write_text(
+                f'[tenants.default]\ntask_types = ["*"]\ndata_root = {data_root}\n',
+                encoding="utf-8",
+            )
+            env["GRAPHMESH_POLICY_FILE"] = str(policy)
+            self.notes.append(f"tenant 'default' may use every task type and files in {Path.cwd()}")
         store = "postgres" if env.get("GRAPHMESH_DATABASE_URL") else "sqlite"
         if store == "sqlite":
             database = self.state_dir / "dev-runs.sqlite"

@@ -33,7 +33,11 @@ from graphmesh.model_server.backends.base import (
     ModelKind,
     Sampling,
 )
-from graphmesh.model_server.backends.errors import ModelLoadError, ModelServerError
+from graphmesh.model_server.backends.errors import (
+    ModelLoadError,
+    ModelServerError,
+    ModelUnavailableError,
+)
 from graphmesh.model_server.batcher import DynamicBatcher, QueueFullError
 from graphmesh.model_server.registry import LoadedModel, ModelRegistry
 from graphmesh.model_server.service import metrics
@@ -46,7 +50,7 @@ _R = TypeVar("_R")
 StateListener = Callable[[str, bool], Awaitable[None]]
 
 
-class ModelNotReadyError(ModelServerError):
+class ModelNotReadyError(ModelUnavailableError):
     """The model is known but cannot serve now (loading, failed, not loaded)."""
 
 

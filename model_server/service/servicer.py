@@ -61,16 +61,16 @@ def status_for(exc: Exception) -> grpc.Status:
     code: grpc.StatusCode
     if isinstance(exc, wire.InvalidField):
         return wire.invalid_argument(exc)
+    if isinstance(exc, ModelInputError):
+        description = str(exc).removeprefix(f"{exc.field}: ")
+        return wire.invalid_argument(wire.InvalidField(exc.field, description))
     if isinstance(exc, QueueFullError):
         return wire.resource_exhausted(str(exc), exc.retry_after)
-    if isinstance(exc, ModelInputError):
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        return wire.invalid_argument(wire.InvalidField(exc.field, message))
     if isinstance(exc, ModelNotFoundError):
         code = grpc.StatusCode.NOT_FOUND
     elif isinstance(exc, ModelKindError):
         code = grpc.StatusCode.FAILED_PRECONDITION
-    elif isinstance(exc, ModelNotReadyError | ModelLoadError | ModelUnavailableError):
+    elif isinstance(exc, ModelNotReadyError | ModelUnavailableError | ModelLoadError):
         code = grpc.StatusCode.UNAVAILABLE
     elif isinstance(exc, BatcherClosedError):
         return wire.build_status(grpc.StatusCode.UNAVAILABLE, "the model server is shutting down")

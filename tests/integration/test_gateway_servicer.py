@@ -114,6 +114,11 @@ async def test_generate_stream(served: Served, model: str) -> None:
     assert pieces[-1].usage.output_tokens > 0
     assert pieces[-1].finish_reason == model_pb2.FINISH_REASON_STOP
     assert await call.code() == grpc.StatusCode.OK
+    trailing = dict(await call.trailing_metadata())
+    if model == CHAT:  # priced in PRICES; the Claude test model has no price
+        assert float(trailing[COST_USD]) > 0
+    else:
+        assert COST_USD not in trailing
 
 
 async def status_of(call: Any) -> tuple[grpc.aio.AioRpcError, Any]:

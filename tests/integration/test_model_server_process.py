@@ -161,14 +161,14 @@ async def test_health_reflection_and_list(server: tuple[str, str]) -> None:
 
 
 def test_sigterm_drains_calls_in_flight(tmp_path: Path) -> None:
-    config = f'grace_period = 20.0\n[[models]]\nname = "{MINILM}"\ndevice = "cpu"\n'
+    config = f'grace_period = 60.0\n[[models]]\nname = "{MINILM}"\ndevice = "cpu"\n'
     with model_server_process(tmp_path, config, ready_models=1) as started:
         process, address = started.process, started.address
         finished: list[float] = []
 
         async def one(stub: model_pb2_grpc.ModelServiceStub, i: int) -> pb.EmbedResponse:
-            # 8 texts of ~250 tokens each: 16 calls are seconds of work on a CPU
-            texts = [f"call {i} sentence {j} " * 60 for j in range(8)]
+            # 4 texts of ~120 tokens each: 16 calls are a few seconds of work on a CPU
+            texts = [f"call {i} sentence {j} " * 30 for j in range(4)]
             reply = await stub.Embed(pb.EmbedRequest(model=MINILM, texts=texts))
             finished.append(time.monotonic())
             return reply

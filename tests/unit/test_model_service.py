@@ -5,7 +5,6 @@ their cancellation, health per model. The packaged models run in the integration
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import AsyncIterator
 
@@ -368,25 +367,29 @@ async def test_health_per_model_follows_load_and_unload(served: Served) -> None:
     assert not (await served.stub.UnloadModel(pb.UnloadModelRequest(model=SLOW_CHAT))).was_loaded
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def test_load_of_unknown_model_is_not_found(served: Served) -> None:
     error = await code_of(served.stub.LoadModel(pb.LoadModelRequest(model="hf:missing")))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+    error = await code_of(served.stub.LoadModel(pb.LoadModelRequest(model="openai:gpt-4o")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND  # the gateways serve those
 
 
-async def test_load_of_a_triton_model_without_a_triton_server_is_unavailable(
+async def test_a_triton_model_without_a_reachable_triton_is_unavailable(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GRAPHMESH_TRITON_URL", f"127.0.0.1:{unused_port()}")
-    error = await code_of(served.stub.LoadModel(pb.LoadModelRequest(model="triton:x")))
+    monkeypatch.setenv("GRAPHMESH_TRITON_URL", "127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("GRAPHMESH_TRITON_TIMEOUT_S", "2")
+    error = await code_of(served.stub.LoadModel(pb.LoadModelRequest(model="triton:minilm")))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert "triton" in (error.details() or "")
+
+
+def test_model_input_errors_become_invalid_argument_naming_the_field() -> None:
+    from graphmesh.model_server.backends.errors import ModelInputError
+    from graphmesh.model_server.service.servicer import status_for
+
+    status = status_for(ModelInputError("texts[2]", "is not a string"))
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert status.details == "texts[2]: is not a string"
 
 
 async def test_list_models_is_sorted_and_filters_loaded(served: Served) -> None:
