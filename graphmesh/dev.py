@@ -12,6 +12,7 @@ service dies) stops them all, last started first, each with SIGTERM and its grac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +40,23 @@ name = "hf:all-MiniLM-L6-v2"
 [[models]]
 name = "hf:SmolLM2-135M-Instruct"
 """
-GATEWAY_CONFIG = """\
-# graphmesh dev: the providers whose keys are set; limits are the operator's to add.
-"""
+GATEWAY_MODELS = {
+    "OPENAI_API_KEY": ("openai", ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
+    "ANTHROPIC_API_KEY": ("anthropic", ("claude-sonnet-4-0", "claude-3-5-haiku-latest")),
+}
+
+
+def gateway_config(keys: Sequence[str]) -> str:
+    """The dev gateway's config: an account per provider whose key variable is in ``keys``
+    (the key stays in the environment) and its common models; limits are the operator's."""
+    lines = ["# graphmesh dev: the providers whose keys are set; limits are the operator's."]
+    for variable in keys:
+        provider, models = GATEWAY_MODELS[variable]
+        lines += ["", f"[accounts.{provider}]", f'provider = "{provider}"']
+        lines.append(f'api_key_env = "{variable}"')
+        for model in models:
+            lines += ["", f'[models."{provider}:{model}"]', f'account = "{provider}"']
+    return "\n".join(lines) + "\n"
 
 
 class DevError(RuntimeError):
@@ -98,12 +113,16 @@ class DevMesh:
         viewer_port: int = 8080,
         environ: Mapping[str, str] = os.environ,
         with_models: bool = True,
+        model_server_config: Path | None = None,
+        gateway_config: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.orchestrator_port = orchestrator_port
         self.viewer_port = viewer_port
         self.environ = dict(environ)
         self.with_models = with_models
+        self.model_server_config = model_server_config
+        self.gateway_config = gateway_config
         self.services: list[Service] = []
         self.notes: list[str] = []
         self._nats: subprocess.Popen[bytes] | None = None
@@ -130,16 +149,18 @@ class DevMesh:
         services: list[Service] = []
         routes: list[str] = []
         if self.with_models:
-            config = self._scratch / "model-server.toml"
-            config.write_text(MODEL_SERVER_CONFIG, encoding="utf-8")
+            config = self.model_server_config or self._scratch / "model-server.toml"
+            if self.model_server_config is None:
+                config.write_text(MODEL_SERVER_CONFIG, encoding="utf-8")
             address = f"127.0.0.1:{free_port()}"
             command = ["serve", "model-server", "--config", str(config), "--listen", address]
             services.append(self._service("model-server", command, address, **self._child_env()))
             routes.append(f"hf:={address}")
         keys = {k: self.environ[k] for k in PROVIDER_KEYS if self.environ.get(k)}
         if keys:
-            config = self._scratch / "gateway.toml"
-            config.write_text(GATEWAY_CONFIG, encoding="utf-8")
+            config = self.gateway_config or self._scratch / "gateway.toml"
+            if self.gateway_config is None:
+                config.write_text(gateway_config(list(keys)), encoding="utf-8")
             address = f"127.0.0.1:{free_port()}"
             command = ["serve", "gateway", "--config", str(config), "--listen", address]
             env = self._child_env(**keys)
@@ -153,6 +174,17 @@ class DevMesh:
             GRAPHMESH_MODEL_ROUTES=";".join(routes),
             GRAPHMESH_VIEWER_LISTEN=f"127.0.0.1:{self.viewer_port}",
         )
+        if "GRAPHMESH_POLICY_FILE" not in env:
+            # One developer on loopback, as tenant 'default' (no auth): every task type, and
+            # files under the folder dev was started in, as embedded runs have.
+            policy = self._scratch / "policy.toml"
+            data_root = json.dumps(str(Path.cwd()))
+            policy.write_text(
+                f'[tenants.default]\ntask_types = ["*"]\ndata_root = {data_root}\n',
+                encoding="utf-8",
+            )
+            env["GRAPHMESH_POLICY_FILE"] = str(policy)
+            self.notes.append(f"tenant 'default' may use every task type and files in {Path.cwd()}")
         store = "postgres" if env.get("GRAPHMESH_DATABASE_URL") else "sqlite"
         if store == "sqlite":
             database = self.state_dir / "dev-runs.sqlite"

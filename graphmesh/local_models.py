@@ -22,12 +22,15 @@ from graphmesh.model_server import prompts
 from graphmesh.model_server.backends.base import (
     ChatBackend,
     ChatMessage,
+    Completion,
     EmbeddingBackend,
     ModelKind,
+    Sampling,
 )
+from graphmesh.model_server.backends.base import Embedded as CountedVector
 from graphmesh.model_server.batcher import BatcherClosedError, BatchStats, DynamicBatcher
 from graphmesh.model_server.registry import LoadedModel, ModelRegistry, ModelServerError
-from graphmesh.orchestrator.ai.client import ModelError, ModelInfo
+from graphmesh.orchestrator.ai.client import Embedded, Generated, ModelError, ModelInfo, Usage
 
 __all__ = ["LocalModelClient"]
 
@@ -81,8 +84,8 @@ class LocalModelClient:
         # against one slow load stalling every other model.
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
-        self._embedders: dict[str, DynamicBatcher[str, list[float]]] = {}
-        self._chatters: dict[str, DynamicBatcher[_ChatRequest, str]] = {}
+        self._embedders: dict[str, DynamicBatcher[str, CountedVector]] = {}
+        self._chatters: dict[str, DynamicBatcher[_ChatRequest, Completion]] = {}
 
     @property
     def registry(self) -> ModelRegistry:
@@ -130,55 +133,62 @@ class LocalModelClient:
         with _model_errors():
             return await self._in_thread(self._registry.unload, model)
 
-    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """One unit-length vector per text, batched with every other caller's texts."""
+    async def embed(self, model: str, texts: Sequence[str]) -> Embedded:
+        """One unit-length vector per text, batched with every other caller's texts; usage
+        is the tokens the model's tokenizer read."""
         with _model_errors():
             batcher = self._embedder(model)
-            return list(await asyncio.gather(*(batcher.submit(text) for text in texts)))
+            counted = await asyncio.gather(*(batcher.submit(text) for text in texts))
+        tokens = sum(item.usage.input_tokens for item in counted)
+        return Embedded(vectors=[item.vector for item in counted], usage=Usage(input_tokens=tokens))
 
-    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> str:
+    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> Generated:
         """The model's reply to ``prompt`` as a user message, through its chat template."""
         return await self._chat(model, prompts.generate(prompt), max_new_tokens)
 
-    async def summarize(self, model: str, text: str) -> str:
+    async def summarize(self, model: str, text: str) -> Generated:
         """A one or two sentence summary of ``text``."""
         return await self._chat(model, prompts.summarize(text))
 
-    async def rewrite(self, model: str, text: str, prompt: str) -> str:
+    async def rewrite(self, model: str, text: str, prompt: str) -> Generated:
         """``text`` rewritten as the instruction ``prompt`` asks."""
         return await self._chat(model, prompts.rewrite(text, prompt))
 
-    async def translate(self, model: str, text: str, source: str, target: str) -> str:
+    async def translate(self, model: str, text: str, source: str, target: str) -> Generated:
         """``text`` translated from ``source`` into ``target`` (language names or codes)."""
         return await self._chat(model, prompts.translate(text, source, target))
 
-    async def answer_question(self, model: str, question: str, context: str) -> str:
+    async def answer_question(self, model: str, question: str, context: str) -> Generated:
         """A short answer to ``question`` drawn from ``context``."""
         return await self._chat(model, prompts.answer_question(question, context))
 
     async def _chat(
         self, model: str, messages: Sequence[ChatMessage], max_new_tokens: int | None = None
-    ) -> str:
+    ) -> Generated:
         limit = self._task_max_new_tokens if max_new_tokens is None else max_new_tokens
         if limit < 1:
             raise ModelError(f"max_new_tokens must be at least 1, not {limit}")
         request = _ChatRequest(messages=tuple(messages), max_new_tokens=limit)
         with _model_errors():
-            return await self._chatter(model).submit(request)
+            reply = await self._chatter(model).submit(request)
+        usage = Usage(
+            input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens
+        )
+        return Generated(text=reply.text, usage=usage)
 
-    def _embedder(self, model: str) -> DynamicBatcher[str, list[float]]:
+    def _embedder(self, model: str) -> DynamicBatcher[str, CountedVector]:
         # Batchers are keyed by canonical name, so aliases of one model share its batches.
         name = self._registry.resolve(model, ModelKind.EMBEDDING).name
         if name not in self._embedders:
             self._embedders[name] = DynamicBatcher(
-                lambda texts: self._registry.embedder(name).embed(texts),
+                lambda texts: self._registry.embedder(name).embed_counted(texts),
                 max_batch_size=self._embed_batch_size,
                 max_delay=self._max_delay,
                 executor=self._running_executor(),
             )
         return self._embedders[name]
 
-    def _chatter(self, model: str) -> DynamicBatcher[_ChatRequest, str]:
+    def _chatter(self, model: str) -> DynamicBatcher[_ChatRequest, Completion]:
         name = self._registry.resolve(model, ModelKind.CHAT).name
         if name not in self._chatters:
             self._chatters[name] = DynamicBatcher(
@@ -189,16 +199,17 @@ class LocalModelClient:
             )
         return self._chatters[name]
 
-    def _chat_batch(self, name: str, requests: list[_ChatRequest]) -> list[str]:
+    def _chat_batch(self, name: str, requests: list[_ChatRequest]) -> list[Completion]:
         """Runs in a worker thread: one generation per distinct length limit in the batch."""
         backend = self._registry.chat_model(name)
-        replies = [""] * len(requests)
+        replies: list[Completion | None] = [None] * len(requests)
         for limit in sorted({request.max_new_tokens for request in requests}):
             indexes = [i for i, r in enumerate(requests) if r.max_new_tokens == limit]
-            outputs = backend.chat([requests[i].messages for i in indexes], limit)
+            sampling = Sampling(max_new_tokens=limit)
+            outputs = backend.complete([requests[i].messages for i in indexes], sampling)
             for index, reply in zip(indexes, outputs, strict=True):
                 replies[index] = reply
-        return replies
+        return [reply for reply in replies if reply is not None]  # every index was filled
 
     def _running_executor(self) -> ThreadPoolExecutor:
         if self._executor is None:

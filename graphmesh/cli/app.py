@@ -13,7 +13,9 @@ from rich.table import Table
 
 from graphmesh.cli.dev import dev
 from graphmesh.cli.display import RunProgress, result_table
+from graphmesh.cli.gateway import serve_gateway
 from graphmesh.cli.remote import register as register_remote_commands
+from graphmesh.cli.remote import serve_app
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import TaskGraph, loads_graph
 from graphmesh.settings import EmbeddedSettings
@@ -104,6 +106,7 @@ def run(
                 "status": result.status,
                 "error": result.error,
                 "outputs": result.outputs,
+                "usage": result.usage.to_json(),
             }
         )
     else:
@@ -190,4 +193,5 @@ def validate(file: Annotated[Path, typer.Argument(help="graph JSON file")]) -> N
 
 
 register_remote_commands(app)
+serve_app.command("gateway")(serve_gateway)
 app.command()(dev)

@@ -27,6 +27,14 @@ def dev(
     models: Annotated[
         bool, typer.Option("--models/--no-models", help="start a model server")
     ] = True,
+    model_server_config: Annotated[
+        Path | None,
+        typer.Option(help="the model server's TOML file (default: the packaged models)"),
+    ] = None,
+    gateway_config: Annotated[
+        Path | None,
+        typer.Option(help="the gateway's TOML file (default: a few OpenAI/Anthropic models)"),
+    ] = None,
 ) -> None:
     """Start orchestrator, model server and (with a provider key set) gateway on loopback,
     print their endpoints, and stop them all on Ctrl-C."""
@@ -38,6 +46,8 @@ def dev(
         orchestrator_port=port,
         viewer_port=viewer_port,
         with_models=models,
+        model_server_config=model_server_config.resolve() if model_server_config else None,
+        gateway_config=gateway_config.resolve() if gateway_config else None,
     )
     stopping: list[int] = []
 

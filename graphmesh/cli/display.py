@@ -75,7 +75,13 @@ class RunProgress:
 
 
 def result_table(result: RunResult) -> Table:
-    table = Table(title=f"run {result.run_id}: {result.status}", show_lines=False)
+    usage = result.usage
+    caption = None
+    if not usage.empty:
+        caption = f"usage: {usage.input_tokens} in + {usage.output_tokens} out tokens"
+        if usage.cost_usd is not None:
+            caption += f", ~${usage.cost_usd:.6f}"
+    table = Table(title=f"run {result.run_id}: {result.status}", caption=caption, show_lines=False)
     for column in ("task", "type", "status", "output"):
         table.add_column(column, overflow="fold")
     for task in result.tasks.values():

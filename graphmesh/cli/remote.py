@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from graphmesh.client import Client
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.runs.model import (
     RunEventKind,
@@ -112,6 +113,8 @@ def serve_orchestrator(
         asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
     except OSError as exc:  # an address in use, or one this host does not have
         _fail(str(exc))
+    except ValueError as exc:  # GRAPHMESH_MODEL_ROUTES or the prices file (named in it)
+        _fail(str(exc))
 
 
 @serve_app.command("model-server")
@@ -195,11 +198,20 @@ async def _serve(
 
 
 async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:
-    if not local:
-        return None  # AI tasks fail with a clear error until a remote ModelClient exists
-    from graphmesh.local_models import LocalModelClient
+    """In-process models with ``--local-models``, else model servers and gateways over gRPC
+    by ``GRAPHMESH_MODEL_ROUTES`` (with no routes, AI tasks fail naming the variable)."""
+    from graphmesh.orchestrator.ai.usage import default_prices
 
-    return await stack.enter_async_context(LocalModelClient())
+    default_prices()  # a bad GRAPHMESH_MODEL_PRICES_FILE stops the start, not a task
+    if local:
+        from graphmesh.local_models import LocalModelClient
+
+        return await stack.enter_async_context(LocalModelClient())
+    from graphmesh.orchestrator.models import ModelSettings
+    from graphmesh.services.kit.telemetry import client_interceptors
+
+    client = ModelSettings().client(client_interceptors())
+    return await stack.enter_async_context(client)
 
 
 async def _open_store(
@@ -358,6 +370,8 @@ def _exit_for(run: RunRecord, show: bool) -> None:
     if show:
         style = "green" if run.status == RunState.COMPLETED else "red"
         console.print(f"[{style}]run {run.run_id}: {run.status}")
+        if not run.usage.empty:
+            console.print(f"usage: {describe_usage(run.usage)}")
     if run.status.finished and run.status != RunState.COMPLETED:
         if run.error:
             errors.print(f"[red]{run.error}")
@@ -422,4 +436,13 @@ class EventProgress:
             return
         completed = 100.0 if event.kind == RunEventKind.TASK_COMPLETED else event.progress
         note = event.message or (event.error or "")
+        usage = TaskUsage.from_json((event.details or {}).get("usage"))
+        if not usage.empty:
+            note = describe_usage(usage)
         self.progress.update(bar, completed=completed, status=str(event.status), note=note[:60])
+
+
+def describe_usage(usage: TaskUsage) -> str:
+    """``12 in + 34 out tokens, ~$0.000123`` (the cost only when a price was known)."""
+    text = f"{usage.input_tokens} in + {usage.output_tokens} out tokens"
+    return text if usage.cost_usd is None else f"{text}, ~${usage.cost_usd:.6f}"

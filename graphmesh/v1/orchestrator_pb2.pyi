@@ -19,6 +19,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from graphmesh.v1 import common_pb2 as _common_pb2
 from graphmesh.v1 import events_pb2 as _events_pb2
+from graphmesh.v1 import model_pb2 as _model_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -187,6 +188,7 @@ class Run(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     TASK_COUNTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Server-assigned id."""
     status: _common_pb2.RunStatus.ValueType
@@ -237,6 +239,12 @@ class Run(_message.Message):
     def task_counts(self) -> Global___TaskCounts:
         """How many of the run's tasks are in each status; set in every view."""
 
+    @_builtins.property
+    def usage(self) -> _model_pb2.Usage:
+        """Tokens of all the run's model calls (its tasks' usage summed) and, when a price is known
+        for a model used, the estimated cost.
+        """
+
     def __init__(
         self,
         *,
@@ -255,10 +263,11 @@ class Run(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         trace_id: _builtins.str = ...,
         task_counts: Global___TaskCounts | None = ...,
+        usage: _model_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "start_time", b"start_time", "task_counts", b"task_counts", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "start_time", b"start_time", "task_counts", b"task_counts", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_seq", b"last_seq", "progress", b"progress", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "task_counts", b"task_counts", "tasks", b"tasks", "trace_id", b"trace_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "graph", b"graph", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_seq", b"last_seq", "progress", b"progress", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "task_counts", b"task_counts", "tasks", b"tasks", "trace_id", b"trace_id", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,6 +331,7 @@ class TaskState(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
     OUTPUT_REF_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id in the run's graph."""
     status: _common_pb2.TaskStatus.ValueType
@@ -348,6 +358,12 @@ class TaskState(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """When the task reached a final status; unset before."""
 
+    @_builtins.property
+    def usage(self) -> _model_pb2.Usage:
+        """Tokens of the task's model calls (of its last attempt) and their estimated cost; unset
+        for a task that called no model.
+        """
+
     def __init__(
         self,
         *,
@@ -361,10 +377,11 @@ class TaskState(_message.Message):
         attempt: _builtins.int = ...,
         cached: _builtins.bool = ...,
         output_ref: _builtins.str = ...,
+        usage: _model_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cached", b"cached", "end_time", b"end_time", "error", b"error", "message", b"message", "output_ref", b"output_ref", "progress", b"progress", "start_time", b"start_time", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cached", b"cached", "end_time", b"end_time", "error", b"error", "message", b"message", "output_ref", b"output_ref", "progress", b"progress", "start_time", b"start_time", "status", b"status", "task_id", b"task_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,9 +50,10 @@ class ModelUnavailableError(ModelServerError):
 class ModelInputError(ModelServerError):
     """A request the model cannot take; ``field`` names the offending part of it."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, description: str) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        self.description = description
+        super().__init__(f"{field}: {description}")
 
 
 def _a(word: str) -> str:

@@ -7,9 +7,10 @@ model-control mode, and hands out :class:`TritonEmbeddingBackend` and
 and the servicer call from worker threads; the async ``tritonclient.grpc.aio`` channel behind
 them lives on one event loop in a daemon thread of its own, so any thread may call them.
 
-Token counts: Triton reports none, so calls through these backends report zero usage (the
-proto's ``Usage`` stays empty); sampling settings other than ``max_new_tokens`` are the
-model's own, and a stream arrives as one piece when the model has answered.
+Token counts come from the model's optional ``input_tokens``/``output_tokens`` outputs (zero
+usage where it has none); sampling settings other than ``max_new_tokens`` are the model's own
+(stop strings cut the reply here), and a stream arrives as one piece when the model has
+answered (the KServe unary call has no partial results).
 
 Configuration: ``GRAPHMESH_TRITON_URL`` (``host:port`` of Triton's gRPC endpoint, default
 ``127.0.0.1:8001``), ``GRAPHMESH_TRITON_TIMEOUT_S`` (per request, default 30) and
@@ -170,11 +171,19 @@ class TritonModels:
         self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
     ) -> list[Any]:
         """One output row per text, sent in requests of at most the model's batch size."""
-        step = signature.max_batch_size or len(texts)
-        rows: list[Any] = []
-        for start in range(0, len(texts), max(step, 1)):
+        return [row for row, _, _ in self.infer_counted(signature, texts, max_tokens=max_tokens)]
+
+    def infer_counted(
+        self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
+    ) -> list[tuple[Any, int, int]]:
+        """(output row, input tokens, output tokens) per text; counts are 0 where the model
+        reports none. Requests hold at most the model's batch size."""
+        step = max(signature.max_batch_size or len(texts), 1)
+        rows: list[tuple[Any, int, int]] = []
+        for start in range(0, len(texts), step):
             chunk = texts[start : start + step]
-            rows.extend(self._call(self._client.infer(signature, chunk, max_tokens=max_tokens)))
+            out = self._call(self._client.infer_counted(signature, chunk, max_tokens=max_tokens))
+            rows.extend(zip(out.rows, out.input_tokens, out.output_tokens, strict=True))
         return rows
 
     def _ensure_loaded(self, model: str) -> TritonSignature:
@@ -219,15 +228,16 @@ class TritonEmbeddingBackend:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in input order."""
-        rows = self._models.infer(self.signature, _texts(texts, "texts"))
-        return [[float(x) for x in row] for row in rows]
+        return [embedded.vector for embedded in self.embed_counted(texts, normalize=False)]
 
     def embed_counted(self, texts: Sequence[str], *, normalize: bool = True) -> list[Embedded]:
-        """One vector per text (scaled to unit length if ``normalize``); no token counts."""
-        vectors = self.embed(texts)
-        if normalize:
-            vectors = [_unit(vector) for vector in vectors]
-        return [Embedded(vector=vector, usage=Usage()) for vector in vectors]
+        """Vectors as the model gives them (scaled to unit length if ``normalize``) and the
+        input tokens it reports."""
+        rows = self._models.infer_counted(self.signature, _texts(texts, "texts"))
+        return [
+            Embedded(vector=_vector(row, normalize), usage=Usage(input_tokens=tokens))
+            for row, tokens, _ in rows
+        ]
 
     def ready(self) -> bool:
         """Whether the model is loaded and ready on its server."""
@@ -253,23 +263,22 @@ class TritonChatBackend:
 
     def chat(self, conversations: Sequence[Conversation], max_new_tokens: int) -> list[str]:
         """One reply per conversation, in input order."""
-        if isinstance(max_new_tokens, bool) or not 0 < max_new_tokens <= self.context_window:
-            raise ModelInputError(
-                "max_new_tokens", f"must be 1..{self.context_window}, got {max_new_tokens!r}"
-            )
-        prompts = [self._prompt(conversation) for conversation in conversations]
-        rows = self._models.infer(self.signature, prompts, max_tokens=max_new_tokens)
-        return [_text(row) for row in rows]
+        sampling = Sampling(max_new_tokens=max_new_tokens)
+        return [completion.text for completion in self.complete(conversations, sampling)]
 
     def complete(
         self, conversations: Sequence[Conversation], sampling: Sampling
     ) -> list[Completion]:
-        """One reply per conversation; Triton says neither why it stopped nor its tokens."""
-        replies = self.chat(conversations, sampling.max_new_tokens)
-        return [
-            Completion(text=text, finish_reason=FinishReason.STOP, usage=Usage())
-            for text in replies
-        ]
+        """One reply per conversation with the token counts the model reports; stop strings
+        cut the reply here (the model receives only the token budget)."""
+        budget = sampling.max_new_tokens
+        if isinstance(budget, bool) or not 0 < budget <= self.context_window:
+            raise ModelInputError(
+                "max_new_tokens", f"must be 1..{self.context_window}, got {budget!r}"
+            )
+        prompts = [self._prompt(conversation) for conversation in conversations]
+        rows = self._models.infer_counted(self.signature, prompts, max_tokens=budget)
+        return [_completion(_text(row), sampling, inp, out) for row, inp, out in rows]
 
     def stream(
         self,
@@ -278,11 +287,15 @@ class TritonChatBackend:
         on_text: TextSink,
         cancelled: Cancelled,
     ) -> Completion:
-        """The whole reply as one piece (the KServe unary call has no partial results)."""
-        (completion,) = self.complete([conversation], sampling)
+        """The whole reply as one piece (the KServe unary call has no partial results); a
+        cancel before the call skips it, one during the call drops the reply."""
         if cancelled():
             return Completion(text="", finish_reason=FinishReason.CANCELLED, usage=Usage())
-        on_text(completion.text)
+        (completion,) = self.complete([conversation], sampling)
+        if cancelled():
+            return Completion(text="", finish_reason=FinishReason.CANCELLED, usage=completion.usage)
+        if completion.text:
+            on_text(completion.text)
         return completion
 
     def ready(self) -> bool:
@@ -298,9 +311,20 @@ class TritonChatBackend:
         return "\n".join([*turns, "assistant:"])
 
 
-def _unit(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
+def _vector(row: Any, normalize: bool) -> list[float]:
+    vector = [float(x) for x in row]
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if normalize and norm > 0 else vector
+
+
+def _completion(text: str, sampling: Sampling, input_tokens: int, output_tokens: int) -> Completion:
+    # A model that reports its output tokens tells us whether the budget ended the reply.
+    reason = FinishReason.LENGTH if output_tokens >= sampling.max_new_tokens else FinishReason.STOP
+    cuts = [i for i in (text.find(stop) for stop in sampling.stop if stop) if i >= 0]
+    if cuts:
+        text, reason = text[: min(cuts)], FinishReason.STOP
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    return Completion(text=text, finish_reason=reason, usage=usage)
 
 
 def _model(name: str) -> str:

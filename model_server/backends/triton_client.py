@@ -14,7 +14,9 @@ INVALID_ARGUMENT                                       ``ModelInputError`` (fiel
 
 A model's metadata tells what it is (:class:`TritonSignature`): an **embedding** model takes
 texts (one BYTES input) and returns one FP32 vector per text; a **text generation** model
-takes texts and returns texts (BYTES), with an optional integer ``max_tokens`` input.
+takes texts and returns texts (BYTES), with an optional integer ``max_tokens`` input. Either
+may also have integer outputs ``input_tokens`` and ``output_tokens``: per-row token counts,
+which become the calls' usage (zero where a model gives none).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _INTEGER_TYPES = ("INT32", "INT64")
 MAX_TOKENS_INPUT = "max_tokens"
 MESSAGES_INPUT = "messages"
+COUNT_OUTPUTS = ("input_tokens", "output_tokens")
 DEFAULT_MAX_INPUT_TOKENS = 512
 DEFAULT_CONTEXT_WINDOW = 2048
 
@@ -63,6 +66,8 @@ class TritonSignature:
     dimensions: int = 0
     max_tokens_input: str | None = None
     max_tokens_type: str = "INT32"
+    # Which of COUNT_OUTPUTS the model has.
+    counts: tuple[str, ...] = ()
     parameters: Mapping[str, str] | None = None
 
     def parameter(self, key: str, default: int) -> int:
@@ -168,6 +173,12 @@ class TritonClient:
         self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
     ) -> np.ndarray[Any, Any]:
         """The model's output for ``texts`` (one row each), in one request."""
+        return (await self.infer_counted(signature, texts, max_tokens=max_tokens)).rows
+
+    async def infer_counted(
+        self, signature: TritonSignature, texts: Sequence[str], *, max_tokens: int | None = None
+    ) -> TritonOutput:
+        """The model's output rows for ``texts`` and the token counts it reports."""
         inputs = [_bytes_input(signature, texts)]
         if signature.max_tokens_input is not None and max_tokens is not None:
             inputs.append(_integer_input(signature, max_tokens, len(texts)))
@@ -175,7 +186,9 @@ class TritonClient:
             result = await self._open().infer(
                 signature.model,
                 inputs,
-                outputs=[InferRequestedOutput(signature.output)],
+                outputs=[
+                    InferRequestedOutput(name) for name in (signature.output, *signature.counts)
+                ],
                 client_timeout=self._timeout_s,
             )
         except InferenceServerException as exc:
@@ -185,7 +198,13 @@ class TritonClient:
             raise ModelUnavailableError(
                 f"triton model {signature.model!r} gave no {signature.output!r} row per input"
             )
-        return output
+        counts = {name: _counts(result.as_numpy(name), len(texts)) for name in signature.counts}
+        zeros = [0] * len(texts)
+        return TritonOutput(
+            rows=output,
+            input_tokens=counts.get("input_tokens", zeros),
+            output_tokens=counts.get("output_tokens", zeros),
+        )
 
     def _open(self) -> triton_aio.InferenceServerClient:
         if self._client is None:
@@ -232,7 +251,12 @@ def read_signature(
     max_batch_size = int(config.get("max_batch_size", 0) or 0)
     inputs = {i["name"]: i for i in metadata.get("inputs", [])}
     texts = [i for i in inputs.values() if i.get("datatype") == "BYTES"]
-    outputs = list(metadata.get("outputs", []))
+    counted = [
+        o
+        for o in metadata.get("outputs", [])
+        if o.get("name") in COUNT_OUTPUTS and o.get("datatype") in _INTEGER_TYPES
+    ]
+    outputs = [o for o in metadata.get("outputs", []) if o not in counted]
     parameters = {
         key: str(value.get("string_value", ""))
         for key, value in (config.get("parameters") or {}).items()
@@ -247,6 +271,7 @@ def read_signature(
         "text_input": text["name"],
         "output": output["name"],
         "max_batch_size": max_batch_size,
+        "counts": tuple(o["name"] for o in counted),
         "parameters": parameters,
     }
     if output.get("datatype") == "FP32":
@@ -264,6 +289,21 @@ def read_signature(
             **common,
         )
     raise _unsupported(model, "an FP32 (embedding) or BYTES (text) output")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TritonOutput:
+    """One inference: an output row per text, and per-text token counts (0 where unknown)."""
+
+    rows: np.ndarray[Any, Any]
+    input_tokens: list[int]
+    output_tokens: list[int]
+
+
+def _counts(values: np.ndarray[Any, Any] | None, rows: int) -> list[int]:
+    if values is None or len(values) != rows:
+        return [0] * rows
+    return [max(int(v), 0) for v in np.asarray(values).reshape(rows, -1)[:, 0]]
 
 
 def _check_text_shape(model: str, text: Mapping[str, Any], max_batch_size: int) -> None:

@@ -1,7 +1,8 @@
 """FakeModelClient: a deterministic in-memory ModelClient for unit tests.
 
 Embeddings are derived from a hash of the text (same text, same unit vector), text calls
-return echo-style transforms of their inputs, and every call is recorded in ``calls``.
+return echo-style transforms of their inputs, usage counts words as tokens (input: the
+words sent, output: the words returned), and every call is recorded in ``calls``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphmesh.orchestrator.ai.client import ModelError, ModelInfo
+from graphmesh.orchestrator.ai.client import Embedded, Generated, ModelError, ModelInfo, Usage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,29 +52,38 @@ class FakeModelClient:
         provider = model.split(":", 1)[0] if ":" in model else "default"
         return ModelInfo(name=model, provider=provider, dimensions=self.dimensions)
 
-    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: Sequence[str]) -> Embedded:
         self._record("embed", model, texts=list(texts))
-        return [hash_embedding(text, self.dimensions) for text in texts]
+        vectors = [hash_embedding(text, self.dimensions) for text in texts]
+        return Embedded(vectors=vectors, usage=Usage(input_tokens=_words(*texts)))
 
-    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> str:
+    async def generate(self, model: str, prompt: str, *, max_new_tokens: int = 128) -> Generated:
         self._record("generate", model, prompt=prompt, max_new_tokens=max_new_tokens)
-        return " ".join(f"generated: {prompt}".split()[:max_new_tokens])
+        return _reply(" ".join(f"generated: {prompt}".split()[:max_new_tokens]), prompt)
 
-    async def summarize(self, model: str, text: str) -> str:
+    async def summarize(self, model: str, text: str) -> Generated:
         self._record("summarize", model, text=text)
-        return f"summary: {text}"
+        return _reply(f"summary: {text}", text)
 
-    async def rewrite(self, model: str, text: str, prompt: str) -> str:
+    async def rewrite(self, model: str, text: str, prompt: str) -> Generated:
         self._record("rewrite", model, text=text, prompt=prompt)
-        return f"rewrite[{prompt}]: {text}"
+        return _reply(f"rewrite[{prompt}]: {text}", text, prompt)
 
-    async def translate(self, model: str, text: str, source: str, target: str) -> str:
+    async def translate(self, model: str, text: str, source: str, target: str) -> Generated:
         self._record("translate", model, text=text, source=source, target=target)
-        return f"[{source}->{target}] {text}"
+        return _reply(f"[{source}->{target}] {text}", text, source, target)
 
-    async def answer_question(self, model: str, question: str, context: str) -> str:
+    async def answer_question(self, model: str, question: str, context: str) -> Generated:
         self._record("answer_question", model, question=question, context=context)
-        return f"answer({question}): {context}"
+        return _reply(f"answer({question}): {context}", question, context)
+
+
+def _words(*texts: str) -> int:
+    return sum(len(text.split()) for text in texts)
+
+
+def _reply(text: str, *sent: str) -> Generated:
+    return Generated(text=text, usage=Usage(input_tokens=_words(*sent), output_tokens=_words(text)))
 
 
 def hash_embedding(text: str, dimensions: int) -> list[float]:

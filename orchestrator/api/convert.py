@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.api.convert_events import (
     run_status_from_proto,
     run_status_to_proto,
@@ -50,7 +51,7 @@ from graphmesh.orchestrator.errors import GraphIssue
 from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, RunState, TaskState
 from graphmesh.orchestrator.runs.storable import key_path
 from graphmesh.orchestrator.task.base import TaskStatus
-from graphmesh.v1 import common_pb2, orchestrator_pb2
+from graphmesh.v1 import common_pb2, model_pb2, orchestrator_pb2
 
 ROOT_INPUTS = "*"
 """``CreateRunRequest.inputs`` key whose ports reach every root task having them."""
@@ -193,6 +194,7 @@ def run_to_proto(
         )
     message.trace_id = trace_id_of(record.traceparent)
     message.task_counts.CopyFrom(task_counts(record.tasks))
+    message.usage.CopyFrom(usage_to_proto(record.usage))
     if view != orchestrator_pb2.RUN_VIEW_BASIC:
         message.graph.CopyFrom(graph_to_proto(record.graph))
         message.tasks.extend(task_state_to_proto(task) for task in record.tasks)
@@ -240,7 +242,24 @@ def task_state_to_proto(task: TaskState) -> orchestrator_pb2.TaskState:
     )
     if task.error is not None:
         message.error.CopyFrom(common_pb2.Error(message=task.error, task_id=task.task_id))
+    if not task.usage.empty:
+        message.usage.CopyFrom(usage_to_proto(task.usage))
     return message
+
+
+def usage_to_proto(usage: TaskUsage) -> model_pb2.Usage:
+    message = model_pb2.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    if usage.cost_usd is not None:
+        message.cost_usd = usage.cost_usd
+    return message
+
+
+def usage_from_proto(message: model_pb2.Usage) -> TaskUsage:
+    return TaskUsage(
+        input_tokens=max(0, message.input_tokens),
+        output_tokens=max(0, message.output_tokens),
+        cost_usd=message.cost_usd if message.HasField("cost_usd") else None,
+    )
 
 
 def run_from_proto(message: orchestrator_pb2.Run) -> RunRecord:
@@ -262,6 +281,7 @@ def run_from_proto(message: orchestrator_pb2.Run) -> RunRecord:
         tasks=tuple(_task_state_from_proto(task, types) for task in message.tasks),
         started_at=_optional_time(message, "start_time"),
         ended_at=_optional_time(message, "end_time"),
+        reported_usage=usage_from_proto(message.usage),
     )
 
 
@@ -276,6 +296,7 @@ def _task_state_from_proto(
         error=message.error.message if message.HasField("error") else None,
         attempts=message.attempt,
         output_ref=message.output_ref,
+        usage=usage_from_proto(message.usage),
     )
 
 

@@ -68,8 +68,8 @@ class TextEmbeddingTask(_ModelTask):
     outputs = (Port(id="vector", value_type=ValueType.VECTOR),)
 
     async def call_model(self, models: ModelClient, inputs: TaskInput) -> TaskOutput:
-        vectors = await models.embed(inputs["model"], [str(inputs["text"])])
-        return {"vector": _floats(vectors[0])}
+        embedded = await models.embed(inputs["model"], [str(inputs["text"])])
+        return {"vector": _floats(embedded.vectors[0])}
 
 
 class TextEmbeddingMultiTextTask(_ModelTask):
@@ -82,7 +82,7 @@ class TextEmbeddingMultiTextTask(_ModelTask):
 
     async def call_model(self, models: ModelClient, inputs: TaskInput) -> TaskOutput:
         texts = [str(text) for text in _as_list(inputs["text"])]
-        vectors = await models.embed(inputs["model"], texts) if texts else []
+        vectors = (await models.embed(inputs["model"], texts)).vectors if texts else []
         return {"vector": [_floats(vector) for vector in vectors]}
 
 
@@ -101,7 +101,7 @@ class TextGenerationTask(_ModelTask):
         text = await models.generate(
             inputs["model"], str(inputs["prompt"]), max_new_tokens=int(inputs["max_new_tokens"])
         )
-        return {"text": text}
+        return {"text": text.text}
 
 
 class TextQuestionAnswerTask(_ModelTask):
@@ -115,7 +115,7 @@ class TextQuestionAnswerTask(_ModelTask):
         answer = await models.answer_question(
             inputs["model"], str(inputs["question"]), str(inputs["context"])
         )
-        return {"answer": answer}
+        return {"answer": answer.text}
 
 
 class TextRewriterTask(_ModelTask):
@@ -127,7 +127,7 @@ class TextRewriterTask(_ModelTask):
 
     async def call_model(self, models: ModelClient, inputs: TaskInput) -> TaskOutput:
         text = await models.rewrite(inputs["model"], str(inputs["text"]), str(inputs["prompt"]))
-        return {"text": text}
+        return {"text": text.text}
 
 
 class TextSummaryTask(_ModelTask):
@@ -138,7 +138,8 @@ class TextSummaryTask(_ModelTask):
     outputs = (_text("text"),)
 
     async def call_model(self, models: ModelClient, inputs: TaskInput) -> TaskOutput:
-        return {"text": await models.summarize(inputs["model"], str(inputs["text"]))}
+        summary = await models.summarize(inputs["model"], str(inputs["text"]))
+        return {"text": summary.text}
 
 
 class TextTranslationTask(_ModelTask):
@@ -157,7 +158,7 @@ class TextTranslationTask(_ModelTask):
         text = await models.translate(
             inputs["model"], str(inputs["text"]), str(inputs["source"]), str(inputs["target"])
         )
-        return {"text": text}
+        return {"text": text.text}
 
 
 def _floats(vector: Any) -> list[float]:

@@ -24,6 +24,7 @@ from graphmesh.orchestrator.queue.base import (
     WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import (
+    DeferJobError,
     JobHandlerError,
     JobNotFoundError,
     PermanentJobError,
@@ -39,6 +40,7 @@ __all__ = [
     "FINISHED",
     "AttemptToken",
     "Completion",
+    "DeferJobError",
     "ErrorKind",
     "FailedAttempt",
     "Handler",

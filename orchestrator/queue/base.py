@@ -344,9 +344,12 @@ class JobQueue(Protocol):
         requested, CANCELLED. Returns the job as it now is."""
         ...
 
-    async def release(self, tokens: Sequence[AttemptToken]) -> list[AttemptToken]:
-        """Hand attempts back unfinished (graceful shutdown): the jobs are due again at
-        once and the attempts do not count as failures. Returns the rejected tokens."""
+    async def release(
+        self, tokens: Sequence[AttemptToken], *, delay_s: float = 0.0
+    ) -> list[AttemptToken]:
+        """Hand attempts back unfinished (graceful shutdown; a handler told "not now", see
+        :class:`DeferJobError`): the jobs are due again after ``delay_s`` and the attempts
+        do not count as failures. Returns the rejected tokens."""
         ...
 
     async def cancel(self, job_id: int) -> Job:

@@ -7,6 +7,7 @@
     │   └── JobNotFoundError
     └── JobHandlerError         (raised by a job handler to say how its failure is treated)
         ├── RetryableJobError   (try again, after ``retry_after_s`` if given)
+        ├── DeferJobError       (not now: back to the queue for ``retry_after_s``, no failure)
         └── PermanentJobError   (never retry: dead-letter the job now)
 
 Any other exception a handler raises counts as retryable.
@@ -52,6 +53,16 @@ class RetryableJobError(JobHandlerError):
     when the failing service said when to come back (an HTTP ``retry-after``)."""
 
     def __init__(self, message: str, *, retry_after_s: float | None = None):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class DeferJobError(JobHandlerError):
+    """Not a failure but "not now" (a provider's shared rate limit is reached): the attempt
+    is handed back and the job is due again in ``retry_after_s``, without counting against
+    its attempts, so no worker is held while it waits."""
+
+    def __init__(self, message: str, *, retry_after_s: float):
         self.retry_after_s = retry_after_s
         super().__init__(message)
 

@@ -324,15 +324,17 @@ class MemoryJobQueue(BatchQueue):
         if status is JobStatus.PENDING:
             self._hub.notify([record.spec.queue])
 
-    async def release(self, tokens: Sequence[AttemptToken]) -> list[AttemptToken]:
-        """Hand attempts back; their jobs are due again at once."""
+    async def release(
+        self, tokens: Sequence[AttemptToken], *, delay_s: float = 0.0
+    ) -> list[AttemptToken]:
+        """Hand attempts back; their jobs are due again after ``delay_s``."""
         rejected = []
         for token in tokens:
             record = self._holding(token)
             if record is None:
                 rejected.append(token)
             else:
-                self._end_attempt(record, JobStatus.PENDING, self._clock())
+                self._end_attempt(record, JobStatus.PENDING, self._clock() + max(delay_s, 0.0))
         return rejected
 
     async def cancel(self, job_id: int) -> Job:

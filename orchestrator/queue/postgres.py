@@ -296,12 +296,15 @@ class PostgresJobQueue(BatchQueue):
             jobs = await _settle(connection, [(token, settlement)])
         return jobs[0]
 
-    async def release(self, tokens: Sequence[AttemptToken]) -> list[AttemptToken]:
-        """Hand attempts back; their jobs are due again at once."""
+    async def release(
+        self, tokens: Sequence[AttemptToken], *, delay_s: float = 0.0
+    ) -> list[AttemptToken]:
+        """Hand attempts back; their jobs are due again after ``delay_s``."""
         if not tokens:
             return []
         async with self._connection() as connection:
-            jobs = await _settle(connection, [(token, None) for token in tokens])
+            items = [(token, None) for token in tokens]
+            jobs = await _settle(connection, items, release_delay_s=delay_s)
         released = {job.token for job in jobs}
         return [token for token in tokens if token not in released]
 
@@ -412,16 +415,21 @@ class PostgresJobQueue(BatchQueue):
 
 
 async def _settle(
-    connection: Connection, items: Sequence[tuple[AttemptToken, Settlement | None]]
+    connection: Connection,
+    items: Sequence[tuple[AttemptToken, Settlement | None]],
+    *,
+    release_delay_s: float = 0.0,
 ) -> list[Job]:
-    """Write settlements (``None``: hand the attempt back) and wake workers of the queues
-    that got a job back. Returns the jobs whose attempts still held them."""
+    """Write settlements (``None``: hand the attempt back, due after ``release_delay_s``)
+    and wake workers of the queues that got a job back. Returns the jobs whose attempts
+    still held them."""
     if not items:
         return []
+    back_after = max(release_delay_s, 0.0)
     params = {
         **_token_arrays([token for token, _ in items]),
         "statuses": [JobStatus.PENDING.value if s is None else s.status.value for _, s in items],
-        "delays": [0.0 if s is None else s.delay_s for _, s in items],
+        "delays": [back_after if s is None else s.delay_s for _, s in items],
         "errors": [None if s is None else encode_json(error_to_json(s.error)) for _, s in items],
     }
     cursor = await connection.execute(QUERIES["settle_attempts"], params)

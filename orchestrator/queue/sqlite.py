@@ -186,9 +186,11 @@ class SqliteJobQueue(BatchQueue):
         self._wake_if_pending([job])
         return job
 
-    async def release(self, tokens: Sequence[AttemptToken]) -> list[AttemptToken]:
-        """Hand attempts back; their jobs are due again at once."""
-        rejected = await self._call(lambda ops: ops.release(tokens))
+    async def release(
+        self, tokens: Sequence[AttemptToken], *, delay_s: float = 0.0
+    ) -> list[AttemptToken]:
+        """Hand attempts back; their jobs are due again after ``delay_s``."""
+        rejected = await self._call(lambda ops: ops.release(tokens, delay_s=delay_s))
         if len(rejected) < len(tokens):
             self._hub.notify_all()  # the tokens do not say which queues got work back
         return rejected

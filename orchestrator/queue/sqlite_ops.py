@@ -201,22 +201,29 @@ class SqliteQueueOps:
             random=self._random,
         )
 
-    def _settle(self, token: AttemptToken, settlement: Settlement | None) -> Job | None:
-        """Write one settlement (``None``: hand the attempt back); ``None`` if stale."""
+    def _settle(
+        self, token: AttemptToken, settlement: Settlement | None, *, release_delay_s: float = 0.0
+    ) -> Job | None:
+        """Write one settlement (``None``: hand the attempt back, due after
+        ``release_delay_s``); ``None`` if stale."""
         params = {
             **_token(token),
             "status": JobStatus.PENDING.value if settlement is None else settlement.status.value,
-            "delay_s": 0.0 if settlement is None else settlement.delay_s,
+            "delay_s": max(release_delay_s, 0.0) if settlement is None else settlement.delay_s,
             "error": None if settlement is None else encode_json(error_to_json(settlement.error)),
             "now": self._clock(),
         }
         rows = self._rows("settle_attempt", params)
         return job_from_row(rows[0]) if rows else None
 
-    def release(self, tokens: Sequence[AttemptToken]) -> list[AttemptToken]:
-        """Hand attempts back; their jobs are due again at once."""
+    def release(self, tokens: Sequence[AttemptToken], *, delay_s: float) -> list[AttemptToken]:
+        """Hand attempts back; their jobs are due again after ``delay_s``."""
         with atomic(self._db):
-            return [token for token in tokens if self._settle(token, None) is None]
+            return [
+                token
+                for token in tokens
+                if self._settle(token, None, release_delay_s=delay_s) is None
+            ]
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a pending job at once, or flag a running one."""

@@ -51,6 +51,7 @@ from graphmesh.orchestrator.queue.base import (
     WorkerSession,
 )
 from graphmesh.orchestrator.queue.errors import (
+    DeferJobError,
     PermanentJobError,
     RetryableJobError,
     StaleAttemptError,
@@ -327,6 +328,10 @@ class Worker:
                 raise  # not ours: let it propagate
             _uncancel()
             await self._stopped(flight)
+        except DeferJobError as deferral:
+            flight.handler_done = True
+            if not flight.context.settled:
+                await self._defer(job, deferral.retry_after_s)
         except Exception as error:
             flight.handler_done = True
             if not flight.context.settled:
@@ -345,6 +350,16 @@ class Worker:
                 kind=ErrorKind.CANCELLED, message="cancelled on request", retryable=False
             )
             await self._fail(flight.job, error)
+
+    async def _defer(self, job: Job, delay_s: float) -> None:
+        """Hand the attempt back, due in ``delay_s``, not counted as a failure."""
+        try:
+            rejected = await self._queue.release([job.token], delay_s=delay_s)
+        except Exception:
+            log.exception("handing back job %s for %.2fs failed", job.id, delay_s)
+            return
+        if rejected:
+            log.info("job %s attempt %s lost its lease before handing back", job.id, job.attempt)
 
     async def _fail(self, job: Job, error: JobError) -> None:
         try:

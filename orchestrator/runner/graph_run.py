@@ -7,6 +7,14 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from graphmesh.orchestrator.ai.scope import model_scope
+from graphmesh.orchestrator.ai.usage import (
+    MeteredModelClient,
+    PriceTable,
+    TaskUsage,
+    UsageMeter,
+    default_prices,
+)
 from graphmesh.orchestrator.errors import (
     TaskAbortedError,
     TaskError,
@@ -29,6 +37,7 @@ from graphmesh.orchestrator.task.base import (
 
 Listener = Callable[[RunnerEvent], None]
 _NO_PROVENANCE: Mapping[str, Any] = {}
+_FINAL_EVENTS = frozenset({TaskEvent.COMPLETE, TaskEvent.ERROR, TaskEvent.ABORT})
 
 
 class GraphRun:
@@ -59,6 +68,8 @@ class GraphRun:
         self.accepting_handoff = False
         self.handoff: Task | None = None
         self.provenance: dict[str, Mapping[str, Any]] = {}
+        self.usage: dict[str, TaskUsage] = {}  # tasks whose model calls used tokens
+        self.nested_usage: dict[str, TaskUsage] = {}  # of compound tasks' subgraph runs
         self.failure: TaskError | None = None
         self.finished: asyncio.Future[None] | None = None
 
@@ -172,27 +183,46 @@ class GraphRun:
             )
         provenance = self._provenance_of(task)
         self._emit(task, TaskEvent.START)
+        meter = UsageMeter()
+        timeout = task.config.get("timeout", self.env.task_timeout)
+        scope = model_scope(
+            run_id=self.run_id, task_id=self.path + task.id, tenant=self.env.tenant, timeout=timeout
+        )
+        try:
+            with scope:
+                return await self._call_metered(task, provenance, meter, timeout)
+        finally:
+            # Also what a failed or aborted task had used until then, and a compound
+            # task's subgraph (its tasks were metered on their own).
+            nested = self.nested_usage.pop(task.id, None)
+            if meter.by_model or nested is not None:
+                usage = self.env.prices.task_usage(meter.by_model)
+                self.usage[task.id] = usage if nested is None else usage + nested
+
+    async def _call_metered(
+        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter, seconds: Any
+    ) -> TaskOutput:
+        models = self.env.models
         context = TaskContext(
             run_id=self.run_id,
             task_id=task.id,
             provenance=provenance,
-            models=self.env.models,
+            models=None if models is None else MeteredModelClient(models, meter),
             report_progress=lambda pct, msg, details: self._progress(task, pct, msg, details),
             run_subgraph=lambda graph, inputs: self._run_subgraph(task, graph, inputs),
             resources=self.env.resources,
             tenant=self.env.tenant,
         )
-        timeout = task.config.get("timeout", self.env.task_timeout)
-        if timeout is None and self.handler is invoke_task:
+        if seconds is None and self.handler is invoke_task:
             output = await task.run(task.run_input, context)  # no middleware: skip the chain
-        elif timeout is None:
+        elif seconds is None:
             output = await self.handler(TaskCall(task=task, inputs=task.run_input, context=context))
         else:
             output = await _with_timeout(
                 task,
                 self.handler,
                 TaskCall(task=task, inputs=task.run_input, context=context),
-                timeout,
+                seconds,
             )
         if type(output) is dict:
             return output
@@ -316,6 +346,10 @@ class GraphRun:
             path=f"{self.path}{parent.id}/",
         )
         result = await nested.execute(inputs)
+        spent = result.usage
+        if not spent.empty:
+            earlier = self.nested_usage.get(parent.id)
+            self.nested_usage[parent.id] = spent if earlier is None else earlier + spent
         if not result.ok:
             raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
         return result.outputs
@@ -342,6 +376,7 @@ class GraphRun:
                     message=message,
                     details=details,
                     error=error,
+                    usage=self.usage.get(task.id) if kind in _FINAL_EVENTS else None,
                 )
             )
 
@@ -355,6 +390,7 @@ class GraphRun:
                 task.run_output,
                 None if task.error is None else str(task.error),
                 provenance.get(task.id, _NO_PROVENANCE),
+                self.usage.get(task.id),
             )
             for task in self.graph
         }
@@ -367,7 +403,7 @@ class GraphRun:
 class RunEnvironment:
     """What every task of a run (and of its subgraphs) shares."""
 
-    __slots__ = ("listener", "models", "resources", "task_timeout", "tenant")
+    __slots__ = ("listener", "models", "prices", "resources", "task_timeout", "tenant")
 
     def __init__(
         self,
@@ -377,8 +413,10 @@ class RunEnvironment:
         resources: Mapping[str, Any],
         task_timeout: float | None,
         tenant: str | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.models = models
+        self.prices = prices or default_prices()
         self.listener = listener
         self.resources = resources
         self.task_timeout = task_timeout

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage, total_usage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.task.base import TaskEvent, TaskOutput, TaskStatus
 
@@ -26,9 +27,13 @@ class TaskResult:
     output: TaskOutput
     error: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    # Tokens and estimated cost of the task's model calls (empty for tasks that call none).
+    usage: TaskUsage = NO_TASK_USAGE
 
 
-TaskRow = tuple[str, str, TaskStatus, TaskOutput, "str | None", Mapping[str, Any]]
+TaskRow = tuple[
+    str, str, TaskStatus, TaskOutput, "str | None", Mapping[str, Any], "TaskUsage | None"
+]
 
 
 class TaskResults(Mapping[str, TaskResult]):
@@ -44,7 +49,7 @@ class TaskResults(Mapping[str, TaskResult]):
     def __getitem__(self, task_id: str) -> TaskResult:
         result = self._built.get(task_id)
         if result is None:
-            task, kind, status, output, error, provenance = self._rows[task_id]
+            task, kind, status, output, error, provenance, usage = self._rows[task_id]
             result = TaskResult(
                 task_id=task,
                 type=kind,
@@ -52,6 +57,7 @@ class TaskResults(Mapping[str, TaskResult]):
                 output=output,
                 error=error,
                 provenance=provenance,
+                usage=usage or NO_TASK_USAGE,
             )
             self._built[task_id] = result
         return result
@@ -95,6 +101,11 @@ class RunResult:
             merged.update(self.tasks[task_id].output)
         return merged
 
+    @property
+    def usage(self) -> TaskUsage:
+        """Every task's usage summed: the run's tokens and estimated cost."""
+        return total_usage([result.usage for result in self.tasks.values()])
+
     def raise_for_status(self) -> RunResult:
         if not self.ok:
             raise RunFailedError(f"run {self.run_id} {self.status.lower()}: {self.error}")
@@ -116,3 +127,12 @@ class RunnerEvent:
     message: str = ""
     details: Mapping[str, Any] | None = None
     error: str | None = None
+    # On a task's last event (complete, error, abort): what its model calls used.
+    usage: TaskUsage | None = None
+
+    def details_with_usage(self) -> Mapping[str, Any] | None:
+        """The details, with the task's usage under ``usage`` when it used any: what the
+        run services store with the event."""
+        if self.usage is None or self.usage.empty:
+            return self.details
+        return {**(self.details or {}), "usage": self.usage.to_json()}

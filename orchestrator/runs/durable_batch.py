@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobError
 from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
@@ -82,6 +83,7 @@ class Complete(Op):
 
     output: JsonObject
     provenance: JsonObject
+    usage: TaskUsage = NO_TASK_USAGE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,7 +351,7 @@ async def _apply(scheduler: Scheduler, tx: Tx, op: Op, stale: set[Any]) -> Any:
         await scheduler.note(run, op.task_id, job_id, op.kind, op.fields)
     elif isinstance(op, Complete):
         return op.job.token not in stale and await scheduler.complete(
-            run, op.task_id, job_id, op.output, op.provenance
+            run, op.task_id, job_id, op.output, op.provenance, op.usage
         )
     elif isinstance(op, Fail):
         job_error = JobError(message=op.error, retryable=False)

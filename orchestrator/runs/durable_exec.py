@@ -12,9 +12,17 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graphmesh.orchestrator.ai.scope import model_scope
+from graphmesh.orchestrator.ai.usage import (
+    NO_TASK_USAGE,
+    MeteredModelClient,
+    TaskUsage,
+    UsageMeter,
+    default_prices,
+)
 from graphmesh.orchestrator.errors import TaskError, TaskFailedError, TaskTimeoutError
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.queue.base import Job
@@ -58,20 +66,28 @@ class TaskExecution:
     chain: Handler
     settings: WorkerSettings
     committer: Committer
+    _nested_usage: TaskUsage = field(default=NO_TASK_USAGE, init=False)
 
     @property
     def task_id(self) -> str:
         return str(self.job.payload["task_id"])
 
-    async def run(self) -> tuple[JsonObject, JsonObject]:
+    async def run(self) -> tuple[JsonObject, JsonObject, TaskUsage]:
+        """Run the task: its output, provenance, and what its model calls used."""
         with continued(self.job.traceparent), self.plan.instance(self.task_id) as task:
             provenance = self._prepare(task)
             missing = task.missing_inputs()
             if missing:
                 names = ", ".join(map(repr, missing))
                 raise TaskFailedError(task.id, f"missing required input(s) {names}")
-            output = await self._call(task, self._context(task, provenance))
-            return output, provenance
+            meter = UsageMeter()
+            seconds = task.config.get("timeout", self.settings.task_timeout)
+            with model_scope(
+                run_id=self.plan.run_id, task_id=task.id, tenant=self.plan.tenant, timeout=seconds
+            ):
+                output = await self._call(task, self._context(task, provenance, meter))
+            usage = default_prices().task_usage(meter.by_model) + self._nested_usage
+            return output, provenance, usage
 
     def _prepare(self, task: Task) -> JsonObject:
         """Merge the inputs (see the module docs); return the task's provenance."""
@@ -94,12 +110,13 @@ class TaskExecution:
         provenance.update(task.config.get("provenance") or {})
         return provenance
 
-    def _context(self, task: Task, provenance: JsonObject) -> TaskContext:
+    def _context(self, task: Task, provenance: JsonObject, meter: UsageMeter) -> TaskContext:
+        models = self.settings.models
         return TaskContext(
             run_id=self.plan.run_id,
             task_id=task.id,
             provenance=provenance,
-            models=self.settings.models,
+            models=None if models is None else MeteredModelClient(models, meter),
             report_progress=self._progress,
             run_subgraph=lambda graph, inputs: self._subgraph(task, graph, inputs, provenance),
             resources=self.settings.resources,
@@ -153,6 +170,7 @@ class TaskExecution:
             path=f"{parent.id}/",
         )
         result = await nested.execute(inputs)
+        self._nested_usage = self._nested_usage + result.usage  # the compound task's too
         if not result.ok:
             raise TaskFailedError(parent.id, f"subgraph failed: {result.error}")
         return result.outputs
@@ -168,7 +186,7 @@ class TaskExecution:
             "message": storable_text(event.message),
             "error": None if event.error is None else storable_text(event.error),
             "error_type": kind.value if event.error else None,
-            "details": storable_details(event.details),
+            "details": storable_details(event.details_with_usage()),
         }
         self.committer.post(Note(job=self.job, kind=kind, fields=fields))
 

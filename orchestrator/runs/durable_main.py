@@ -36,6 +36,7 @@ from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
 from graphmesh.orchestrator.events.sqlite import SqliteOutbox
+from graphmesh.orchestrator.models import ModelSettings
 from graphmesh.orchestrator.policy import (
     POLICY_RESOURCE,
     PolicyMiddleware,
@@ -52,7 +53,7 @@ from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteGraphRepository
-from graphmesh.services.kit.telemetry import tracing
+from graphmesh.services.kit.telemetry import client_interceptors, tracing
 
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_SQLITE = "graphmesh.sqlite"
@@ -168,7 +169,10 @@ async def run_worker_until_signal(settings: DurableSettings) -> None:
     async with AsyncExitStack() as stack:
         stack.enter_context(tracing("graphmesh-worker"))  # OTEL_* decide; off by default
         store = await stack.enter_async_context(PostgresRunStore.open(url))
-        worker = await stack.enter_async_context(RunWorker(store, store.queue, settings.worker()))
+        models = await stack.enter_async_context(ModelSettings().client(client_interceptors()))
+        worker = await stack.enter_async_context(
+            RunWorker(store, store.queue, settings.worker(models))
+        )
         if settings.nats_url:
             outbox = await stack.enter_async_context(open_outbox("postgres", url))
             await stack.enter_async_context(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.runs.model import (
     JsonObject,
     RunEventKind,
@@ -106,6 +107,7 @@ class TaskRow:
     error_payload: JsonObject | None = None
     output: str | None = None  # JSON text, set once the task completes in this transaction
     provenance: str | None = None
+    usage: str | None = None  # JSON text of its model calls' TaskUsage, set with its outcome
     dirty: bool = False
     started: bool = False
     ended: bool = False
@@ -146,6 +148,7 @@ class TaskRow:
             "has_output": self.output is not None,
             "output": self.output,
             "provenance": self.provenance,
+            "usage": self.usage,
             "started": self.started,
             "ended": self.ended,
             "reset": self.reset,
@@ -278,7 +281,7 @@ def run_record(row: Row, tasks: Sequence[Row], *, deduplicated: bool = False) ->
 
 
 def task_state(run_id: str, row: Row) -> TaskState:
-    task_id, task_type, status, progress, error, attempts = row
+    task_id, task_type, status, progress, error, attempts, usage = row
     status = task_status(status)
     return TaskState(
         task_id=task_id,
@@ -288,6 +291,7 @@ def task_state(run_id: str, row: Row) -> TaskState:
         error=error,
         attempts=int(attempts),
         output_ref=output_ref(run_id, task_id) if status == TaskStatus.COMPLETED else "",
+        usage=TaskUsage.from_json(loads(usage)),
     )
 
 

@@ -13,8 +13,12 @@ dataflow order (array ports append), and runs it through the runner's middleware
 output, TASK_COMPLETED, the dependents it makes ready enqueued, the job completed with its
 fencing token (a stale token writes nothing); see :mod:`.durable_batch`. A failure that may
 pass is retried by the queue; a permanent one, or the last attempt, fails the task (and the
-run, unless its ``[error]`` port is wired). When a run stops (cancelled, failed, timed
-out) the tasks it still runs here are cancelled at once, remote calls included.
+run, unless its ``[error]`` port is wired). A model call refused for now (a provider's shared
+rate limit: a retryable ``ModelError`` with ``retry_after``, RESOURCE_EXHAUSTED from a
+gateway) is no failure: the job goes back to the queue, due when the limit allows, without
+counting against its attempts and without holding this worker meanwhile. When a run stops
+(cancelled, failed, timed out) the tasks it still runs here are cancelled at once, remote
+calls included.
 
 A sweep, every ``sweep_interval_s``, fails runs past their deadline and settles tasks
 whose job ended without them (a worker that died on the last attempt).
@@ -32,10 +36,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.ai.client import ModelClient, ModelError
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import Job, JobQueue
-from graphmesh.orchestrator.queue.errors import PermanentJobError, RetryableJobError
+from graphmesh.orchestrator.queue.errors import (
+    DeferJobError,
+    PermanentJobError,
+    RetryableJobError,
+)
 from graphmesh.orchestrator.queue.worker import JobContext, Worker, WorkerOptions
 from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
 from graphmesh.orchestrator.runs.durable_batch import (
@@ -178,7 +187,10 @@ class RunWorker:
         return None
 
     async def _run(
-        self, job: Job, context: JobContext, task: asyncio.Task[tuple[JsonObject, JsonObject]]
+        self,
+        job: Job,
+        context: JobContext,
+        task: asyncio.Task[tuple[JsonObject, JsonObject, TaskUsage]],
     ) -> None:
         """Run the task; its outcome's write also ends the job (fenced), so the queue
         worker is told the job is settled."""
@@ -188,7 +200,7 @@ class RunWorker:
         if run_id in self._stopped:  # stopped between our start and now
             task.cancel()
         try:
-            output, provenance = await task
+            output, provenance, usage = await task
         except asyncio.CancelledError:
             if _cancelling():
                 # The queue worker stopped us (cancel request, lost lease, shutdown): it
@@ -206,10 +218,16 @@ class RunWorker:
             running.discard(task)
             if not running:
                 self._running.pop(run_id, None)
-        await self._committer.submit(Complete(job=job, output=output, provenance=provenance))
+        await self._committer.submit(
+            Complete(job=job, output=output, provenance=provenance, usage=usage)
+        )
         context.mark_settled()
 
     async def _failed(self, job: Job, context: JobContext, error: Exception) -> None:
+        wait = rate_limited(error)
+        if wait is not None:
+            log.info("job %s: a model's rate limit is reached; back in %.2fs", job.id, wait)
+            raise DeferJobError(str(error), retry_after_s=wait) from error
         retryable, retry_after = _retryable(error)
         last_attempt = len(job.history) + 1 >= job.retry.max_attempts
         message, payload = describe_failure(str(job.payload["task_id"]), error)
@@ -274,6 +292,17 @@ def _retryable(error: BaseException) -> tuple[bool, float | None]:
             return True, getattr(seen, "retry_after", None)
         seen = seen.__cause__ or seen.__context__
     return False, None
+
+
+def rate_limited(error: BaseException) -> float | None:
+    """The wait a model asked for, when ``error`` (or its cause) is a refusal to call it
+    now rather than a failure; ``None`` otherwise."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ModelError) and seen.retryable and seen.retry_after is not None:
+            return max(seen.retry_after, 0.0)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _cancelling() -> bool:

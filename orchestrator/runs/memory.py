@@ -392,7 +392,7 @@ class _TaskEvents:
             error=_text(event.error),
             error_type=kind.value if event.error else None,
             output_ref=output_ref,
-            details=_json_copy(storable_details(event.details) or {}) or None,
+            details=_json_copy(storable_details(event.details_with_usage()) or {}) or None,
         )
 
     def _update_state(self, event: RunnerEvent, output_ref: str) -> None:
@@ -405,6 +405,7 @@ class _TaskEvents:
             error=_text(event.error) if event.error is not None else state.error,
             attempts=state.attempts + int(started),
             output_ref=output_ref or state.output_ref,
+            usage=state.usage if event.usage is None else event.usage,
         )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
+from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage, total_usage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.errors import StoreUnavailableError as StoreUnavailableError
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -78,6 +79,8 @@ class TaskState:
     error: str | None = None
     attempts: int = 0
     output_ref: str = ""
+    # Tokens and estimated cost of the task's model calls (of its last attempt).
+    usage: TaskUsage = NO_TASK_USAGE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +103,16 @@ class RunRecord:
     traceparent: str | None = None
     # Set only on what create_run returns: the idempotency key matched this existing run.
     deduplicated: bool = False
+    # The run's usage as the server reported it (the SDK's records, whose basic view has
+    # no tasks to sum); None: sum the tasks'.
+    reported_usage: TaskUsage | None = None
+
+    @property
+    def usage(self) -> TaskUsage:
+        """The run's usage: its tasks' summed."""
+        if self.reported_usage is not None:
+            return self.reported_usage
+        return total_usage([task.usage for task in self.tasks])
 
 
 @dataclass(frozen=True, kw_only=True)

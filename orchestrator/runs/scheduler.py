@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, output_ref
+from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, dumps, output_ref
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, RunState, RunStateError
 from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -84,7 +85,13 @@ class Scheduler:
             self.state.event(run, kind, **fields)
 
     async def complete(
-        self, run: RunRow, task_id: str, job_id: int, output: JsonObject, provenance: JsonObject
+        self,
+        run: RunRow,
+        task_id: str,
+        job_id: int,
+        output: JsonObject,
+        provenance: JsonObject,
+        usage: TaskUsage = NO_TASK_USAGE,
     ) -> bool:
         """Store the output and release the tasks it feeds; ``False``: a stale attempt. A
         task still PENDING had its start not written (lost, or in a transaction that has
@@ -100,6 +107,10 @@ class Scheduler:
         task.progress = 100.0
         self.state.settle(run, task, TaskStatus.COMPLETED)
         self.state.store_output(task, output, provenance)
+        details = None
+        if not usage.empty:
+            task.usage = dumps(usage.to_json())
+            details = {"usage": usage.to_json()}
         self.state.event(
             run,
             RunEventKind.TASK_COMPLETED,
@@ -107,6 +118,7 @@ class Scheduler:
             status=task.status,
             progress=100.0,
             output_ref=output_ref(run.run_id, task_id),
+            details=details,
         )
         await self._release(run, await self.state.plan(run.run_id), task_id, failed=False)
         self._close_if_done(run)

@@ -12,12 +12,13 @@ from graphmesh.limits.postgres import PostgresLimitStore
 from graphmesh.services.gateway.anthropic_provider import AnthropicProvider
 from graphmesh.services.gateway.config import (
     AccountConfig,
+    ConfigError,
     GatewayConfig,
     LimiterConfig,
     environment,
 )
 from graphmesh.services.gateway.errors import LimiterUnavailable
-from graphmesh.services.gateway.gateway import Gateway, Route
+from graphmesh.services.gateway.gateway import Gateway, Observer, Route
 from graphmesh.services.gateway.limiting import (
     UNREACHABLE,
     LimiterOptions,
@@ -34,17 +35,28 @@ logger = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def open_gateway(
-    config: GatewayConfig, *, environ: Mapping[str, str] | None = None
+    config: GatewayConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    observer: Observer | None = None,
 ) -> AsyncIterator[Gateway]:
-    """A gateway for ``config``, its clients and limiter store closed on exit."""
+    """A gateway for ``config``, its clients and limiter store closed on exit; ``observer``
+    hears of retries and of the limits' waits and refusals (metrics)."""
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(config.limiter))
         providers: dict[str, Provider] = {}
         for name in sorted({model.account for model in config.models.values()}):
-            provider = make_provider(config.accounts[name], environ or environment())
+            account = config.accounts[name]
+            try:
+                provider = make_provider(account, environ or environment())
+            except ConfigError as error:
+                if not account.optional:
+                    raise
+                logger.warning("account %s is left out, its models unserved: %s", name, error)
+                continue
             stack.push_async_callback(provider.aclose)
             providers[name] = provider
-        yield Gateway(
+        gateway = Gateway(
             routes(config, store, providers),
             retry=RetryPolicy(
                 attempts=config.retry.attempts,
@@ -52,10 +64,15 @@ async def open_gateway(
                 max_delay=config.retry.max_delay_s,
             ),
             default_timeout=config.default_timeout_s,
+            observer=observer,
             prices=PriceTable.default().overridden(
                 {name: Price(**price.model_dump()) for name, price in config.prices.items()}
             ),
         )
+        try:
+            yield gateway
+        finally:
+            await gateway.settled()
 
 
 @asynccontextmanager
@@ -98,9 +115,12 @@ def routes(
         max_wait=config.limiter.max_wait_s,
         window_margin=config.limiter.window_margin_s,
         lease=config.limiter.lease_s,
+        local_grant=config.limiter.local_grant_s,
     )
     built = {}
     for name, model in config.models.items():
+        if model.account not in providers:
+            continue  # an optional account without its key
         provider_model = config.provider_model(name)
         limits = ModelLimits(
             requests_per_minute=model.requests_per_minute,

@@ -60,36 +60,45 @@ class _Section(BaseModel):
 
 
 class AccountConfig(_Section):
-    """One provider account: where its API key is, and how its client connects."""
+    """One provider account: where its API key is (an environment variable, a file, or
+    both: the variable first), and how its client connects. An ``optional`` account whose
+    key is not there is left out, its models unserved (an image that ships one config for
+    whichever keys a deployment has); otherwise a missing key stops the gateway."""
 
     provider: ProviderName
     api_key_env: str | None = None
     api_key_file: Path | None = None
+    optional: bool = False
     base_url: str | None = None
     organization: str | None = None
     timeout_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> Self:
-        if (self.api_key_env is None) == (self.api_key_file is None):
-            raise ValueError("give exactly one of api_key_env and api_key_file")
+    def _a_key_source(self) -> Self:
+        if self.api_key_env is None and self.api_key_file is None:
+            raise ValueError("give api_key_env or api_key_file (or both: the variable first)")
         return self
 
     def api_key(self, environ: Mapping[str, str]) -> SecretStr:
-        """The API key, from its environment variable or file."""
+        """The API key, from its environment variable, else its file."""
+        places = []
         if self.api_key_env is not None:
             value = environ.get(self.api_key_env, "").strip()
-            where = f"environment variable {self.api_key_env}"
-        else:
-            assert self.api_key_file is not None
+            if value:
+                return SecretStr(value)
+            places.append(f"environment variable {self.api_key_env}")
+        if self.api_key_file is not None:
             where = f"file {self.api_key_file}"
             try:
                 value = self.api_key_file.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                value = ""
             except OSError as error:
                 raise ConfigError(f"cannot read the API key {where}: {error.strerror}") from None
-        if not value:
-            raise ConfigError(f"the API key {where} is empty or not set")
-        return SecretStr(value)
+            if value:
+                return SecretStr(value)
+            places.append(where)
+        raise ConfigError(f"the API key ({' or '.join(places)}) is empty or not set")
 
 
 class ModelConfig(_Section):
@@ -111,6 +120,13 @@ class LimiterConfig(_Section):
     window_margin_s: float = Field(default=1.0, ge=0)
     lease_s: float = Field(default=60.0, gt=0)
     pool_timeout_s: float = Field(default=2.0, gt=0)
+    local_grant_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grants_within_the_margin(self) -> Self:
+        if self.local_grant_s > self.window_margin_s:
+            raise ValueError("local_grant_s must be at most window_margin_s")
+        return self
 
 
 class RetryConfig(_Section):

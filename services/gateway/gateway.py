@@ -19,13 +19,21 @@ succeed (:mod:`graphmesh.services.gateway.validation`) is refused before anythin
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
+from graphmesh.limits import Permit
 from graphmesh.services.gateway import prompts
-from graphmesh.services.gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from graphmesh.services.gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    LimiterUnavailable,
+    ModelNotFound,
+    RateLimited,
+)
 from graphmesh.services.gateway.limiting import RouteLimiter, estimate_tokens
 from graphmesh.services.gateway.prices import PriceTable
 from graphmesh.services.gateway.provider import OpenedStream, Provider
@@ -48,6 +56,30 @@ class _Answer(Protocol):
 
     @property
     def signals(self) -> RateSignals: ...
+
+
+class Observer(Protocol):
+    """What the gateway tells its metrics about the calls to a routed model."""
+
+    def retried(self, model: str, error: GatewayError) -> None:
+        """A failed try of a call to ``model`` is made again."""
+
+    def admitted(self, model: str, waited: float) -> None:
+        """The shared limits admitted a call after ``waited`` seconds."""
+
+    def refused(self, model: str, error: GatewayError) -> None:
+        """The shared limits said no (:class:`RateLimited`) or could not be asked."""
+
+
+class _Unobserved:
+    def retried(self, model: str, error: GatewayError) -> None:
+        pass
+
+    def admitted(self, model: str, waited: float) -> None:
+        pass
+
+    def refused(self, model: str, error: GatewayError) -> None:
+        pass
 
 
 A = TypeVar("A", bound=_Answer)
@@ -77,16 +109,23 @@ class Gateway:
         default_timeout: float = 60.0,
         prices: PriceTable | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: Observer | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._retry = retry
         self._default_timeout = default_timeout
         self._prices = prices or PriceTable.default()
         self._sleep = sleep
+        self.observer: Observer = observer or _Unobserved()
+        self._finishing: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[str]:
         """Every routed model name, sorted."""
         return sorted(self._routes)
+
+    def provider(self, model: str) -> str:
+        """The provider (``openai``) of the routed model ``model``."""
+        return self._route(model).provider.name
 
     def cost(self, model: str, usage: Usage) -> float | None:
         """The estimated USD cost of ``usage`` on ``model``, if it has a price."""
@@ -100,6 +139,7 @@ class Gateway:
         route, deadline = self._route(model), self._deadline(time_limit)
         cost = estimate_tokens(texts)
         return await self._call(
+            model,
             route,
             cost,
             deadline,
@@ -113,6 +153,7 @@ class Gateway:
         check_chat(request)
         route, deadline = self._route(model), self._deadline(time_limit)
         return await self._call(
+            model,
             route,
             _chat_cost(request),
             deadline,
@@ -131,9 +172,9 @@ class Gateway:
         async with AsyncExitStack() as stack:
 
             async def attempt() -> OpenedStream:
-                return await self._open_stream(route, request, cost, deadline, stack)
+                return await self._open_stream(model, route, request, cost, deadline, stack)
 
-            opened = await self._with_retries(attempt, deadline)
+            opened = await self._with_retries(model, attempt, deadline)
             yield opened.chunks
 
     async def summarize(
@@ -186,6 +227,7 @@ class Gateway:
 
     async def _call(
         self,
+        model: str,
         route: Route,
         cost: int,
         deadline: Deadline,
@@ -194,7 +236,7 @@ class Gateway:
         """One admitted, limited, retried provider call."""
 
         async def attempt() -> A:
-            permit = await route.limiter.admit(cost, deadline)
+            permit = await self._admit(model, route, cost, deadline)
             try:
                 async with route.limiter.held(permit):
                     answer = await call(min(deadline.remaining(), route.timeout))
@@ -205,13 +247,43 @@ class Gateway:
                 await route.limiter.finish(permit, signals=NO_SIGNALS)
                 raise
             tokens = answer.usage.total_tokens
-            await route.limiter.finish(permit, signals=answer.signals, tokens=tokens)
+            if answer.signals.wait is not None:  # a pause is in place before the caller goes on
+                await route.limiter.finish(permit, signals=answer.signals, tokens=tokens)
+            else:  # bookkeeping only (release, token correction): off the caller's path
+                self._finish_later(route.limiter.finish(permit, signals=NO_SIGNALS, tokens=tokens))
             return answer
 
-        return await self._with_retries(attempt, deadline)
+        return await self._with_retries(model, attempt, deadline)
+
+    def _finish_later(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def settled(self) -> None:
+        """Wait until the bookkeeping of the calls answered so far is written (a released
+        slot, a token correction). Closing the gateway waits for it too."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    async def _admit(
+        self, model: str, route: Route, cost: int, deadline: Deadline
+    ) -> Permit | None:
+        started = time.monotonic()
+        try:
+            permit = await route.limiter.admit(cost, deadline)
+        except (RateLimited, LimiterUnavailable) as error:
+            self.observer.refused(model, error)
+            raise
+        self.observer.admitted(model, time.monotonic() - started)
+        return permit
 
     async def _open_stream(
         self,
+        model: str,
         route: Route,
         request: ChatRequest,
         cost: int,
@@ -220,7 +292,7 @@ class Gateway:
     ) -> OpenedStream:
         """One try at opening a stream; on success its slot and response join ``stack``,
         which finishes the permit (release, and the usage of the last chunk) when it closes."""
-        permit = await route.limiter.admit(cost, deadline)
+        permit = await self._admit(model, route, cost, deadline)
         usage = _UsageSeen()
         signals = NO_SIGNALS
         try:
@@ -245,8 +317,15 @@ class Gateway:
         stack.push_async_callback(watched.chunks.aclose)
         return watched
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline) -> T:
-        return await with_retries(attempt, policy=self._retry, deadline=deadline, sleep=self._sleep)
+    async def _with_retries(
+        self, model: str, attempt: Callable[[], Awaitable[T]], deadline: Deadline
+    ) -> T:
+        def on_retry(error: GatewayError) -> None:
+            self.observer.retried(model, error)
+
+        return await with_retries(
+            attempt, policy=self._retry, deadline=deadline, sleep=self._sleep, on_retry=on_retry
+        )
 
     def _route(self, model: str) -> Route:
         route = self._routes.get(model)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from graphmesh.limits import (
     seconds_from_now,
 )
 from graphmesh.services.gateway.errors import LimiterUnavailable, RateLimited
+from graphmesh.services.gateway.lease import Grant, RateLease
 from graphmesh.services.gateway.retry import Deadline
 from graphmesh.services.gateway.types import RateSignals
 
@@ -47,6 +49,7 @@ CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 # A refusal never asks for less than this: a caller rescheduling "now" would spin.
 MIN_RETRY_AFTER_S = 0.05
+LEASED = "lease:"  # the token prefix of a permit handed out of a leased block
 UNREACHABLE = "the shared rate limiter's database cannot be reached, so no provider call is made"
 
 
@@ -64,11 +67,14 @@ class LimiterOptions:
     """How limits are applied: the longest wait for a slot before refusing (``max_wait``),
     seconds added to every minute window so that network jitter between the grant and the
     provider's clock never shows it more than the limit (``window_margin``), and the lease of
-    a concurrency slot, renewed while its call runs (``lease``)."""
+    a concurrency slot, renewed while its call runs (``lease``). ``local_grant`` > 0 leases
+    request and token grants in blocks handed out here for that long (:mod:`.lease`; at most
+    the window margin), for models without a concurrency limit."""
 
     max_wait: float = 1.0
     window_margin: float = 1.0
     lease: float = 60.0
+    local_grant: float = 0.0
 
 
 DEFAULT_OPTIONS = LimiterOptions()
@@ -97,6 +103,17 @@ class RouteLimiter:
         self.options = options
         members = _members(store, limits, options)
         self._limiter: Limiter | None = CompositeLimiter(*members) if members else None
+        self._lease: RateLease | None = None
+        rates = limits.requests_per_minute or limits.tokens_per_minute
+        if options.local_grant > 0 and rates and not limits.max_concurrent:
+            self._lease = RateLease(
+                store,
+                key=key,
+                window=MINUTE_S + options.window_margin,
+                hold=min(options.local_grant, options.window_margin),
+                requests_per_minute=limits.requests_per_minute,
+                tokens_per_minute=limits.tokens_per_minute,
+            )
 
     async def admit(self, cost: int, deadline: Deadline) -> Permit | None:
         """A permit for a call estimated at ``cost`` tokens, waiting briefly if a slot is
@@ -105,6 +122,8 @@ class RouteLimiter:
         if self._limiter is None:
             return None
         cost = min(cost, self.limits.tokens_per_minute or cost)
+        if self._lease is not None:
+            return await self._admit_leased(self._lease, cost, deadline)
         async with self._fail_closed():
             decision = await self._limiter.try_acquire(self.key, cost)
             if decision.permit is not None:
@@ -119,10 +138,24 @@ class RouteLimiter:
                 next_slot = await self._limiter.next_available(self.key)
                 raise self._refusal((next_slot - datetime.now(UTC)).total_seconds()) from None
 
+    async def _admit_leased(self, lease: RateLease, cost: int, deadline: Deadline) -> Permit:
+        give_up = time.monotonic() + min(self.options.max_wait, deadline.remaining())
+        async with self._fail_closed():
+            while True:
+                answer = await lease.acquire(cost)
+                if isinstance(answer, Grant):
+                    token = f"{LEASED}{answer.block}"
+                    return Permit(
+                        key=self.key, token=token, granted_at=datetime.now(UTC), cost=cost
+                    )
+                if answer > give_up - time.monotonic():
+                    raise self._refusal(answer)
+                await asyncio.sleep(max(answer, MIN_RETRY_AFTER_S))
+
     @asynccontextmanager
     async def held(self, permit: Permit | None) -> AsyncIterator[None]:
         """Keep ``permit``'s concurrency lease alive while the call runs."""
-        if permit is None or self._limiter is None:
+        if permit is None or self._limiter is None or self._lease is not None:
             yield
             return
         async with keep_alive(self._limiter, permit):
@@ -136,7 +169,13 @@ class RouteLimiter:
         if self._limiter is None:
             return
         work = [self._heed(self._limiter, signals)]
-        if permit is not None:
+        if self._lease is not None and permit is not None:
+            if tokens is not None:
+                grant = Grant(block=permit.token.removeprefix(LEASED), tokens=permit.cost)
+                work.append(
+                    self._quietly("correct the token count", self._lease.settle(grant, tokens))
+                )
+        elif permit is not None:
             work.append(self._quietly("release the permit", self._limiter.release(permit)))
             if tokens is not None and tokens != permit.cost:
                 charge = self._limiter.charge(permit, tokens)
@@ -147,6 +186,8 @@ class RouteLimiter:
         """Block the key for every replica for as long as the provider asked."""
         wait = signals.wait
         if wait:
+            if self._lease is not None:
+                self._lease.drop()
             logger.info("%s: the provider asks for a pause of %.2fs", self.key, wait)
             pause = limiter.set_next_available(self.key, seconds_from_now(wait))
             await self._quietly("pause the shared limit", pause)

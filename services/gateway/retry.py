@@ -66,9 +66,11 @@ async def with_retries(
     deadline: Deadline,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     draw: Callable[[], float] = random.random,
+    on_retry: Callable[[GatewayError], None] | None = None,
 ) -> T:
     """``await attempt()`` until it succeeds, fails for good, runs out of tries, or the next
-    wait would pass ``deadline``; the last error is raised as it was."""
+    wait would pass ``deadline``; the last error is raised as it was. ``on_retry`` hears of
+    every failure that is tried again."""
     failures = 0
     while True:
         if deadline.remaining() <= 0:
@@ -83,4 +85,6 @@ async def with_retries(
             if wait >= deadline.remaining():
                 raise
             logger.info("retrying in %.2fs after: %s", wait, error)
+            if on_retry is not None:
+                on_retry(error)
             await sleep(wait)

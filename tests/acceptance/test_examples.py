@@ -13,13 +13,17 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from graphmesh.dev import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHMESH = Path(sys.executable).parent / "graphmesh"
@@ -161,3 +165,35 @@ def test_readme_cli_commands_run(workdir: Path) -> None:
             continue
         args = shlex.split(command.replace(".venv/bin/graphmesh", str(GRAPHMESH)))
         run(args, workdir)
+
+
+def test_readme_dev_mode_runs_the_mesh(workdir: Path) -> None:
+    """The README's ``graphmesh dev`` line (on free ports): a model server and an
+    orchestrator come up, an AI graph runs through them over gRPC, Ctrl-C stops all."""
+    block = next(b for b in readme_blocks("bash") if "graphmesh dev" in b)
+    line = next(line for line in block.splitlines() if "graphmesh dev" in line)
+    port, viewer = free_port(), free_port()
+    args = shlex.split(line.split("#")[0].replace(".venv/bin/graphmesh", str(GRAPHMESH)))
+    args += ["--port", str(port), "--viewer-port", str(viewer)]
+    env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}}
+    env.update(COLUMNS="200", GRAPHMESH_STATE_DIR=str(workdir / "state"))
+    log = workdir / "dev.out"
+    with (
+        log.open("w") as out,
+        subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env) as dev,
+    ):
+        try:
+            deadline = time.monotonic() + 300
+            while "Ctrl-C stops everything" not in log.read_text(encoding="utf-8"):
+                assert dev.poll() is None, log.read_text(encoding="utf-8")
+                assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+                time.sleep(0.5)
+            assert "model-server" in log.read_text(encoding="utf-8")
+            address = ["--address", f"127.0.0.1:{port}"]
+            submit = [str(GRAPHMESH), "submit", "examples/semantic_search.json", "--watch"]
+            done = run([*submit, *address], workdir)
+            assert "COMPLETED" in done.stdout + done.stderr
+            assert "tokens" in done.stdout + done.stderr  # the model server's usage came back
+        finally:
+            dev.send_signal(signal.SIGINT)
+            assert dev.wait(timeout=60) == 0, log.read_text(encoding="utf-8")

@@ -619,6 +619,25 @@ async def test_a_released_attempt_is_due_again_and_not_a_failure(queue: JobQueue
         await queue.complete(job.token)
 
 
+async def test_a_deferred_attempt_waits_in_the_queue_and_is_not_a_failure(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue(JobSpec(task="t", retry=RetryPolicy(max_attempts=1)))
+    job = await claim_one(queue)
+    before = utc_now()
+    assert await queue.release([job.token], delay_s=30.0) == []
+    deferred = await get(queue, job.id)
+    assert (deferred.status, deferred.history) == (JobStatus.PENDING, ())
+    assert 29.0 <= (deferred.run_at - before).total_seconds() <= 31.0
+    assert await queue.claim(["default"]) == [], "a deferred job was claimable at once"
+    # A short deferral comes back, still with every attempt left.
+    await queue.enqueue(JobSpec(task="u", queue="short", retry=RetryPolicy(max_attempts=1)))
+    short = await claim_one(queue, "short")
+    assert await queue.release([short.token], delay_s=0.1) == []
+    again = await reclaim(queue, "short")
+    assert (again.id, again.history) == (short.id, ())
+
+
 async def test_jobs_are_listed_by_status_and_queue_in_pages(queue: JobQueue) -> None:
     jobs = await queue.enqueue_many(
         [JobSpec(task="t", queue=name) for name in ("a", "a", "b", "a")]

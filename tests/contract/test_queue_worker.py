@@ -11,6 +11,7 @@ import pytest
 from support.queues import QUEUE_BACKENDS, eventually, open_queue
 
 from graphmesh.orchestrator.queue import (
+    DeferJobError,
     ErrorKind,
     Job,
     JobQueue,
@@ -107,6 +108,27 @@ async def test_retry_after_from_the_handler_is_recorded(queue: JobQueue) -> None
     assert waiting is not None and waiting.status is JobStatus.PENDING
     assert waiting.history[0].error.retry_after_s == 30.0
     assert (waiting.run_at - waiting.history[0].ended_at).total_seconds() == pytest.approx(30.0)
+
+
+async def test_a_deferral_frees_the_slot_and_uses_no_attempt(queue: JobQueue) -> None:
+    # One slot, one attempt allowed: a job that says "not now" four times is handed back
+    # each time (another job runs in the slot meanwhile) and still succeeds.
+    limited, other = await queue.enqueue_many(
+        [JobSpec(task="t", payload={"n": 1}, retry=RetryPolicy(max_attempts=1)), JobSpec(task="t")]
+    )
+    order: list[int] = []
+
+    async def handler(job: Job, context: JobContext) -> JsonObject | None:
+        order.append(job.id)
+        if job.id == limited.id and order.count(job.id) <= 4:
+            raise DeferJobError("rate limited", retry_after_s=0.1)
+        return {"ok": True}
+
+    async with Worker(queue, handler, concurrency=1, options=FAST):
+        done = await status_of(queue, limited.id, JobStatus.SUCCEEDED)
+        await status_of(queue, other.id, JobStatus.SUCCEEDED)
+    assert done.history == () and done.attempt == 5
+    assert order.index(other.id) < len(order) - 1, "the deferred job held the only slot"
 
 
 async def test_a_permanent_error_dead_letters_without_retrying(queue: JobQueue) -> None:

@@ -22,9 +22,12 @@ from typing import Any
 import pytest
 from support.run_tasks import FlakyTask, flow, journal, sleep_task
 
+from graphmesh.orchestrator.ai.testing import FakeModelClient
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.model import (
     InvalidPageTokenError,
@@ -41,11 +44,13 @@ from graphmesh.orchestrator.task.base import TaskStatus
 
 ServiceFactory = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[RunService]]
 SERVICES: dict[str, ServiceFactory] = {
-    "memory": lambda request, tmp_path: MemoryRunService(),
+    "memory": lambda request, tmp_path: MemoryRunService(FakeModelClient()),
     "postgres": lambda request, tmp_path: PostgresRunService.open(
-        request.getfixturevalue("postgres_dsn")
+        request.getfixturevalue("postgres_dsn"), worker=WorkerSettings(models=FakeModelClient())
     ),
-    "sqlite": lambda request, tmp_path: SqliteRunService.open(tmp_path / "runs.sqlite"),
+    "sqlite": lambda request, tmp_path: SqliteRunService.open(
+        tmp_path / "runs.sqlite", worker=WorkerSettings(models=FakeModelClient())
+    ),
 }
 TENANT = "acme"
 assert FlakyTask.type == "RunTestFlaky"  # importing support.run_tasks registers the types
@@ -114,6 +119,35 @@ async def test_a_run_completes_with_an_ordered_event_log(runs: RunService) -> No
     ]
     assert events[-1].run_status == RunState.COMPLETED
     assert await runs.get_task_output(run.run_id, "b", tenant=TENANT) == {"value": "hi"}
+
+
+async def test_usage_is_stored_per_task_and_summed_per_run(runs: RunService) -> None:
+    # FakeModelClient counts words as tokens; gpt-4o-mini has a list price, hf: models none.
+    summary = {"model": "openai:gpt-4o-mini", "text": "one two three"}
+    embedding = {"model": "hf:minilm", "text": "four five"}
+    graph = {
+        "tasks": [
+            {"id": "sum", "type": "TextSummaryTask", "defaults": summary},
+            {"id": "emb", "type": "TextEmbeddingTask", "defaults": embedding},
+            sleep_task("plain"),
+        ],
+        "dataflows": [],
+    }
+    created = await runs.create_run(graph=graph, inputs={}, tenant=TENANT)
+    run = await finished(runs, created.run_id)
+    assert run.status == RunState.COMPLETED, run.error
+    usage = {task.task_id: task.usage for task in run.tasks}
+    cost = (3 * 0.15 + 4 * 0.6) / 1e6
+    assert usage["sum"].input_tokens == 3 and usage["sum"].output_tokens == 4
+    assert usage["sum"].cost_usd == pytest.approx(cost)
+    assert usage["emb"] == TaskUsage(input_tokens=2)
+    assert usage["plain"] == TaskUsage()
+    assert (run.usage.input_tokens, run.usage.output_tokens) == (5, 4)
+    assert run.usage.cost_usd == pytest.approx(cost)
+    events = await events_of(runs, run.run_id)
+    completed = {e.task_id: e.details for e in events if e.kind == RunEventKind.TASK_COMPLETED}
+    assert completed["sum"] is not None and completed["sum"]["usage"]["input_tokens"] == 3
+    assert not (completed["plain"] or {}).get("usage")
 
 
 async def test_tasks_run_as_the_tenant_of_their_run(runs: RunService) -> None:

@@ -390,6 +390,21 @@ async def test_a_retryable_failure_is_retried_by_the_queue(
     assert started == ["flaky", "flaky", "flaky", "after"]
 
 
+async def test_a_rate_limited_model_call_waits_in_the_queue_without_using_attempts(
+    service: DurableRunService, dsn: str
+) -> None:
+    # Seven refusals with a retry_after (a gateway's RESOURCE_EXHAUSTED), more than the
+    # five attempts a task has: each sends the job back to the queue for the wait, never
+    # as a failed attempt, and the run completes.
+    limited = {"id": "limited", "type": OverloadedTask.type, "config": {"dsn": dsn, "failures": 7}}
+    graph = {"tasks": [{**limited, "defaults": {"value": 4}}], "dataflows": []}
+    created = await service.create_run(graph=graph, inputs={}, tenant=TENANT)
+    run = await finished(service, created.run_id)
+    assert run.status == RunState.COMPLETED, run.error
+    assert (await execution_counts(dsn))["limited"] == 8
+    assert await service.get_task_output(run.run_id, "limited", tenant=TENANT) == {"value": 4}
+
+
 async def test_the_sweep_fails_a_task_whose_job_died_without_it(dsn: str) -> None:
     # A worker that died on the job's last attempt leaves it dead-lettered by the queue,
     # with no handler left to record it: the sweep of any replica does.

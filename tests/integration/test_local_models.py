@@ -70,7 +70,10 @@ async def test_embeddings_are_unit_vectors_that_place_paraphrases_close(
         "Someone is playing an acoustic guitar.",
         "The stock market fell sharply today.",
     ]
-    vectors = await models.embed(EMBEDDER, texts)
+    embedded = await models.embed(EMBEDDER, texts)
+    vectors = embedded.vectors
+    assert embedded.usage.input_tokens >= sum(len(text.split()) for text in texts)
+    assert embedded.usage.output_tokens == 0
     assert [len(v) for v in vectors] == [384] * 3
     assert all(math.isclose(cosine(v, v), 1.0, abs_tol=1e-5) for v in vectors)
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
@@ -81,8 +84,8 @@ async def test_concurrent_single_text_embeds_share_batches(models: LocalModelCli
     singles = await asyncio.gather(*(models.embed(EMBEDDER, [text]) for text in texts))
     stats = models.batch_stats()[f"embed:{EMBEDDER}"]
     assert stats.items == 20 and stats.batches < 20 and stats.largest > 1
-    together = await models.embed(EMBEDDER, texts)
-    for [single], batched in zip(singles, together, strict=True):
+    together = (await models.embed(EMBEDDER, texts)).vectors
+    for [single], batched in zip((s.vectors for s in singles), together, strict=True):
         assert cosine(single, batched) > 0.9999
 
 
@@ -90,8 +93,8 @@ async def test_a_local_model_directory_loads_by_path(models: LocalModelClient) -
     by_path = f"hf:{minilm_directory()}"
     info = await models.load_model(by_path)
     assert (info.name, info.dimensions) == (by_path, 384)
-    [vector] = await models.embed(by_path, ["hello world"])
-    [packaged] = await models.embed(EMBEDDER, ["hello world"])
+    [vector] = (await models.embed(by_path, ["hello world"])).vectors
+    [packaged] = (await models.embed(EMBEDDER, ["hello world"])).vectors
     assert cosine(vector, packaged) > 0.9999
     assert await models.unload_model(by_path) is True
 
@@ -104,16 +107,19 @@ async def test_every_text_task_returns_text(models: LocalModelClient) -> None:
         models.translate(CHAT, "Good morning, my friend.", "English", "French"),
         models.answer_question(CHAT, "Who designed the Eiffel Tower?", EIFFEL),
     )
-    assert all(isinstance(reply, str) and reply.strip() for reply in replies)
-    assert "Paris" in replies[0]
-    assert "Eiffel" in replies[4]
+    assert all(reply.text.strip() for reply in replies)
+    assert all(reply.usage.input_tokens > 5 and reply.usage.output_tokens > 0 for reply in replies)
+    assert all(reply.usage.output_tokens <= MAX_NEW_TOKENS for reply in replies[:1])
+    assert "Paris" in replies[0].text
+    assert "Eiffel" in replies[4].text
     assert models.batch_stats()[f"chat:{CHAT}"].batches < len(replies)
 
 
 async def test_greedy_generation_is_repeatable(models: LocalModelClient) -> None:
     prompt = "Name three colours."
     first = await models.generate(CHAT, prompt, max_new_tokens=12)
-    assert first and await models.generate(CHAT, prompt, max_new_tokens=12) == first
+    again = await models.generate(CHAT, prompt, max_new_tokens=12)
+    assert first.text and again.text == first.text and again.usage == first.usage
 
 
 async def test_an_unknown_model_is_a_model_error_naming_it(models: LocalModelClient) -> None:

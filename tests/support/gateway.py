@@ -44,10 +44,19 @@ async def open_provider(kind: str, fake: FakeProvider | None) -> AsyncIterator[P
         await provider.aclose()
 
 
-def write_config(path: Path, fake: FakeProvider, *, dsn: str | None, **model: Any) -> Path:
-    """A gateway config with one account per provider on ``fake`` and the models
-    ``openai:gpt-test``, ``openai:embed-test`` and ``anthropic:claude-test``, each with the
-    limits given in ``model``; the key comes from ``TEST_PROVIDER_KEY``."""
+def write_config(
+    path: Path,
+    fake: FakeProvider,
+    *,
+    dsn: str | None,
+    anthropic: FakeProvider | None = None,
+    local_grant_s: float = 0.0,
+    **model: Any,
+) -> Path:
+    """A gateway config with one account per provider on ``fake`` (the Anthropic one on
+    ``anthropic`` if given) and the models ``openai:gpt-test``, ``openai:embed-test`` and
+    ``anthropic:claude-test``, each with the limits given in ``model``; the key comes from
+    ``TEST_PROVIDER_KEY``; ``local_grant_s`` leases rate grants in blocks (``lease.py``)."""
     limits = "".join(f"{name} = {value}\n" for name, value in model.items())
     limiter = f'dsn = "{dsn}"\n' if dsn else ""
     path.write_text(
@@ -56,6 +65,7 @@ default_timeout_s = 30
 
 [limiter]
 {limiter}max_wait_s = 0.5
+local_grant_s = {local_grant_s}
 
 [retry]
 attempts = 3
@@ -71,7 +81,7 @@ timeout_s = 10
 [accounts.an]
 provider = "anthropic"
 api_key_env = "TEST_PROVIDER_KEY"
-base_url = "{fake.anthropic_url}"
+base_url = "{(anthropic or fake).anthropic_url}"
 timeout_s = 10
 
 [models."openai:gpt-test"]

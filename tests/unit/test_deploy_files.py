@@ -607,12 +607,12 @@ def test_kubernetes_config_files_are_the_deploy_config_files(
     copies = {
         ("graphmesh-model-server", "model-server.toml"): "model-server-gpu.toml",
         ("graphmesh-model-server", "model-server-triton.toml"): "model-server-triton.toml",
-        ("graphmesh-gateway", "gateway.toml"): "gateway-k8s.toml",
+        ("graphmesh-gateway", "gateway.toml"): "gateway.toml",
     }
     config = ROOT / "deploy" / "config"
     for (config_map, key), file in copies.items():
         assert config_maps[config_map]["data"][key] == (config / file).read_text(encoding="utf-8")
     for file in ("model-server.toml", "model-server-gpu.toml", "model-server-triton.toml"):
         model_server_config(config / file)
-    for file in ("gateway.toml", "gateway-k8s.toml"):
+    for file in ("gateway.toml",):
         gateway_config(config / file, ServiceSettings())

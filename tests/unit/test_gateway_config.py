@@ -85,7 +85,7 @@ def test_a_missing_key_names_where_it_was_looked_for(tmp_path: Path) -> None:
         (('"anthropic:sonnet"', '"anthropic:"'), "must be 'openai:<model>'"),
         (("requests_per_minute = 500", "requests_per_minute = 0"), "requests_per_minute"),
         (('api_key_env = "GW_TEST_KEY"', 'api_key = "sk-inline"'), "api_key"),
-        (('organization = "org-1"', 'api_key_file = "/x"'), "exactly one of"),
+        (('api_key_env = "GW_TEST_KEY"', "optional = true"), "api_key_env or api_key_file"),
         (("output_per_million = 2.0", "output_per_million = -2.0"), "output_per_million"),
     ],
 )
@@ -124,3 +124,67 @@ def test_prices_default_and_override() -> None:
         {"openai:gpt-4o-mini": Price(input_per_million=1, output_per_million=2)}
     )
     assert cheaper.cost("openai:gpt-4o-mini", usage) == pytest.approx(2.0)
+
+
+def test_the_dev_mode_config_loads_for_the_keys_set(tmp_path: Path) -> None:
+    from graphmesh.dev import gateway_config
+
+    def tmp_config(text: str) -> Path:
+        path = tmp_path / "dev-gateway.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    config = GatewayConfig.load(tmp_config(gateway_config(["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])))
+    assert "openai:gpt-4o-mini" in config.models
+    assert "anthropic:claude-sonnet-4-0" in config.models
+    assert config.accounts["openai"].api_key_env == "OPENAI_API_KEY"
+    only_claude = GatewayConfig.load(tmp_config(gateway_config(["ANTHROPIC_API_KEY"])))
+    assert {name.partition(":")[0] for name in only_claude.models} == {"anthropic"}
+
+
+OPTIONAL = """
+[accounts.oa]
+provider = "openai"
+api_key_env = "GW_OA_KEY"
+api_key_file = "{key_file}"
+optional = true
+
+[accounts.an]
+provider = "anthropic"
+api_key_env = "GW_AN_KEY"
+optional = {optional}
+
+[models."openai:gpt-test"]
+account = "oa"
+
+[models."anthropic:claude-test"]
+account = "an"
+"""
+
+
+async def test_a_key_is_read_from_env_then_file_and_optional_accounts_may_lack_one(
+    tmp_path: Path,
+) -> None:
+    from graphmesh.services.gateway import open_gateway
+
+    key_file = tmp_path / "openai.key"
+    key_file.write_text(f"{KEY}\n", encoding="utf-8")
+    path = tmp_path / "gateway.toml"
+    path.write_text(OPTIONAL.format(key_file=key_file, optional="true"), encoding="utf-8")
+    config = GatewayConfig.load(path)
+    assert config.accounts["oa"].api_key({}).get_secret_value() == KEY  # the file
+    assert config.accounts["oa"].api_key({"GW_OA_KEY": "env-key"}).get_secret_value() == "env-key"
+    async with open_gateway(config, environ={}) as gateway:
+        assert gateway.models() == ["openai:gpt-test"]  # anthropic has no key: left out
+    path.write_text(OPTIONAL.format(key_file=key_file, optional="false"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="GW_AN_KEY") as refused:
+        async with open_gateway(GatewayConfig.load(path), environ={}):
+            pass
+    assert KEY not in str(refused.value)
+
+
+def test_the_image_config_loads_and_serves_whichever_keys_are_set() -> None:
+    image = Path(__file__).resolve().parents[2] / "deploy" / "config" / "gateway.toml"
+    config = GatewayConfig.load(image)
+    assert all(account.optional for account in config.accounts.values())
+    assert {name.partition(":")[0] for name in config.models} == {"openai", "anthropic"}

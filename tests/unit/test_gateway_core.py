@@ -4,6 +4,10 @@ key, usage corrections, streams, and failing closed without the limiter's store.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 from graphmesh.limits import (
@@ -54,19 +58,33 @@ def gateway(
     *,
     max_wait: float = 0.2,
     sleep: NoSleep | None = None,
+    local_grant: float = 0.0,
 ) -> Gateway:
     limiter = RouteLimiter(
         store,  # type: ignore[arg-type]
         key="acct/gpt-test",
         limits=limits,
-        options=LimiterOptions(max_wait=max_wait),
+        options=LimiterOptions(max_wait=max_wait, local_grant=local_grant),
     )
     route = Route(provider=provider, model="gpt-test", limiter=limiter, timeout=5.0)
-    return Gateway(
+    built = Gateway(
         {MODEL: route},
         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
         sleep=sleep or NoSleep(),
     )
+    OPENED.append(built)
+    return built
+
+
+OPENED: list[Gateway] = []
+
+
+@pytest.fixture(autouse=True)
+async def settle_bookkeeping() -> AsyncIterator[None]:
+    """Each test's gateways write their calls' bookkeeping before the loop closes."""
+    yield
+    while OPENED:
+        await OPENED.pop().settled()
 
 
 async def test_calls_reach_the_provider_model_behind_the_routed_name() -> None:
@@ -172,6 +190,7 @@ async def test_token_estimates_are_corrected_from_the_usage() -> None:
     request = ChatRequest.prompt("one two three", max_tokens=90)
     assert estimate_tokens(["", "one two three"], 90) > 90
     await core.generate(MODEL, request)  # charged its usage: 3 in + 4 out
+    await core.settled()
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=100, window=WINDOW)
     assert (await tokens.try_acquire("acct/gpt-test", 93)).granted
     assert not (await tokens.try_acquire("acct/gpt-test", 1)).granted
@@ -188,6 +207,7 @@ async def test_a_stream_holds_its_slot_and_is_charged_its_usage() -> None:
     assert "".join(piece.text for piece in pieces) == "echo: hello there"
     assert pieces[-1].usage == Usage(input_tokens=2, output_tokens=3)
     assert (await core.generate(MODEL, REQUEST)).text
+    await core.settled()  # the release and the correction are written after the answer
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
     assert (await tokens.try_acquire("acct/gpt-test", 1000 - 5 - 5)).granted
 
@@ -199,6 +219,7 @@ async def test_a_stream_left_early_frees_its_slot_and_keeps_the_estimate() -> No
     async with core.stream(MODEL, REQUEST) as chunks:
         assert (await anext(chunks)).text == "echo:"
     assert (await core.generate(MODEL, REQUEST)).text  # the slot came back
+    await core.settled()  # the release and the correction are written after the answer
     tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
     estimate = estimate_tokens(["", "hello there"], REQUEST.max_tokens)
     assert (await tokens.try_acquire("acct/gpt-test", 1000 - estimate - 5)).granted
@@ -277,3 +298,67 @@ async def test_hostile_embed_batches_are_refused(texts: list[str], field: str) -
     with pytest.raises(InvalidRequest, match=field):
         await gateway(provider, MemoryLimitStore()).embed(MODEL, texts)
     assert provider.calls == []
+
+
+class CountingStore(MemoryLimitStore):
+    """A memory store that counts the round trips a database store would make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.takes = 0
+
+    async def take_all(self, **kwargs: Any) -> list[Taken]:
+        self.takes += 1
+        return await super().take_all(**kwargs)
+
+
+async def test_leased_grants_save_round_trips_and_never_pass_the_limit() -> None:
+    store = CountingStore()
+    limits = ModelLimits(requests_per_minute=1000, tokens_per_minute=10**7)
+    core = gateway(MemoryProvider(), store, limits, max_wait=0.0, local_grant=0.5)
+    admitted = refused = 0
+    takes = 0
+    for _ in range(1030):
+        try:
+            await core.generate(MODEL, REQUEST)
+            admitted += 1
+            takes = store.takes
+        except RateLimited as refusal:
+            refused += 1
+            assert refusal.retry_after > 50  # the window frees up in about a minute
+    assert (admitted, refused) == (1000, 30)
+    assert takes < 250, f"{takes} store round trips for 1000 calls"
+    # Every replica sees the grants: another limiter on the store has no room left.
+    requests = RateLimiter(store, name="gateway-requests", limit=1000, window=WINDOW)
+    assert not (await requests.try_acquire("acct/gpt-test")).granted
+
+
+async def test_a_leased_block_lapses_after_its_hold() -> None:
+    store = CountingStore()
+    limits = ModelLimits(requests_per_minute=1000)
+    core = gateway(MemoryProvider(), store, limits, local_grant=0.05)
+    for _ in range(8):
+        await core.generate(MODEL, REQUEST)
+    taken = store.takes
+    await asyncio.sleep(0.08)
+    await core.generate(MODEL, REQUEST)
+    assert store.takes == taken + 1, "a lapsed block was still handed out"
+
+
+async def test_leased_token_estimates_are_corrected_and_pauses_drop_the_block() -> None:
+    store = CountingStore()
+    limits = ModelLimits(tokens_per_minute=1000)
+    provider = MemoryProvider()
+    core = gateway(provider, store, limits, max_wait=0.0, local_grant=0.5)
+    request = ChatRequest.prompt("one two three", max_tokens=90)
+    await core.generate(MODEL, request)  # estimated > 90, used 7: the rest comes back
+    await core.settled()
+    tokens = TokenRateLimiter(store, name="gateway-tokens", limit=1000, window=WINDOW)
+    estimate = estimate_tokens(["", "one two three"], 90)
+    granted = await tokens.try_acquire("acct/gpt-test", 1000 - estimate)
+    assert granted.granted  # the block holds at most the estimate
+    await tokens.cancel(granted.permit)  # type: ignore[arg-type]
+    provider.signals = RateSignals(retry_after=30.0)
+    await core.generate(MODEL, request)
+    with pytest.raises(RateLimited):  # the pause holds here at once, the block dropped
+        await core.generate(MODEL, request)

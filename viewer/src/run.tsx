@@ -193,6 +193,11 @@ function lastEnd(live: LiveRun): Date | null {
   return last;
 }
 
+function tokens(input: number, output: number, cost: number | undefined): string {
+  const text = `${count(input)} in + ${count(output)} out`;
+  return cost === undefined ? text : `${text}, ~$${cost.toFixed(6)}`;
+}
+
 function RunSummary({ run, live }: { run: Run; live: LiveRun }) {
   const failed = [...live.tasks.entries()].filter(([, t]) => t.status === "FAILED").slice(0, 20);
   return (
@@ -203,6 +208,9 @@ function RunSummary({ run, live }: { run: Run; live: LiveRun }) {
         <dt>Run id</dt><dd class="mono">{run.runId}</dd>
         {run.idempotencyKey && (<><dt>Idempotency key</dt><dd class="mono">{run.idempotencyKey}</dd></>)}
         <dt>Events</dt><dd>{count(Math.max(Number(run.lastSeq), live.eventCount))}</dd>
+        {run.usage && (run.usage.inputTokens > 0 || run.usage.outputTokens > 0) && (
+          <><dt>Tokens</dt><dd>{tokens(run.usage.inputTokens, run.usage.outputTokens, run.usage.costUsd)}</dd></>
+        )}
       </dl>
       {failed.length > 0 && (
         <>

@@ -51,7 +51,7 @@ SELECT run_id, tenant, status, graph::text, inputs::text, labels::text, idempote
 FROM graphmesh_runs WHERE run_id = %(run_id)s AND tenant = %(tenant)s;
 
 -- name: run_task_states
-SELECT task_id, type, status, progress, error, attempts
+SELECT task_id, type, status, progress, error, attempts, usage::text
 FROM graphmesh_run_tasks WHERE run_id = %(run_id)s ORDER BY position;
 
 -- name: list_runs
@@ -145,7 +145,7 @@ WITH new AS MATERIALIZED (
         remaining integer, dead boolean, job_id bigint, job_key text, error text,
         error_payload text,
         has_output boolean, output text, provenance text, started boolean, ended boolean,
-        reset boolean
+        reset boolean, usage text
     )
 )
 UPDATE graphmesh_run_tasks AS task
@@ -161,6 +161,7 @@ SET status = new.status, progress = new.progress, attempts = new.attempts,
                   WHEN new.reset THEN NULL ELSE task.output END,
     provenance = CASE WHEN new.has_output THEN new.provenance::jsonb
                       WHEN new.reset THEN NULL ELSE task.provenance END,
+    usage = CASE WHEN new.reset THEN NULL ELSE coalesce(new.usage::jsonb, task.usage) END,
     started_at = CASE WHEN new.started THEN now() WHEN new.reset THEN NULL
                       ELSE task.started_at END,
     ended_at = CASE WHEN new.ended THEN now() WHEN new.reset THEN NULL ELSE task.ended_at END

@@ -45,7 +45,7 @@ SELECT run_id, tenant, status, graph, inputs, labels, idempotency_key, error, la
 FROM graphmesh_runs WHERE run_id = :run_id AND tenant = :tenant;
 
 -- name: run_task_states
-SELECT task_id, type, status, progress, error, attempts
+SELECT task_id, type, status, progress, error, attempts, usage
 FROM graphmesh_run_tasks WHERE run_id = :run_id ORDER BY position;
 
 -- name: list_runs
@@ -136,6 +136,7 @@ SET status = :status, progress = :progress, attempts = :attempts, remaining = :r
     output = CASE WHEN :has_output THEN :output WHEN :reset THEN NULL ELSE output END,
     provenance = CASE WHEN :has_output THEN :provenance WHEN :reset THEN NULL
                       ELSE provenance END,
+    usage = CASE WHEN :reset THEN NULL ELSE coalesce(:usage, usage) END,
     started_at = CASE WHEN :started THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                       WHEN :reset THEN NULL ELSE started_at END,
     ended_at = CASE WHEN :ended THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')

@@ -27,13 +27,16 @@ class TritonPythonModel:
     def execute(self, requests):
         batches = [pb_utils.get_input_tensor_by_name(r, "text").as_numpy() for r in requests]
         texts = [row[0].decode("utf-8") for batch in batches for row in batch]
-        vectors = self._embed(texts)
+        vectors, tokens = self._embed(texts)
         responses, start = [], 0
         for batch in batches:
-            rows = vectors[start : start + len(batch)]
-            start += len(batch)
-            output = pb_utils.Tensor("embedding", rows.astype(np.float32))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[output]))
+            end = start + len(batch)
+            outputs = [
+                pb_utils.Tensor("embedding", vectors[start:end].astype(np.float32)),
+                pb_utils.Tensor("input_tokens", tokens[start:end].astype(np.int32).reshape(-1, 1)),
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+            start = end
         return responses
 
     def _embed(self, texts):
@@ -44,4 +47,5 @@ class TritonPythonModel:
             hidden = self.model(**encoded).last_hidden_state
         mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        vectors = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        return vectors, encoded["attention_mask"].sum(dim=1).numpy()
