@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from support.triton import TritonProcess, triton_server
+from support.triton import TritonProcess, free_port, triton_server
 from transformers import AutoTokenizer
 
 from graphmesh.model_server.backends.base import ChatMessage, FinishReason, ModelKind, Sampling
@@ -356,7 +356,7 @@ def test_counted_embeddings_completions_and_streams(
 async def service(models: TritonModels) -> AsyncIterator[model_pb2_grpc.ModelServiceStub]:
     """The ModelService over a registry that knows only the Triton server's models."""
     registry = ModelRegistry(sources=[], aliases={}, allow_local_paths=False, triton=models)
-    names = [{"name": "triton:minilm"}]
+    names = [{"name": "triton:minilm"}, {"name": "triton:shout"}]
     config = parse_config({"models": names, "load_on_demand": True})
     async with ModelHost(registry, config) as host:
         servicer = ModelServicer(host)
@@ -374,11 +374,11 @@ async def service(models: TritonModels) -> AsyncIterator[model_pb2_grpc.ModelSer
             yield model_pb2_grpc.ModelServiceStub(channel)
 
 
-async def test_model_service_embeds_with_a_triton_model(
-    service: model_pb2_grpc.ModelServiceStub, inprocess: TransformersEmbeddingBackend
+async def test_model_service_serves_triton_models(
+    service: model_pb2_grpc.ModelServiceStub,
+    models: TritonModels,
+    inprocess: TransformersEmbeddingBackend,
 ) -> None:
-    # Generate and LoadModel/UnloadModel refuse triton: names in the servicer today (its
-    # _check_routable admits only hf:); Embed reaches the registry and so the Triton server.
     texts = ["The cat sat on the mat.", "Graphs of tasks."]
     reply = await service.Embed(
         pb.EmbedRequest(model="triton:minilm", texts=texts, normalize=True), timeout=60
@@ -388,6 +388,54 @@ async def test_model_service_embeds_with_a_triton_model(
     assert reply.dimensions == 384
     assert reply.usage.input_tokens > len(texts)
 
+    loaded = await service.LoadModel(pb.LoadModelRequest(model="triton:shout"), timeout=60)
+    assert loaded.model.name == "triton:shout"
+    assert models.ready("shout")
+    params = pb.GenerationParams(max_new_tokens=4)
+    generated = await service.Generate(
+        pb.GenerateRequest(model="triton:shout", prompt="make it loud", params=params), timeout=60
+    )
+    assert generated.text and generated.text == generated.text.upper()
+    assert generated.usage.output_tokens == 4
+    assert generated.finish_reason == pb.FINISH_REASON_LENGTH
+    unloaded = await service.UnloadModel(pb.UnloadModelRequest(model="triton:shout"), timeout=60)
+    assert unloaded.was_loaded
+    assert not models.ready("shout")
+
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await service.Embed(pb.EmbedRequest(model="triton:no-such-model", texts=["x"]), timeout=60)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await service.LoadModel(pb.LoadModelRequest(model="triton:../minilm"), timeout=60)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "model" in (caught.value.details() or "")
+
+
+async def test_model_service_says_unavailable_when_triton_is_down() -> None:
+    dead = TritonModels(TritonConfig(url=f"127.0.0.1:{free_port()}", timeout_s=2))
+    registry = ModelRegistry(sources=[], aliases={}, allow_local_paths=False, triton=dead)
+    config = parse_config({"models": [{"name": "triton:minilm"}], "load_on_demand": True})
+    try:
+        async with ModelHost(registry, config) as host:
+            servicer = ModelServicer(host)
+            server = GrpcServer(
+                address="127.0.0.1:0",
+                services=[
+                    ServiceRegistration(
+                        name=SERVICE_NAME,
+                        add=lambda s: model_pb2_grpc.add_ModelServiceServicer_to_server(
+                            servicer, s
+                        ),
+                    )
+                ],
+                grace_period=1.0,
+            )
+            async with server, grpc.aio.insecure_channel(server.target) as channel:
+                stub = model_pb2_grpc.ModelServiceStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.Embed(
+                        pb.EmbedRequest(model="triton:minilm", texts=["x"]), timeout=30
+                    )
+                assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        dead.close()
