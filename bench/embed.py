@@ -56,11 +56,12 @@ def sentences(count: int) -> list[str]:
     ]
 
 
-def config(device: str, max_batch_size: int, delay_ms: float) -> str:
+def config(device: str, max_batch_size: int, delay_ms: float, concurrency: int) -> str:
     return (
         f'[[models]]\nname = "{MINILM}"\ndevice = "{device}"\n'
         f"[models.batching]\nmax_batch_size = {max_batch_size}\n"
-        f"max_queue_delay_ms = {delay_ms}\nmax_queue_size = 100000\nconcurrency = 1\n"
+        f"max_queue_delay_ms = {delay_ms}\nmax_queue_size = 100000\n"
+        f"concurrency = {concurrency}\n"
     )
 
 
@@ -90,9 +91,11 @@ async def drive(address: str, seconds: float) -> tuple[int, list[float]]:
     return int(len(latencies) / elapsed), latencies
 
 
-def served(device: str, max_batch_size: int, seconds: float) -> tuple[int, list[float]]:
+def served(
+    device: str, max_batch_size: int, seconds: float, concurrency: int = 1
+) -> tuple[int, list[float]]:
     with tempfile.TemporaryDirectory() as directory:
-        text = config(device, max_batch_size, 2.0 if max_batch_size > 1 else 0.0)
+        text = config(device, max_batch_size, 2.0 if max_batch_size > 1 else 0.0, concurrency)
         with model_server_process(Path(directory), text, ready_models=1) as server:
             return asyncio.run(drive(server.address, seconds))
 
@@ -120,11 +123,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="batches the batched server runs at once"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in the server and the reference (0: torch's default); on a shared "
+        "machine 1 avoids OpenMP threads spinning against other processes",
+    )
     args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the server processes inherit it
+        import torch
+
+        torch.set_num_threads(args.threads)
     # The reference is taken before and after the servers and the better kept, so a burst
     # of load from elsewhere on a shared machine does not flatter the server's ratio.
     first = in_process(args.device, args.seconds / 2)
-    server, latencies = served(args.device, 64, args.seconds)
+    server, latencies = served(args.device, 64, args.seconds, args.concurrency)
     unbatched, _ = served(args.device, 1, args.seconds)
     inprocess = max(first, in_process(args.device, args.seconds / 2))
     print(
@@ -139,6 +157,8 @@ def main() -> None:
                 "p50_ms": round(statistics.median(latencies) * 1000, 1),
                 "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
                 "device": args.device,
+                "threads": args.threads or "default",
+                "concurrency": args.concurrency,
                 "clients": CLIENTS,
                 "seconds": args.seconds,
             }

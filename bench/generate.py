@@ -109,7 +109,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in the server and the reference (0: torch's default); on a shared "
+        "machine 1 avoids OpenMP threads spinning against other processes",
+    )
     args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the server processes inherit it
+        import torch
+
+        torch.set_num_threads(args.threads)
     inprocess = in_process(args.device, args.concurrency, args.max_new_tokens)
     server, first_tokens = served(args.device, args.concurrency, args.max_new_tokens)
     print(
@@ -124,6 +136,7 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "max_new_tokens": args.max_new_tokens,
                 "device": args.device,
+                "threads": args.threads or "default",
             }
         )
     )

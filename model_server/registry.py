@@ -150,6 +150,7 @@ class ModelRegistry:
         self._sources = {source.name: source for source in chosen}
         self._aliases = dict(PACKAGED_ALIASES if aliases is None else aliases)
         self._allow_local_paths = allow_local_paths
+        self._allowed_names: set[str] = set()
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[str, ModelKind], threading.Lock] = {}
         self._loaded: dict[tuple[str, ModelKind], LoadedModel] = {}
@@ -159,6 +160,12 @@ class ModelRegistry:
         self._default_options = default_options or LoadOptions(device="cpu", warm_up=False)
         for name, chosen_options in (options or {}).items():
             self.set_options(name, chosen_options)
+
+    def allow(self, name: str) -> None:
+        """Let ``name`` (an ``hf:`` path or hub id the operator chose) load even when
+        callers may not name local paths."""
+        with self._lock:
+            self._allowed_names.add(name)
 
     def set_options(self, name: str, options: LoadOptions) -> None:
         """How ``name`` loads from now on (a loaded model keeps its placement until
@@ -284,7 +291,9 @@ class ModelRegistry:
 
     def _local_source(self, name: str, kind: ModelKind | None) -> ModelSource:
         path = Path(name.removeprefix(HF_PREFIX)).expanduser()
-        allowed = self._allow_local_paths and name.startswith(HF_PREFIX)
+        allowed = name.startswith(HF_PREFIX) and (
+            self._allow_local_paths or name in self._allowed_names
+        )
         snapshot = hub_snapshot(name.removeprefix(HF_PREFIX)) if allowed else None
         if not (allowed and (path.exists() or snapshot is not None)):
             known = [*self._sources, *self._aliases]

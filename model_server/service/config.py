@@ -99,7 +99,8 @@ class ServerConfig(_Strict):
     metrics_listen: str | None = None
     grace_period: float = Field(default=10.0, ge=0)
     allow_local_paths: bool = Field(
-        default=True, description="LoadModel may name hf:<path> directories on this host"
+        default=False,
+        description="callers may name hf:<path> or cached hub ids not in the config (LoadModel)",
     )
     load_on_demand: bool = Field(
         default=False, description="a call to a known, unloaded model loads it (else UNAVAILABLE)"

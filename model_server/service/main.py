@@ -40,6 +40,7 @@ def build_registry(config: ServerConfig) -> ModelRegistry:
         default_options=LoadOptions(device="auto", dtype="auto", warm_up=True),
     )
     for model in config.models:
+        registry.allow(model.name)  # the operator's own choice, whatever callers may name
         registry.set_options(model.name, model.load_options())
     return registry
 

@@ -62,8 +62,7 @@ def status_for(exc: Exception) -> grpc.Status:
     if isinstance(exc, wire.InvalidField):
         return wire.invalid_argument(exc)
     if isinstance(exc, ModelInputError):
-        description = str(exc).removeprefix(f"{exc.field}: ")
-        return wire.invalid_argument(wire.InvalidField(exc.field, description))
+        return wire.invalid_argument(wire.InvalidField(exc.field, exc.description))
     if isinstance(exc, QueueFullError):
         return wire.resource_exhausted(str(exc), exc.retry_after)
     if isinstance(exc, ModelNotFoundError):

@@ -241,3 +241,14 @@ def test_a_hub_id_in_the_local_hub_cache_loads_by_its_name(
         registry.resolve("hf:someorg/not-cached")
     with pytest.raises(ModelNotFoundError):
         ModelRegistry([], aliases={}, allow_local_paths=False).resolve("hf:someorg/tiny-encoder")
+
+
+def test_an_allowed_name_loads_even_when_callers_may_not_name_paths(tmp_path: Path) -> None:
+    directory = write_config(tmp_path / "encoder", "BertModel")
+    registry = ModelRegistry([], aliases={}, allow_local_paths=False)
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve(f"hf:{directory}")
+    registry.allow(f"hf:{directory}")
+    assert registry.resolve(f"hf:{directory}").kind is ModelKind.EMBEDDING
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve(f"hf:{tmp_path}")
