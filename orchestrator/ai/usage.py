@@ -9,13 +9,10 @@ are stored with the task state and summed per run.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +24,19 @@ from graphmesh.orchestrator.ai.client import (
     ModelInfo,
     Usage,
 )
+from graphmesh.prices import Price
+from graphmesh.prices import PriceTable as SharedPriceTable
 
-PER = 1_000_000
+__all__ = [
+    "MeteredModelClient",
+    "Price",
+    "PriceTable",
+    "TaskUsage",
+    "UsageMeter",
+    "default_prices",
+    "total_usage",
+]
+
 R = TypeVar("R", Embedded, Generated)
 
 
@@ -90,81 +98,19 @@ def total_usage(usages: Sequence[TaskUsage]) -> TaskUsage:
     return total
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Price:
-    """USD per million input and output tokens."""
-
-    input_per_million: float
-    output_per_million: float
-
-    def __post_init__(self) -> None:
-        for name in ("input_per_million", "output_per_million"):
-            value = getattr(self, name)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value < 0:
-                raise ValueError(f"price {name} must be a non-negative number, not {value!r}")
-
-    def cost(self, usage: Usage) -> float:
-        return (
-            usage.input_tokens * self.input_per_million
-            + usage.output_tokens * self.output_per_million
-        ) / PER
-
-
-class PriceTable:
-    """Prices by routed model name; a model without one has no cost estimate."""
-
-    def __init__(self, prices: Mapping[str, Price]) -> None:
-        self._prices = dict(prices)
-
-    @classmethod
-    def default(cls) -> PriceTable:
-        """The shipped list prices (``default_prices.json``)."""
-        text = (files(__package__) / "default_prices.json").read_text(encoding="utf-8")
-        return cls(_parse_prices(json.loads(text), "default_prices.json"))
-
-    @classmethod
-    def from_file(cls, path: Path) -> PriceTable:
-        """The shipped prices with the operator's file over them (same JSON shape)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"model prices file {path}: {exc}") from exc
-        return cls({**cls.default()._prices, **_parse_prices(data, str(path))})
-
-    def price(self, model: str) -> Price | None:
-        return self._prices.get(model)
+class PriceTable(SharedPriceTable):
+    """The product's price table (:mod:`graphmesh.prices`), pricing a task's usage."""
 
     def task_usage(self, by_model: Mapping[str, Usage]) -> TaskUsage:
         """The tokens of every model summed, priced where the table knows the model."""
         total = NO_TASK_USAGE
         for model, usage in by_model.items():
-            price = self._prices.get(model)
             total = total + TaskUsage(
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                cost_usd=None if price is None else price.cost(usage),
+                cost_usd=self.cost(model, usage),
             )
         return total
-
-
-def _parse_prices(data: Any, source: str) -> dict[str, Price]:
-    if not isinstance(data, dict):
-        raise ValueError(f"model prices in {source} must be a JSON object of models")
-    prices: dict[str, Price] = {}
-    for model, row in data.items():
-        if model.startswith("_"):
-            continue  # comments
-        if not isinstance(row, dict) or set(row) != {"input_per_million", "output_per_million"}:
-            raise ValueError(
-                f"model prices in {source}: {model!r} needs exactly "
-                "input_per_million and output_per_million"
-            )
-        try:
-            prices[model] = Price(**row)
-        except ValueError as exc:
-            raise ValueError(f"model prices in {source}: {model!r}: {exc}") from None
-    return prices
 
 
 PRICES_FILE_ENV = "GRAPHMESH_MODEL_PRICES_FILE"

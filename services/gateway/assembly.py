@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from graphmesh.limits import LimitStore, LimitStoreUnavailable, MemoryLimitStore
 from graphmesh.limits.postgres import PostgresLimitStore
+from graphmesh.prices import Price, PriceTable
 from graphmesh.services.gateway.anthropic_provider import AnthropicProvider
 from graphmesh.services.gateway.config import (
     AccountConfig,
@@ -26,7 +27,6 @@ from graphmesh.services.gateway.limiting import (
     RouteLimiter,
 )
 from graphmesh.services.gateway.openai_provider import OpenAIProvider
-from graphmesh.services.gateway.prices import Price, PriceTable
 from graphmesh.services.gateway.provider import Provider
 from graphmesh.services.gateway.retry import RetryPolicy
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from graphmesh.limits import Permit
+from graphmesh.prices import PriceTable
 from graphmesh.services.gateway import prompts
 from graphmesh.services.gateway.errors import (
     GatewayError,
@@ -35,7 +36,6 @@ from graphmesh.services.gateway.errors import (
     RateLimited,
 )
 from graphmesh.services.gateway.limiting import RouteLimiter, estimate_tokens
-from graphmesh.services.gateway.prices import PriceTable
 from graphmesh.services.gateway.provider import OpenedStream, Provider
 from graphmesh.services.gateway.retry import Deadline, RetryPolicy, with_retries
 from graphmesh.services.gateway.types import (

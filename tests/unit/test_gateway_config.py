@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from graphmesh.prices import Price, PriceTable
 from graphmesh.services.gateway.config import ConfigError, GatewayConfig, GatewaySettings
-from graphmesh.services.gateway.prices import Price, PriceTable
 from graphmesh.services.gateway.types import Usage
 
 KEY = "sk-config-test-SECRET-123456"
