@@ -51,6 +51,10 @@ __all__ = [
 ]
 
 HF_PREFIX = "hf:"
+# One model loads at a time in a process: transformers' from_pretrained is not thread-safe
+# (two at once can leave one model's weights on the meta device: "Cannot copy out of meta
+# tensor"). Loading is rare and mostly disk-bound, so little is lost.
+_LOADING = threading.Lock()
 TRITON_PREFIX = "triton:"
 MINILM = "hf:all-MiniLM-L6-v2"
 SMOLLM2 = "hf:SmolLM2-135M-Instruct"
@@ -258,7 +262,8 @@ class ModelRegistry:
         with self._lock:
             if key in self._loaded:  # another thread finished loading while we waited
                 return self._loaded[key]
-        backend = source.load(self.options_for(source.name))
+        with _LOADING:
+            backend = source.load(self.options_for(source.name))
         model = LoadedModel(
             name=source.name, kind=source.kind, location=source.location, backend=backend
         )

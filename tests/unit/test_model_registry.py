@@ -10,12 +10,14 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from graphmesh.model_server.backends.base import (
+    Backend,
     ChatBackend,
     ChatMessage,
     EmbeddingBackend,
@@ -252,3 +254,39 @@ def test_an_allowed_name_loads_even_when_callers_may_not_name_paths(tmp_path: Pa
     assert registry.resolve(f"hf:{directory}").kind is ModelKind.EMBEDDING
     with pytest.raises(ModelNotFoundError):
         registry.resolve(f"hf:{tmp_path}")
+
+
+def test_models_load_one_at_a_time_in_a_process() -> None:
+    """transformers' from_pretrained is not thread-safe: two loads at once once left a
+    model's weights on the meta device. Different models' loads never overlap."""
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def slow_load(backend: Backend) -> Callable[[LoadOptions], Backend]:
+        def load(_options: LoadOptions) -> Backend:
+            nonlocal inside, most
+            with guard:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.05)
+            with guard:
+                inside -= 1
+            return backend
+
+        return load
+
+    sources = [
+        ModelSource(
+            name=f"hf:model-{n}",
+            kind=ModelKind.EMBEDDING,
+            location="memory",
+            load=slow_load(HashingEmbeddingBackend(dimensions=4)),
+        )
+        for n in range(4)
+    ]
+    registry = ModelRegistry(sources, aliases={})
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda s: registry.load(s.name), sources))
+    assert most == 1
+    assert all(entry.loaded for entry in registry.list())
