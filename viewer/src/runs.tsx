@@ -27,12 +27,12 @@ function parseLabels(text: string): Record<string, string> {
   return labels;
 }
 
-/** Tokens used by a run, once the Run message carries usage (issue 11); else null. */
+/** Tokens (input + output) a run's model calls used; null when it used none. */
 function tokensOf(run: Run): number | null {
-  const usage = (run as unknown as { usage?: Record<string, unknown> }).usage;
+  const usage = run.usage;
   if (!usage) return null;
-  const total = usage.totalTokens ?? usage.tokens;
-  return typeof total === "bigint" || typeof total === "number" ? Number(total) : null;
+  const total = Number(usage.inputTokens) + Number(usage.outputTokens);
+  return total > 0 ? total : null;
 }
 
 export function RunsPage({ params }: { params: URLSearchParams }) {
