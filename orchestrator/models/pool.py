@@ -19,6 +19,9 @@ from graphmesh.v1 import model_pb2_grpc
 
 # Reconnect soon after a replica comes back (gRPC's default backoff grows to two minutes).
 CHANNEL_OPTIONS = (
+    # An endpoint that resolves to several addresses (dns:/// of a Kubernetes headless
+    # Service) spreads its calls over all of them, and re-resolves as pods come and go.
+    ("grpc.lb_policy_name", "round_robin"),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5_000),
