@@ -183,8 +183,11 @@ class GraphRun:
             )
         provenance = self._provenance_of(task)
         self._emit(task, TaskEvent.START)
-        meter = UsageMeter()
         timeout = task.config.get("timeout", self.env.task_timeout)
+        if self.env.models is None:
+            # No model client: nothing to meter or scope (the runner's fast path).
+            return await self._call_metered(task, provenance, None, timeout)
+        meter = UsageMeter()
         scope = model_scope(
             run_id=self.run_id, task_id=self.path + task.id, tenant=self.env.tenant, timeout=timeout
         )
@@ -200,14 +203,14 @@ class GraphRun:
                 self.usage[task.id] = usage if nested is None else usage + nested
 
     async def _call_metered(
-        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter, seconds: Any
+        self, task: Task, provenance: Mapping[str, Any], meter: UsageMeter | None, seconds: Any
     ) -> TaskOutput:
         models = self.env.models
         context = TaskContext(
             run_id=self.run_id,
             task_id=task.id,
             provenance=provenance,
-            models=None if models is None else MeteredModelClient(models, meter),
+            models=models if models is None or meter is None else MeteredModelClient(models, meter),
             report_progress=lambda pct, msg, details: self._progress(task, pct, msg, details),
             run_subgraph=lambda graph, inputs: self._run_subgraph(task, graph, inputs),
             resources=self.env.resources,
