@@ -26,9 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2
 
 from graphmesh.services.gateway.errors import (
     DeadlineExceeded,
@@ -44,12 +42,13 @@ from graphmesh.services.gateway.errors import (
 from graphmesh.services.gateway.gateway import Gateway
 from graphmesh.services.gateway.metrics import GatewayMetrics
 from graphmesh.services.gateway.types import ChatRequest, Usage
+from graphmesh.services.kit import model_wire as wire
 from graphmesh.v1 import model_pb2, model_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "graphmesh.v1.ModelService"
-RETRY_AFTER_MS = "retry-after-ms"
+RETRY_AFTER_MS = wire.RETRY_AFTER_MS
 COST_USD = "x-graphmesh-cost-usd"
 ERROR_DOMAIN = "gateway.graphmesh.dev"
 DEFAULT_MAX_TOKENS = 512
@@ -95,7 +94,6 @@ def error_status(error: GatewayError) -> grpc.Status:
     """The rich status of ``error``: code, message, ``ErrorInfo`` (with the provider and its
     request id) and, for a refusal, ``RetryInfo``; plus ``retry-after-ms`` for those
     callers that read only metadata."""
-    code = status_code(error)
     metadata: dict[str, str] = {}
     if error.provider:
         metadata["provider"] = error.provider
@@ -107,41 +105,14 @@ def error_status(error: GatewayError) -> grpc.Status:
     ]
     trailing: list[tuple[str, str]] = []
     if isinstance(error, RateLimited):
-        wait = max(error.retry_after, 0.0)
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(math.ceil(wait * 1e9))
-        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-        trailing.append((RETRY_AFTER_MS, str(math.ceil(wait * 1000))))
-    status = _status(code, str(error), details)
-    return _with_metadata(status, trailing)
+        retry, trailer = wire.retry_info(error.retry_after)
+        details.append(retry)
+        trailing.append(trailer)
+    return wire.build_status(status_code(error), clean_message(str(error)), details, trailing)
 
 
 def internal_status(reference: str) -> grpc.Status:
-    return _status(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})", [])
-
-
-def _status(code: grpc.StatusCode, message: str, details: Sequence[Any]) -> grpc.Status:
-    packed = []
-    for detail in details:
-        wrapper = any_pb2.Any()
-        wrapper.Pack(detail)
-        packed.append(wrapper)
-    number: int = code.value[0]
-    message = clean_message(message)
-    return rpc_status.to_status(status_pb2.Status(code=number, message=message, details=packed))
-
-
-class _Status(grpc.Status):
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: Sequence[Any]) -> None:
-        self.code = code
-        self.details = details
-        self.trailing_metadata = tuple(trailing)
-
-
-def _with_metadata(status: grpc.Status, extra: Sequence[tuple[str, str]]) -> grpc.Status:
-    if not extra:
-        return status
-    return _Status(status.code, status.details, [*status.trailing_metadata, *extra])
+    return wire.build_status(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 
 class _Call:

@@ -178,19 +178,27 @@ def invalid_argument(error: InvalidField) -> grpc.Status:
 
 def resource_exhausted(message: str, retry_after: float) -> grpc.Status:
     """RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo`` and a ``retry-after-ms`` trailer."""
+    detail, trailer = retry_info(retry_after)
+    return build_status(grpc.StatusCode.RESOURCE_EXHAUSTED, message, [detail], [trailer])
+
+
+def retry_info(retry_after: float) -> tuple[error_details_pb2.RetryInfo, tuple[str, str]]:
+    """A retry delay as both forms a caller may read: the ``google.rpc.RetryInfo`` detail
+    and the ``retry-after-ms`` trailer (rounded up, at least 1 ms)."""
     delay = duration_pb2.Duration()
-    delay.FromNanoseconds(max(int(retry_after * 1e9), 0))
-    status = build_status(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        message,
-        [error_details_pb2.RetryInfo(retry_delay=delay)],
-    )
+    delay.FromNanoseconds(math.ceil(max(retry_after, 0.0) * 1e9))
     trailer = (RETRY_AFTER_MS, str(max(math.ceil(retry_after * 1000), 1)))
-    return _with_metadata(status, (*status.trailing_metadata, trailer))
+    return error_details_pb2.RetryInfo(retry_delay=delay), trailer
 
 
-def build_status(code: grpc.StatusCode, message: str, details: Sequence[Any] = ()) -> grpc.Status:
-    """A status with rich details (``google.rpc.Status`` in the trailing metadata)."""
+def build_status(
+    code: grpc.StatusCode,
+    message: str,
+    details: Sequence[Any] = (),
+    trailing: Sequence[tuple[str, str]] = (),
+) -> grpc.Status:
+    """A status with rich details (``google.rpc.Status`` in the trailing metadata) and any
+    ``trailing`` metadata besides."""
     packed = []
     for detail in details:
         wrapper = any_pb2.Any()
@@ -198,7 +206,10 @@ def build_status(code: grpc.StatusCode, message: str, details: Sequence[Any] = (
         packed.append(wrapper)
     code_number: int = code.value[0]
     proto = status_pb2.Status(code=code_number, message=_bounded(message), details=packed)
-    return rpc_status.to_status(proto)
+    status = rpc_status.to_status(proto)
+    if not trailing:
+        return status
+    return _Status(status.code, status.details, (*status.trailing_metadata, *trailing))
 
 
 def retry_after_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
@@ -221,10 +232,6 @@ def retry_after_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
 async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
     """End the call with ``status`` (raises, as ``context.abort`` does)."""
     await context.abort(status.code, status.details, status.trailing_metadata)
-
-
-def _with_metadata(status: grpc.Status, metadata: Sequence[tuple[str, Any]]) -> grpc.Status:
-    return _Status(status.code, status.details, tuple(metadata))
 
 
 @dataclass(frozen=True)
