@@ -14,7 +14,7 @@ import pytest
 from support.fake_provider import FakeProvider
 from support.gateway import write_config
 from support.gateway_service import gateway_process
-from support.model_server_process import EMBEDDER, model_server_process
+from support.model_server import MINILM, model_server_process
 from support.orchestrator_process import orchestrator_process
 from support.otlp import OtlpReceiver, ReceivedSpan
 
@@ -52,7 +52,7 @@ GRAPH = {
             "type": "TextRewriterTask",
             "defaults": {"model": "openai:gpt-test", "prompt": "Say it plainly."},
         },
-        {"id": "embed", "type": "TextEmbeddingTask", "defaults": {"model": EMBEDDER}},
+        {"id": "embed", "type": "TextEmbeddingTask", "defaults": {"model": MINILM}},
     ],
     "dataflows": [
         link("summary", "text", "rewrite", "text"),
@@ -69,8 +69,8 @@ async def test_one_graph_through_model_server_and_gateway_is_one_trace(
         gateway_env = {"TEST_PROVIDER_KEY": API_KEY, **receiver.environment(SERVICES[2])}
         served_env = receiver.environment(SERVICES[1])
         async with gateway_process(config, log=tmp_path / "gateway.log", env=gateway_env) as gw:
-            with model_server_process(tmp_path, env=served_env) as (_, models):
-                routes = f"hf:={models};openai:={gw.target};anthropic:={gw.target}"
+            with model_server_process(tmp_path, env=served_env) as server:
+                routes = f"hf:={server.address};openai:={gw.target};anthropic:={gw.target}"
                 env = {**receiver.environment(SERVICES[0]), "GRAPHMESH_MODEL_ROUTES": routes}
                 with orchestrator_process(postgres_dsn, env=env) as (_, address):
                     async with Client(address, timeout=10) as client:

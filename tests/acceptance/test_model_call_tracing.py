@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from support.model_server_process import EMBEDDER, model_server_process
+from support.model_server import MINILM, model_server_process
 from support.orchestrator_process import orchestrator_process
 from support.otlp import OtlpReceiver, ReceivedSpan
 
@@ -21,7 +21,7 @@ EMBED = "/graphmesh.v1.ModelService/Embed"
 SERVER, CLIENT = 2, 3  # OTLP Span.SpanKind
 GRAPH = {
     "tasks": [
-        {"id": "emb", "type": "TextEmbeddingTask", "defaults": {"model": EMBEDDER, "text": "hi"}}
+        {"id": "emb", "type": "TextEmbeddingTask", "defaults": {"model": MINILM, "text": "hi"}}
     ],
     "dataflows": [],
 }
@@ -36,10 +36,10 @@ def one(spans: list[ReceivedSpan], **wanted: object) -> ReceivedSpan:
 async def test_a_model_call_continues_the_runs_trace(postgres_dsn: str, tmp_path: Path) -> None:
     async with OtlpReceiver() as receiver:
         served_env = receiver.environment("graphmesh-model-server")
-        with model_server_process(tmp_path, env=served_env) as (_, model_address):
+        with model_server_process(tmp_path, env=served_env) as server:
             env = {
                 **receiver.environment("graphmesh-orchestrator"),
-                "GRAPHMESH_MODEL_ROUTES": f"hf:={model_address}",
+                "GRAPHMESH_MODEL_ROUTES": f"hf:={server.address}",
             }
             with orchestrator_process(postgres_dsn, env=env) as (_, address):
                 async with Client(address, timeout=10) as client:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.model_server_process import EMBEDDER, model_server_process
+from support.model_server import MINILM, model_server_process
 from support.orchestrator_process import orchestrator_process, task_statuses, until_completed
 
 from graphmesh.client import Client
@@ -42,7 +42,7 @@ def embedding_graph(count: int) -> dict[str, Any]:
             {
                 "id": f"e{i}",
                 "type": "TextEmbeddingTask",
-                "defaults": {"model": EMBEDDER, "text": f"sentence number {i} about graphs"},
+                "defaults": {"model": MINILM, "text": f"sentence number {i} about graphs"},
             }
             for i in range(count)
         ],
@@ -56,16 +56,16 @@ async def test_a_killed_replica_leaves_the_run_to_the_other(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        model_server_process(tmp_path / "a") as (first, first_address),
-        model_server_process(tmp_path / "b") as (_, second_address),
+        model_server_process(tmp_path / "a") as first,
+        model_server_process(tmp_path / "b") as second,
     ):
-        routes = {"GRAPHMESH_MODEL_ROUTES": f"hf:={first_address},{second_address}"}
+        routes = {"GRAPHMESH_MODEL_ROUTES": f"hf:={first.address},{second.address}"}
         with orchestrator_process(postgres_dsn, concurrency=2, env=routes) as (_, address):
             async with Client(address, timeout=10) as client:
                 run = await client.submit(embedding_graph(TASKS))
                 await asyncio.wait_for(until_completed(postgres_dsn, run.run_id, 10), 120)
-                first.send_signal(signal.SIGKILL)
-                assert first.wait(timeout=10) == -signal.SIGKILL
+                first.process.send_signal(signal.SIGKILL)
+                assert first.process.wait(timeout=10) == -signal.SIGKILL
                 at_kill = await task_statuses(postgres_dsn, run.run_id)
                 done = await asyncio.wait_for(client.wait(run.run_id), 120)
                 output = await client.output(run.run_id, f"e{TASKS - 1}")

@@ -12,7 +12,7 @@ import math
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from support.model_server_process import EMBEDDER, model_server_process
+from support.model_server import MINILM, model_server_process
 
 from graphmesh.orchestrator.ai.client import ModelError
 from graphmesh.orchestrator.catalog.ai import (
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with model_server_process(tmp_path_factory.mktemp("model-server")) as (_, address):
-        yield address
+    with model_server_process(tmp_path_factory.mktemp("model-server")) as server:
+        yield server.address
 
 
 @pytest.fixture
@@ -46,14 +46,12 @@ def cosine(a: list[float], b: list[float]) -> float:
 async def test_a_graph_of_ai_tasks_runs_through_the_model_server(models: GrpcModelClient) -> None:
     texts = ["A man is playing a guitar.", "Someone plays an acoustic guitar.", "Stocks fell."]
     graph = TaskGraph()
-    graph.add_task(DownloadModelTask(id="load", defaults={"model": EMBEDDER}))
-    graph.add_task(TextEmbeddingTask(id="one", defaults={"model": EMBEDDER, "text": texts[0]}))
-    graph.add_task(
-        TextEmbeddingMultiTextTask(id="many", defaults={"model": EMBEDDER, "text": texts})
-    )
+    graph.add_task(DownloadModelTask(id="load", defaults={"model": MINILM}))
+    graph.add_task(TextEmbeddingTask(id="one", defaults={"model": MINILM, "text": texts[0]}))
+    graph.add_task(TextEmbeddingMultiTextTask(id="many", defaults={"model": MINILM, "text": texts}))
     result = await TaskGraphRunner(graph, models=models).run()
     assert result.ok, result.error
-    assert result.outputs["load"] == {"model": EMBEDDER}
+    assert result.outputs["load"] == {"model": MINILM}
     one = result.outputs["one"]["vector"]
     many = result.outputs["many"]["vector"]
     assert len(one) == 384 and math.isclose(cosine(one, one), 1.0, rel_tol=1e-4)
@@ -71,7 +69,7 @@ async def test_the_servers_refusals_are_permanent_model_errors(models: GrpcModel
         await models.embed("hf:no-such-model", ["text"])
     assert unknown.value.retryable is False
     with pytest.raises(ModelError, match="INVALID_ARGUMENT") as empty:
-        await models.embed(EMBEDDER, [])
+        await models.embed(MINILM, [])
     assert empty.value.retryable is False
 
 

@@ -14,13 +14,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 MINILM = "hf:all-MiniLM-L6-v2"
 SMOLLM2 = "hf:SmolLM2-135M-Instruct"
+# The packaged embedder alone, on the CPU: what most tests that need a model server serve.
+EMBEDDER_CONFIG = f"""\
+[[models]]
+name = "{MINILM}"
+device = "cpu"
+"""
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,16 @@ class ServerProcess:
 
 @contextmanager
 def model_server_process(
-    directory: Path, config: str, *, ready_models: int = 0, timeout: float = 240.0
+    directory: Path,
+    config: str = EMBEDDER_CONFIG,
+    *,
+    ready_models: int = 1,
+    timeout: float = 240.0,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
     """The started process and its ``host:port``; ``ready_models`` lines of
-    ``model ... ready``/``failed`` are awaited before yielding."""
+    ``model ... ready``/``failed`` are awaited before yielding; ``env``: more environment
+    (``OTEL_*``, say)."""
     path = directory / "model-server.toml"
     path.write_text(config, encoding="utf-8")
     command = [
@@ -47,8 +59,8 @@ def model_server_process(
         "--listen",
         "127.0.0.1:0",
     ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
