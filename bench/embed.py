@@ -3,8 +3,9 @@
 Three figures, measured in the same run on the same device:
 
 - ``server_per_s``: a ``graphmesh serve model-server`` process with MiniLM and dynamic
-  batching (max batch 64); 64 client coroutines each send one-sentence Embed calls back to
-  back for ``--seconds``; p50/p99 latency of those calls.
+  batching (max batch 64, ``--delay-ms``); 64 client coroutines (in ``--client-processes``
+  processes) each send one-sentence Embed calls back to back for ``--seconds``; p50/p99
+  latency of those calls.
 - ``inprocess_per_s`` (the limit): the same model called in this process with full batches
   of 64 sentences, no gRPC, no queueing.
 - ``unbatched_per_s``: the same server with batching off (``max_batch_size = 1``).
@@ -27,9 +28,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -42,6 +45,11 @@ from graphmesh.v1 import model_pb2_grpc
 
 CLIENTS = 64
 BATCH = 64
+# The batched server's max_queue_delay_ms by device. On the CPU a batch of 64 takes over
+# 100 ms, and its 64 callers come back over several ms while their answers go out: a 2 ms
+# window closes on a third of them and the batches halve. 10 ms fills them at a tenth of
+# the batch's time. A GPU's batch takes a few ms, so its window stays short.
+DELAY_MS = {"cpu": 10.0, "cuda": 2.0}
 WORDS = (
     "graph task model server batch queue token stream vector search answer question "
     "summary river mountain city music science history language garden window coffee"
@@ -65,13 +73,18 @@ def config(device: str, max_batch_size: int, delay_ms: float, concurrency: int) 
     )
 
 
-async def drive(address: str, seconds: float) -> tuple[int, list[float]]:
-    """64 clients sending one sentence per call for ``seconds``: calls done, latencies (s)."""
+async def drive(
+    address: str, seconds: float, clients: range = range(CLIENTS), start_at: float | None = None
+) -> tuple[int, list[float]]:
+    """``clients`` (indexes of the 64) sending one sentence per call for ``seconds`` from
+    ``start_at`` (wall clock; now if ``None``): calls per second, latencies (s)."""
     texts = sentences(4096)
     latencies: list[float] = []
-    channels = [grpc.aio.insecure_channel(address) for _ in range(8)]
+    channels = [grpc.aio.insecure_channel(address) for _ in range(max(1, len(clients) // 8))]
     stubs = [model_pb2_grpc.ModelServiceStub(channel) for channel in channels]
     await stubs[0].Embed(pb.EmbedRequest(model=MINILM, texts=["warm up"]))
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     stop = time.perf_counter() + seconds
 
     async def client(index: int) -> None:
@@ -84,20 +97,44 @@ async def drive(address: str, seconds: float) -> tuple[int, list[float]]:
             n += CLIENTS
 
     started = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    await asyncio.gather(*(client(i) for i in clients))
     elapsed = time.perf_counter() - started
     for channel in channels:
         await channel.close()
     return int(len(latencies) / elapsed), latencies
 
 
+def _drive_share(address: str, seconds: float, clients: range, start_at: float) -> list[float]:
+    """One client process's share of the 64 clients (run in a child process)."""
+    return asyncio.run(drive(address, seconds, clients, start_at))[1]
+
+
+def load(address: str, seconds: float, processes: int) -> tuple[int, list[float]]:
+    """The 64 clients, spread over ``processes`` client processes (one: this process)."""
+    if processes <= 1:
+        return asyncio.run(drive(address, seconds))
+    shares = [range(i, CLIENTS, processes) for i in range(processes)]
+    start_at = time.time() + 3.0  # every process connected and warmed up by then
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        futures = [pool.submit(_drive_share, address, seconds, s, start_at) for s in shares]
+        latencies = [latency for future in futures for latency in future.result()]
+    return int(len(latencies) / seconds), latencies
+
+
 def served(
-    device: str, max_batch_size: int, seconds: float, concurrency: int = 1
+    device: str,
+    max_batch_size: int,
+    seconds: float,
+    *,
+    delay_ms: float = 0.0,
+    concurrency: int = 1,
+    processes: int = 1,
 ) -> tuple[int, list[float]]:
     with tempfile.TemporaryDirectory() as directory:
-        text = config(device, max_batch_size, 2.0 if max_batch_size > 1 else 0.0, concurrency)
+        text = config(device, max_batch_size, delay_ms, concurrency)
         with model_server_process(Path(directory), text, ready_models=1) as server:
-            return asyncio.run(drive(server.address, seconds))
+            return load(server.address, seconds, processes)
 
 
 def in_process(device: str, seconds: float) -> int:
@@ -127,6 +164,20 @@ def main() -> None:
         "--concurrency", type=int, default=1, help="batches the batched server runs at once"
     )
     parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=None,
+        help="the batched server's max_queue_delay_ms (default: 10 on cpu, 2 on cuda: long "
+        "enough for a batch's callers to come back while the last batch's answers go out)",
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="processes the 64 clients are spread over (a Python gRPC client process tops "
+        "out at a few thousand calls a second: use several where the model is faster)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -141,9 +192,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     # The reference is taken before and after the servers and the better kept, so a burst
     # of load from elsewhere on a shared machine does not flatter the server's ratio.
+    delay_ms = args.delay_ms if args.delay_ms is not None else DELAY_MS[args.device]
+    processes = args.client_processes
     first = in_process(args.device, args.seconds / 2)
-    server, latencies = served(args.device, 64, args.seconds, args.concurrency)
-    unbatched, _ = served(args.device, 1, args.seconds)
+    server, latencies = served(
+        args.device,
+        64,
+        args.seconds,
+        delay_ms=delay_ms,
+        concurrency=args.concurrency,
+        processes=processes,
+    )
+    unbatched, _ = served(args.device, 1, args.seconds, processes=processes)
     inprocess = max(first, in_process(args.device, args.seconds / 2))
     print(
         json.dumps(
@@ -159,6 +219,8 @@ def main() -> None:
                 "device": args.device,
                 "threads": args.threads or "default",
                 "concurrency": args.concurrency,
+                "max_queue_delay_ms": delay_ms,
+                "client_processes": processes,
                 "clients": CLIENTS,
                 "seconds": args.seconds,
             }

@@ -158,6 +158,8 @@ class DynamicBatcher(Generic[T, R]):
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         """Queue every item (all, or none when the queue lacks room for all) and wait for
         their results, in order. Cancelling the call drops the items not yet run."""
+        if len(items) == 1:  # the common call, one text: no gather and its bookkeeping
+            return [await self.submit(items[0])]
         self.start()
         queued = self._queue.qsize()
         if self._max_queue_size is not None and queued + len(items) > self._max_queue_size:

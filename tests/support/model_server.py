@@ -50,8 +50,12 @@ def model_server_process(
     (``OTEL_*``, say)."""
     path = directory / "model-server.toml"
     path.write_text(config, encoding="utf-8")
+    # ``python -m graphmesh.cli``: works where the console script is not beside the
+    # interpreter too (wheels installed with ``pip --target``, as bench/embed.py on a GPU host).
     command = [
-        str(Path(sys.executable).parent / "graphmesh"),
+        sys.executable,
+        "-m",
+        "graphmesh.cli",
         "serve",
         "model-server",
         "--config",

@@ -195,6 +195,20 @@ async def test_a_cancelled_submit_many_leaves_no_items_to_run() -> None:
     assert fn.batches == [[100]]
 
 
+@pytest.mark.parametrize("items", [[7], [7, 8]])
+async def test_a_cancelled_submit_many_of_one_or_more_items_is_left_out(items: list[int]) -> None:
+    # One item takes a shorter path than several (no gather): both drop a cancelled caller.
+    fn = Doubler()
+    async with DynamicBatcher(fn, max_batch_size=8, max_delay=0.2) as batcher:
+        keep = asyncio.ensure_future(batcher.submit_many([1]))
+        dropped = asyncio.ensure_future(batcher.submit_many(items))
+        await asyncio.sleep(0.02)
+        dropped.cancel()
+        assert await keep == [2]
+    assert dropped.cancelled()
+    assert fn.batches == [[1]]
+
+
 async def test_concurrency_runs_batches_at_the_same_time() -> None:
     barrier = threading.Barrier(2, timeout=5)
 
