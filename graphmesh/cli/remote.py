@@ -7,8 +7,6 @@ and token come from ``--address``/``--token`` or ``GRAPHMESH_ADDRESS``/``GRAPHME
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -25,13 +23,10 @@ from graphmesh.orchestrator.runs.model import (
     RunEventKind,
     RunEventRecord,
     RunRecord,
-    RunService,
     RunState,
 )
-from graphmesh.orchestrator.storage.base import TaskGraphRepository
 
 T = TypeVar("T")
-STORES = ("memory", "sqlite", "postgres")
 console = Console()
 errors = Console(stderr=True)
 
@@ -94,26 +89,30 @@ def serve_orchestrator(
             "auth is on but no tokens are configured: set GRAPHMESH_TOKENS or "
             "GRAPHMESH_TOKENS_FILE, or pass --no-auth for local development"
         )
-    if store not in STORES:
-        _fail(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
-    from graphmesh.orchestrator.runs.durable_main import DurableSettings
-
-    events = DurableSettings().nats_url
-    if events and store == "memory":
-        _fail(
-            "GRAPHMESH_NATS_URL is set, but run events are published from a durable store: "
-            "pass --store sqlite or --store postgres"
-        )
     from graphmesh.orchestrator.api.web.settings import ViewerSettings
+    from graphmesh.orchestrator.main import ModelsOpener, serve
 
+    opener: ModelsOpener | None = None
+    if local_models:  # only then: the model server's libraries (torch) load with it
+        from graphmesh.local_models import LocalModelClient
+
+        opener = LocalModelClient
     viewer = ViewerSettings()
     if viewer_listen is not None:
         viewer = viewer.model_copy(update={"viewer_listen": viewer_listen})
     try:
-        asyncio.run(_serve(settings, store, tokens, local_models, events, viewer))
+        asyncio.run(
+            serve(
+                settings,
+                store=store,
+                tokens=tokens,
+                viewer=viewer,
+                local_models=opener,
+            )
+        )
     except OSError as exc:  # an address in use, or one this host does not have
         _fail(str(exc))
-    except ValueError as exc:  # GRAPHMESH_MODEL_ROUTES or the prices file (named in it)
+    except ValueError as exc:  # the store, GRAPHMESH_MODEL_ROUTES or the prices file
         _fail(str(exc))
 
 
@@ -144,101 +143,6 @@ def serve_model_server(
         asyncio.run(serve(loaded))
     except OSError as exc:  # an address in use, or one this host does not have
         _fail(str(exc))
-
-
-async def _serve(
-    settings: Any,
-    store: str,
-    tokens: dict[str, str] | None,
-    local: bool,
-    events: str | None,
-    viewer: Any,
-) -> None:
-    import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
-    from graphmesh.orchestrator.api.server import OrchestratorServer
-    from graphmesh.orchestrator.policy import load_policy
-    from graphmesh.orchestrator.runtime import tune_gc
-    from graphmesh.orchestrator.sandbox import serving_pool
-    from graphmesh.services.kit.metrics import metrics_endpoint
-    from graphmesh.services.kit.telemetry import tracing
-
-    async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(tracing("graphmesh-orchestrator"))  # OTEL_* decide; off by default
-        metrics = await stack.enter_async_context(metrics_endpoint(settings.metrics_listen))
-        await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
-        models = await _models(stack, local)
-        policy = load_policy()  # GRAPHMESH_POLICY_FILE; without one, deny-by-default
-        runs, graphs = await _open_store(stack, store, models, policy)
-        server = await stack.enter_async_context(
-            OrchestratorServer(
-                runs,
-                graphs,
-                policy=policy,
-                tokens=tokens,
-                address=settings.listen,
-                tls=settings.tls(),
-                grace_period=settings.grace_period,
-                viewer=viewer,
-            )
-        )
-        auth = "off" if tokens is None else f"{len(tokens)} token(s)"
-        published = "to NATS" if events else "off"
-        scraped = f", metrics on {metrics}" if metrics else ""
-        print(
-            f"graphmesh orchestrator listening on {server.target} "
-            f"(store {store}, auth {auth}, events {published}{scraped})"
-        )
-        if server.viewer is not None:
-            print(f"graphmesh viewer on {server.viewer.url}")
-        sys.stdout.flush()
-        tune_gc()
-        from graphmesh.services.kit.draining import Drainable
-
-        await server.serve_until_signal([runs] if isinstance(runs, Drainable) else [])
-
-
-async def _models(stack: contextlib.AsyncExitStack, local: bool) -> Any:
-    """In-process models with ``--local-models``, else model servers and gateways over gRPC
-    by ``GRAPHMESH_MODEL_ROUTES`` (with no routes, AI tasks fail naming the variable)."""
-    from graphmesh.orchestrator.ai.usage import default_prices
-
-    default_prices()  # a bad GRAPHMESH_MODEL_PRICES_FILE stops the start, not a task
-    if local:
-        from graphmesh.local_models import LocalModelClient
-
-        return await stack.enter_async_context(LocalModelClient())
-    from graphmesh.orchestrator.models import ModelSettings
-    from graphmesh.services.kit.telemetry import client_interceptors
-
-    client = ModelSettings().client(client_interceptors())
-    return await stack.enter_async_context(client)
-
-
-async def _open_store(
-    stack: contextlib.AsyncExitStack, store: str, models: Any, policy: Any
-) -> tuple[RunService, TaskGraphRepository]:
-    """The RunService and graph repository for ``--store``.
-
-    The durable SQLite/Postgres RunService plugs in here (open it on
-    ``settings.database_url`` and return it with the matching graph repository)."""
-    from graphmesh.orchestrator.policy import POLICY_RESOURCE, PolicyMiddleware
-    from graphmesh.orchestrator.runner.tracing import tracing_middleware
-    from graphmesh.orchestrator.runs.memory import MemoryRunService
-    from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
-
-    if store != "memory":
-        from graphmesh.orchestrator.runs.durable_main import DurableSettings, open_durable
-
-        return await open_durable(stack, store, DurableSettings(), models, policy)
-    runs: RunService = await stack.enter_async_context(
-        MemoryRunService(
-            models,
-            middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
-            resources={POLICY_RESOURCE: policy},
-        )
-    )
-    graphs: TaskGraphRepository = await stack.enter_async_context(MemoryGraphRepository.open())
-    return runs, graphs
 
 
 # -- client commands ---------------------------------------------------------------------

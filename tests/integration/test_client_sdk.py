@@ -261,6 +261,11 @@ def test_serve_refuses_stores_that_do_not_exist_yet_and_auth_without_tokens() ->
     nats_env = {**env, "GRAPHMESH_NATS_URL": "nats://127.0.0.1:4222"}
     memory_events = runner.invoke(app, ["serve", "orchestrator", "--no-auth"], env=nats_env)
     assert memory_events.exit_code == 1 and "--store sqlite" in memory_events.stderr
+    no_database = {**env, "GRAPHMESH_DATABASE_URL": None}
+    postgres = runner.invoke(
+        app, ["serve", "orchestrator", "--store", "postgres", "--no-auth"], env=no_database
+    )
+    assert postgres.exit_code == 1 and "GRAPHMESH_DATABASE_URL" in postgres.stderr
 
 
 class FlakyStoreRuns(MemoryRunService):

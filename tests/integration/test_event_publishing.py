@@ -21,8 +21,8 @@ from pydantic import SecretStr
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
 from graphmesh.orchestrator.events.publisher import nats_servers
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
+from graphmesh.orchestrator.main import DurableSettings, open_durable
 from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_main import DurableSettings, open_durable
 from graphmesh.orchestrator.runs.model import RunRecord, RunState
 from graphmesh.v1 import events_pb2
 

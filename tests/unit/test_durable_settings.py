@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from graphmesh.orchestrator.main import DurableSettings
 from graphmesh.orchestrator.policy import POLICY_RESOURCE, PolicyMiddleware, TaskPolicy
-from graphmesh.orchestrator.runs.durable_main import DurableSettings
 
 
 def test_worker_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

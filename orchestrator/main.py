@@ -1,9 +1,11 @@
-"""Opening the durable run services from settings, and a process that only runs tasks.
+"""The orchestrator service, assembled: settings, store, queue and workers, outbox relay,
+model client and gRPC server, in one place.
 
-``graphmesh serve orchestrator --store postgres|sqlite`` opens its RunService with
-:func:`open_durable`. A process that only runs tasks (scale workers apart from the API)::
+``graphmesh serve orchestrator`` parses its options and calls :func:`serve`; tests and
+embedders open the parts with :func:`open_store`. A process that only runs tasks (scale
+workers apart from the API)::
 
-    GRAPHMESH_DATABASE_URL=postgresql://... python -m graphmesh.orchestrator.runs.durable_main
+    GRAPHMESH_DATABASE_URL=postgresql://... python -m graphmesh.orchestrator.main
 
 Settings (environment, prefix ``GRAPHMESH_``): ``DATABASE_URL`` (a libpq URL or
 conninfo for Postgres; ``sqlite:///PATH`` or a path for SQLite), ``WORKER_CONCURRENCY``,
@@ -24,14 +26,19 @@ import asyncio
 import contextlib
 import importlib
 import signal
+import sys
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
 from graphmesh.orchestrator.ai.client import ModelClient
+from graphmesh.orchestrator.ai.usage import default_prices
+from graphmesh.orchestrator.api.server import OrchestratorServer
+from graphmesh.orchestrator.api.web.settings import ViewerSettings
 from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.publisher import nats_servers, publish_run_events
@@ -49,14 +56,25 @@ from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.memory import MemoryRunService
+from graphmesh.orchestrator.runs.model import RunService
 from graphmesh.orchestrator.runtime import tune_gc
+from graphmesh.orchestrator.sandbox import serving_pool
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
+from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository
 from graphmesh.orchestrator.storage.sqlite import SqliteGraphRepository
+from graphmesh.services.kit.draining import Drainable
+from graphmesh.services.kit.metrics import metrics_endpoint
+from graphmesh.services.kit.settings import ServiceSettings
 from graphmesh.services.kit.telemetry import client_interceptors, tracing
 
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_SQLITE = "graphmesh.sqlite"
+STORES = ("memory", "sqlite", "postgres")
+# Opens in-process models (``--local-models``): given by the caller, since the engine may
+# not import the model server.
+ModelsOpener = Callable[[], AbstractAsyncContextManager[ModelClient]]
 
 
 class DurableSettings(BaseSettings):
@@ -109,23 +127,61 @@ def sqlite_path(url: str | None) -> Path:
     return Path(url.removeprefix(SQLITE_PREFIX))
 
 
+def check_store(store: str, settings: DurableSettings) -> None:
+    """ValueError naming what is wrong with ``store`` under ``settings``."""
+    if store not in STORES:
+        raise ValueError(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
+    if store == "memory" and settings.nats_url:
+        raise ValueError(
+            "GRAPHMESH_NATS_URL is set, but run events are published from a durable store: "
+            "pass --store sqlite or --store postgres"
+        )
+    if store == "postgres" and not settings.url():
+        raise ValueError("--store postgres needs GRAPHMESH_DATABASE_URL")
+    if settings.nats_url:
+        nats_servers(settings.nats_url)  # a malformed URL fails before anything opens
+
+
+async def open_store(
+    stack: AsyncExitStack,
+    store: str,
+    settings: DurableSettings,
+    models: ModelClient | None = None,
+    policy: TaskPolicy | None = None,
+) -> tuple[RunService, TaskGraphRepository]:
+    """The RunService for ``store`` (``memory``, ``sqlite`` or ``postgres``) and the graph
+    repository beside it, closed with ``stack``. A durable store also starts its run
+    worker (unless ``run_tasks`` is off) and, with ``nats_url``, the outbox relay."""
+    check_store(store, settings)
+    settings.import_task_modules()
+    if store == "memory":
+        policy = load_policy() if policy is None else policy
+        runs: RunService = await stack.enter_async_context(
+            MemoryRunService(
+                models,
+                middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
+                resources={POLICY_RESOURCE: policy},
+            )
+        )
+        return runs, await stack.enter_async_context(MemoryGraphRepository.open())
+    return await open_durable(stack, store, settings, models, policy)
+
+
 async def open_durable(
     stack: AsyncExitStack,
     store: str,
     settings: DurableSettings,
-    models: Any = None,
+    models: ModelClient | None = None,
     policy: TaskPolicy | None = None,
 ) -> tuple[DurableRunService, TaskGraphRepository]:
     """The durable RunService (``store`` ``postgres`` or ``sqlite``) and the graph
     repository of the same database, closed with ``stack``."""
+    check_store(store, settings)
     settings.import_task_modules()
-    if settings.nats_url:
-        nats_servers(settings.nats_url)  # a malformed URL fails before anything opens
     worker = settings.worker(models, policy)
     url = settings.url()
     if store == "postgres":
-        if not url:
-            raise ValueError("--store postgres needs GRAPHMESH_DATABASE_URL")
+        assert url is not None  # check_store
         runs: DurableRunService = await stack.enter_async_context(
             PostgresRunService.open(url, run_tasks=settings.run_tasks, worker=worker)
         )
@@ -146,6 +202,66 @@ async def open_durable(
     return runs, graphs
 
 
+async def open_models(
+    stack: AsyncExitStack, local_models: ModelsOpener | None = None
+) -> ModelClient:
+    """``local_models()`` when given (``--local-models``), else model servers and gateways
+    over gRPC by ``GRAPHMESH_MODEL_ROUTES`` (with no routes, AI tasks fail naming the
+    variable). A bad ``GRAPHMESH_MODEL_PRICES_FILE`` stops the start, not a task."""
+    default_prices()
+    if local_models is not None:
+        return await stack.enter_async_context(local_models())
+    return await stack.enter_async_context(ModelSettings().client(client_interceptors()))
+
+
+async def serve(
+    service: ServiceSettings,
+    *,
+    store: str = "memory",
+    tokens: Mapping[str, str] | None,
+    viewer: ViewerSettings | None = None,
+    local_models: ModelsOpener | None = None,
+    durable: DurableSettings | None = None,
+) -> None:
+    """Serve the OrchestratorService until SIGTERM/SIGINT: tracing, metrics, JavaScript
+    sandboxes, models, the run store (with its worker and event relay) and the gRPC server
+    (with the viewer), stopped in reverse order within the grace period. ``tokens``:
+    bearer token → tenant, ``None`` for no auth. Prints the addresses once listening."""
+    durable = DurableSettings() if durable is None else durable
+    check_store(store, durable)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(tracing("graphmesh-orchestrator"))  # OTEL_* decide; off by default
+        metrics = await stack.enter_async_context(metrics_endpoint(service.metrics_listen))
+        await stack.enter_async_context(serving_pool())  # JavaScript sandboxes, warm
+        models = await open_models(stack, local_models)
+        policy = load_policy()  # GRAPHMESH_POLICY_FILE; without one, deny-by-default
+        runs, graphs = await open_store(stack, store, durable, models, policy)
+        server = await stack.enter_async_context(
+            OrchestratorServer(
+                runs,
+                graphs,
+                policy=policy,
+                tokens=tokens,
+                address=service.listen,
+                tls=service.tls(),
+                grace_period=service.grace_period,
+                viewer=viewer if viewer is not None else ViewerSettings(),
+            )
+        )
+        auth = "off" if tokens is None else f"{len(tokens)} token(s)"
+        published = "to NATS" if durable.nats_url else "off"
+        scraped = f", metrics on {metrics}" if metrics else ""
+        print(
+            f"graphmesh orchestrator listening on {server.target} "
+            f"(store {store}, auth {auth}, events {published}{scraped})"
+        )
+        if server.viewer is not None:
+            print(f"graphmesh viewer on {server.viewer.url}")
+        sys.stdout.flush()
+        tune_gc()
+        await server.serve_until_signal([runs] if isinstance(runs, Drainable) else [])
+
+
 def open_outbox(store: str, url: str | None) -> AbstractAsyncContextManager[Outbox]:
     """The outbox (the run events table) of the ``store`` database at ``url``."""
     if store == "postgres" and url:
@@ -156,8 +272,6 @@ def open_outbox(store: str, url: str | None) -> AbstractAsyncContextManager[Outb
 async def run_worker_until_signal(settings: DurableSettings) -> None:
     """Run tasks of the Postgres runs until SIGTERM or SIGINT, then stop claiming at once
     and exit within the grace period (running tasks finish or are handed back)."""
-    import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
-
     settings.import_task_modules()
     url = settings.url()
     if not url:
