@@ -93,7 +93,7 @@ def run(
 
     async def execute() -> Any:
         async with EmbeddedEngine(settings) as engine:
-            with RunProgress(graph, errors if as_json else console) as view:
+            with RunProgress((task.id for task in graph), errors if as_json else console) as view:
                 return await engine.run(
                     graph, _parse_inputs(input or []), listener=view.on_event, timeout=timeout
                 )

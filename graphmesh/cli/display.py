@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graphmesh.orchestrator.graph.task_graph import TaskGraph
+from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.runner import RunnerEvent, RunResult
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord
 from graphmesh.orchestrator.task import TaskEvent
 
 _STATUS_STYLE = {
@@ -25,9 +27,12 @@ _STATUS_STYLE = {
 
 
 class RunProgress:
-    """One progress bar per top-level task; nested tasks count toward their parent."""
+    """One progress bar per top-level task, fed by the in-process runner's events
+    (:meth:`on_event`) or by a remote run's events (:meth:`on_run_event`). Tasks inside
+    compound tasks (``parent/child`` ids) count toward their parent's note; a task's last
+    event shows the tokens its model calls used."""
 
-    def __init__(self, graph: TaskGraph, console: Console) -> None:
+    def __init__(self, task_ids: Iterable[str], console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.fields[status]:<10}"),
             TextColumn("[bold]{task.description}"),
@@ -39,8 +44,8 @@ class RunProgress:
             transient=False,
         )
         self.bars: dict[str, TaskID] = {
-            task.id: self.progress.add_task(task.id, total=100, status="PENDING", note="")
-            for task in graph
+            task_id: self.progress.add_task(task_id, total=100, status="PENDING", note="")
+            for task_id in task_ids
         }
         self.children_done: dict[str, int] = {}
 
@@ -57,21 +62,63 @@ class RunProgress:
         self.progress.__exit__(exc_type, exc, tb)
 
     def on_event(self, event: RunnerEvent) -> None:
-        top, _, child = event.task_id.partition("/")
+        """An in-process runner's event."""
+        self._show(
+            event.task_id,
+            status=event.status,
+            completed=event.progress,
+            done=event.kind == TaskEvent.COMPLETE,
+            note=event.message or (event.error or ""),
+            usage=event.usage,
+        )
+
+    def on_run_event(self, event: RunEventRecord) -> None:
+        """A remote run's event (``graphmesh submit --follow``, ``graphmesh watch``)."""
+        if event.status is None:
+            return
+        done = event.kind == RunEventKind.TASK_COMPLETED
+        self._show(
+            event.task_id,
+            status=event.status,
+            completed=100.0 if done else event.progress,
+            done=done,
+            note=event.message or (event.error or ""),
+            usage=TaskUsage.from_json((event.details or {}).get("usage")),
+        )
+
+    def _show(
+        self,
+        task_id: str,
+        *,
+        status: str,
+        completed: float,
+        done: bool,
+        note: str,
+        usage: TaskUsage | None,
+    ) -> None:
+        top, _, child = task_id.partition("/")
         bar = self.bars.get(top)
         if bar is None:
             return
         if child:
-            if event.kind == TaskEvent.COMPLETE:
-                done = self.children_done[top] = self.children_done.get(top, 0) + 1
-                self.progress.update(bar, note=f"{done} sub-tasks done")
+            if done:
+                count = self.children_done[top] = self.children_done.get(top, 0) + 1
+                self.progress.update(bar, note=f"{count} sub-tasks done")
             return
+        if usage is not None and not usage.empty:
+            note = describe_usage(usage)
         self.progress.update(
             bar,
-            completed=event.progress,
-            status=f"[{_STATUS_STYLE.get(event.status, '')}]{event.status}",
-            note=event.message or (event.error or "")[:60],
+            completed=completed,
+            status=f"[{_STATUS_STYLE.get(status, '')}]{status}",
+            note=note[:60],
         )
+
+
+def describe_usage(usage: TaskUsage) -> str:
+    """``12 in + 34 out tokens, ~$0.000123`` (the cost only when a price was known)."""
+    text = f"{usage.input_tokens} in + {usage.output_tokens} out tokens"
+    return text if usage.cost_usd is None else f"{text}, ~${usage.cost_usd:.6f}"
 
 
 def result_table(result: RunResult) -> Table:

@@ -13,15 +13,12 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from graphmesh.cli.display import RunProgress, describe_usage
 from graphmesh.client import Client
-from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.runs.model import (
-    RunEventKind,
-    RunEventRecord,
     RunRecord,
     RunState,
 )
@@ -264,9 +261,9 @@ def _remote(
 
 async def _follow(client: Client, run_id: str) -> RunRecord:
     run = await client.get(run_id)
-    with EventProgress([task.task_id for task in run.tasks], console) as view:
+    with RunProgress([task.task_id for task in run.tasks], console) as view:
         async for event in client.watch(run_id):
-            view.on_event(event)
+            view.on_run_event(event)
     return await client.get(run_id)
 
 
@@ -306,47 +303,3 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 def _fail(message: str) -> NoReturn:
     errors.print(f"[red]{message}")
     raise typer.Exit(1)
-
-
-class EventProgress:
-    """One progress bar per top-level task, driven by run events (``parent/child`` task
-    ids of compound tasks count toward the parent's note)."""
-
-    def __init__(self, task_ids: Sequence[str], out: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.fields[status]:<10}"),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            console=out,
-        )
-        self.bars: dict[str, TaskID] = {
-            task_id: self.progress.add_task(task_id, total=100, status="PENDING", note="")
-            for task_id in task_ids
-        }
-
-    def __enter__(self) -> EventProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.progress.stop()
-
-    def on_event(self, event: RunEventRecord) -> None:
-        bar = self.bars.get(event.task_id)
-        if bar is None or event.status is None:
-            return
-        completed = 100.0 if event.kind == RunEventKind.TASK_COMPLETED else event.progress
-        note = event.message or (event.error or "")
-        usage = TaskUsage.from_json((event.details or {}).get("usage"))
-        if not usage.empty:
-            note = describe_usage(usage)
-        self.progress.update(bar, completed=completed, status=str(event.status), note=note[:60])
-
-
-def describe_usage(usage: TaskUsage) -> str:
-    """``12 in + 34 out tokens, ~$0.000123`` (the cost only when a price was known)."""
-    text = f"{usage.input_tokens} in + {usage.output_tokens} out tokens"
-    return text if usage.cost_usd is None else f"{text}, ~${usage.cost_usd:.6f}"
