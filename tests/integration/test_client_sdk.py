@@ -24,10 +24,7 @@ from typer.testing import CliRunner
 import graphmesh
 from graphmesh.cli import app
 from graphmesh.client import Client
-from graphmesh.orchestrator.api.errors import RemoteDeadlineError, UnauthenticatedError
-from graphmesh.orchestrator.api.graphs import GraphNotFoundError
 from graphmesh.orchestrator.api.server import OrchestratorServer
-from graphmesh.orchestrator.api.validation import InvalidRequestError
 from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
@@ -42,7 +39,10 @@ from graphmesh.orchestrator.runs.model import (
     StoreUnavailableError,
 )
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
+from graphmesh.orchestrator.storage.saved_graphs import GraphNotFoundError
 from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.wire.errors import RemoteDeadlineError, UnauthenticatedError
+from graphmesh.orchestrator.wire.validation import InvalidRequestError
 
 SLOW = {"tasks": [sleep_task("slow", 30)], "dataflows": []}
 
