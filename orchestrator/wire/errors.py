@@ -254,11 +254,16 @@ def _delay(details: Sequence[Any]) -> float | None:
     return None if info is None else info.retry_delay.ToNanoseconds() / 1e9
 
 
-def _details(metadata: Any) -> list[Any]:
-    """The unpacked ``google.rpc`` details of a status, those of known types only."""
+def packed_details(metadata: Any) -> list[any_pb2.Any]:
+    """The ``google.rpc`` details of a status, still packed, from its trailing metadata."""
     raw = next((value for key, value in metadata or () if key == _DETAILS_KEY), None)
     if not isinstance(raw, bytes):
         return []
+    return list(status_pb2.Status.FromString(raw).details)
+
+
+def _details(metadata: Any) -> list[Any]:
+    """The unpacked ``google.rpc`` details of a status, those of known types only."""
     known = (
         error_details_pb2.ErrorInfo,
         error_details_pb2.BadRequest,
@@ -266,7 +271,7 @@ def _details(metadata: Any) -> list[Any]:
         error_details_pb2.QuotaFailure,
     )
     unpacked = []
-    for packed in status_pb2.Status.FromString(raw).details:
+    for packed in packed_details(metadata):
         for kind in known:
             if packed.Is(kind.DESCRIPTOR):
                 message = kind()
