@@ -76,6 +76,18 @@ async def test_submit_a_builder_then_watch_wait_and_read_outputs(client: Client)
     assert [e.seq for e in later] == [events[-2].seq, events[-1].seq]
 
 
+async def test_progress_details_keep_their_types_over_watch_run(client: Client) -> None:
+    details = {"done": 3, "of": 6, "ratio": 0.5, "ok": True, "nested": {"batch": [1, 2.5, False]}}
+    graph = {"tasks": [sleep_task("a", details=details)], "dataflows": []}
+    run = await client.submit(graph)
+    events = [event async for event in client.watch(run.run_id)]
+    (progress,) = [e for e in events if e.kind == RunEventKind.TASK_PROGRESS]
+    assert progress.details == details
+    assert type(progress.details["done"]) is int and type(progress.details["ok"]) is bool
+    batch = progress.details["nested"]["batch"]
+    assert [type(item) for item in batch] == [int, float, bool]
+
+
 async def test_submit_takes_json_text_files_dicts_and_dependency_json(
     client: Client, tmp_path: Path
 ) -> None:
