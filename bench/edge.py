@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog)
-from graphmesh.orchestrator.api import convert
-from graphmesh.orchestrator.api.validation import RequestLimits, check_request
 from graphmesh.orchestrator.graph import graph_from_json
 from graphmesh.orchestrator.runs.quotas import QuotaPolicy
+from graphmesh.orchestrator.wire import convert
+from graphmesh.orchestrator.wire.validation import RequestLimits, check_request
 from graphmesh.v1 import orchestrator_pb2 as pb
 
 TASKS = 200

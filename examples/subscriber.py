@@ -28,7 +28,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
-from graphmesh.orchestrator.api.convert_events import event_from_proto
 from graphmesh.orchestrator.events.subjects import (
     DEFAULT_STREAM,
     DEFAULT_SUBJECT_PREFIX,
@@ -37,8 +36,8 @@ from graphmesh.orchestrator.events.subjects import (
 )
 from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, tracer
 from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.wire.events import event_from_bytes
 from graphmesh.services.kit.telemetry import tracing
-from graphmesh.v1 import events_pb2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +84,7 @@ def describe(event: RunEventRecord) -> str:
 
 def decode(msg: Msg) -> RunEventRecord:
     """The event a message carries; the trace context travels in a header."""
-    event = event_from_proto(events_pb2.RunEvent.FromString(msg.data))
+    event = event_from_bytes(msg.data)
     traceparent = (msg.headers or {}).get(TRACEPARENT_HEADER)
     return event if traceparent is None else replace(event, traceparent=traceparent)
 

@@ -17,7 +17,7 @@ GraphValidationError (issues rebuilt from the field violations), InvalidRequestE
 request past the server's limits; ``violations`` name the fields), QuotaExceededError (the
 tenant's quota; ``quota`` and ``retry_after``), GraphNotFoundError,
 StoreUnavailableError (the server's database is unreachable), or a
-:class:`~graphmesh.orchestrator.api.errors.RemoteError` (UnauthenticatedError,
+:class:`~graphmesh.orchestrator.wire.errors.RemoteError` (UnauthenticatedError,
 RemoteDeadlineError, UnavailableError) for the rest.
 """
 
@@ -34,11 +34,6 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from graphmesh.orchestrator.api import convert
-from graphmesh.orchestrator.api.convert_events import event_from_proto, run_status_to_proto
-from graphmesh.orchestrator.api.errors import UnavailableError, from_rpc_error
-from graphmesh.orchestrator.api.graphs import SavedGraph
-from graphmesh.orchestrator.api.json_values import struct_to_dict
 from graphmesh.orchestrator.builder import TaskGraphBuilder
 from graphmesh.orchestrator.errors import GraphIssue
 from graphmesh.orchestrator.graph import TaskGraph, graph_to_json
@@ -49,6 +44,11 @@ from graphmesh.orchestrator.runs.model import (
     RunState,
     StoreUnavailableError,
 )
+from graphmesh.orchestrator.storage.saved_graphs import SavedGraph
+from graphmesh.orchestrator.wire import convert
+from graphmesh.orchestrator.wire.errors import UnavailableError, from_rpc_error
+from graphmesh.orchestrator.wire.events import event_from_proto
+from graphmesh.orchestrator.wire.values import run_status_to_proto, struct_to_dict
 from graphmesh.services.kit.telemetry import client_interceptors
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc

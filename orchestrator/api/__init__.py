@@ -1,5 +1,5 @@
-"""The gRPC edge of the orchestrator: servicers, interceptors and protobuf conversion.
+"""The gRPC edge of the orchestrator: servicers, interceptors, server and run viewer.
 
-Only modules under ``api/`` (and the event relay, which publishes protobuf) import ``grpc``
-and the generated ``graphmesh.v1`` stubs; the engine below never sees them.
+Protobuf <-> domain conversion, request checks and the error table live one layer down,
+in :mod:`graphmesh.orchestrator.wire`, which the SDK and the event publisher share.
 """

@@ -2,8 +2,8 @@
 
 A server interceptor, so no RPC can skip it: the request size against the caller's
 ``request_bytes`` quota, then every field of the message against the
-:class:`~graphmesh.orchestrator.api.validation.RequestLimits` (see
-:func:`~graphmesh.orchestrator.api.validation.check_request`). What it raises is turned
+:class:`~graphmesh.orchestrator.wire.validation.RequestLimits` (see
+:func:`~graphmesh.orchestrator.wire.validation.check_request`). What it raises is turned
 into a status by the :class:`~graphmesh.orchestrator.api.errors.ErrorInterceptor` that
 wraps it; the caller's tenant is already known (the auth interceptor wraps both).
 """
@@ -17,8 +17,8 @@ import grpc
 
 from graphmesh.orchestrator.api.auth import current_tenant
 from graphmesh.orchestrator.api.interceptors import StreamBehaviour, UnaryBehaviour, wrap_handler
-from graphmesh.orchestrator.api.validation import RequestLimits, check_request
 from graphmesh.orchestrator.runs.quotas import QuotaPolicy
+from graphmesh.orchestrator.wire.validation import RequestLimits, check_request
 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]

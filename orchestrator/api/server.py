@@ -22,7 +22,6 @@ import grpc
 from graphmesh.orchestrator.api.auth import BearerAuthInterceptor
 from graphmesh.orchestrator.api.edge import EdgeInterceptor
 from graphmesh.orchestrator.api.errors import ErrorInterceptor
-from graphmesh.orchestrator.api.graphs import SavedGraphStore
 from graphmesh.orchestrator.api.servicer import OrchestratorServicer
 from graphmesh.orchestrator.api.settings import EdgeSettings
 from graphmesh.orchestrator.api.web.server import ViewerServer, private_socket
@@ -32,6 +31,7 @@ from graphmesh.orchestrator.queue.worker_options import finish_share
 from graphmesh.orchestrator.runs.model import RunService
 from graphmesh.orchestrator.runs.quotas import QuotaRunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
+from graphmesh.orchestrator.storage.saved_graphs import SavedGraphStore
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 from graphmesh.services.kit.draining import Drainable
 from graphmesh.services.kit.server import (

@@ -5,8 +5,9 @@ and code export come from the engine. Exceptions are not handled here: the
 :class:`~graphmesh.orchestrator.api.errors.ErrorInterceptor` maps them through one table,
 and the caller's tenant comes from :func:`~graphmesh.orchestrator.api.auth.current_tenant`.
 Every request has passed the :class:`~graphmesh.orchestrator.api.edge.EdgeInterceptor`;
-what it converts here is checked by :mod:`.convert` against the same limits, and every
-graph against the tenant's graph size quota, before any core call.
+what it converts here is checked by the wire layer (:mod:`graphmesh.orchestrator.wire`)
+against the same limits, and every graph against the tenant's graph size quota, before
+any core call.
 """
 
 from __future__ import annotations
@@ -14,20 +15,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from graphmesh.orchestrator.api import convert
 from graphmesh.orchestrator.api.auth import current_tenant
-from graphmesh.orchestrator.api.convert_events import event_to_proto, task_status_to_proto
-from graphmesh.orchestrator.api.graphs import SavedGraphStore, canonical_graph, check_graph
-from graphmesh.orchestrator.api.json_values import dict_to_struct
 from graphmesh.orchestrator.api.trace_context import traceparent_of
-from graphmesh.orchestrator.api.validation import RequestLimits, clamp_page_size
 from graphmesh.orchestrator.builder.codegen import graph_to_code
 from graphmesh.orchestrator.catalog import catalog_entries
 from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError
 from graphmesh.orchestrator.policy import TaskPolicy, policy_issues
 from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
 from graphmesh.orchestrator.runs.quotas import QuotaPolicy
+from graphmesh.orchestrator.storage.saved_graphs import (
+    SavedGraphStore,
+    canonical_graph,
+    check_graph,
+)
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
+from graphmesh.orchestrator.wire import convert
+from graphmesh.orchestrator.wire.events import event_to_proto
+from graphmesh.orchestrator.wire.validation import RequestLimits, clamp_page_size
+from graphmesh.orchestrator.wire.values import dict_to_struct, task_status_to_proto
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from graphmesh.orchestrator.api.validation import RequestLimits
 from graphmesh.orchestrator.runs.quotas import Quota, QuotaPolicy
+from graphmesh.orchestrator.wire.validation import RequestLimits
 
 _LIMITS = RequestLimits()
 _QUOTA = Quota()

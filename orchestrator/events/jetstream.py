@@ -28,7 +28,6 @@ from nats.aio.client import Client
 from nats.js import api
 from opentelemetry.trace import SpanKind
 
-from graphmesh.orchestrator.api.convert_events import event_to_proto
 from graphmesh.orchestrator.events.bus import EventBusError, PublishError
 from graphmesh.orchestrator.events.subjects import (
     TRACEPARENT_HEADER,
@@ -38,6 +37,7 @@ from graphmesh.orchestrator.events.subjects import (
 )
 from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, traceparent_of_current, tracer
 from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.wire.events import event_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class JetStreamEventBus:
                 headers[TRACEPARENT_HEADER] = traceparent_of_current() or event.traceparent
             return await self._js.publish(
                 subject,
-                event_to_proto(event).SerializeToString(),
+                event_to_bytes(event),
                 timeout=self._ack_timeout_s,
                 stream=self._stream.name,
                 headers=headers,

@@ -34,9 +34,9 @@ from support.orchestrator_process import (
 )
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.api.errors import UnavailableError
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.wire.errors import UnavailableError
 
 pytestmark = pytest.mark.slow
 

@@ -24,10 +24,7 @@ from typer.testing import CliRunner
 import graphmesh
 from graphmesh.cli import app
 from graphmesh.client import Client
-from graphmesh.orchestrator.api.errors import RemoteDeadlineError, UnauthenticatedError
-from graphmesh.orchestrator.api.graphs import GraphNotFoundError
 from graphmesh.orchestrator.api.server import OrchestratorServer
-from graphmesh.orchestrator.api.validation import InvalidRequestError
 from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
@@ -42,7 +39,10 @@ from graphmesh.orchestrator.runs.model import (
     StoreUnavailableError,
 )
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
+from graphmesh.orchestrator.storage.saved_graphs import GraphNotFoundError
 from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.wire.errors import RemoteDeadlineError, UnauthenticatedError
+from graphmesh.orchestrator.wire.validation import InvalidRequestError
 
 SLOW = {"tasks": [sleep_task("slow", 30)], "dataflows": []}
 
@@ -74,6 +74,18 @@ async def test_submit_a_builder_then_watch_wait_and_read_outputs(client: Client)
     assert await client.output(run.run_id, "b") == {"value": {"n": 3}}
     later = [e async for e in client.watch(run.run_id, from_seq=events[-2].seq)]
     assert [e.seq for e in later] == [events[-2].seq, events[-1].seq]
+
+
+async def test_progress_details_keep_their_types_over_watch_run(client: Client) -> None:
+    details = {"done": 3, "of": 6, "ratio": 0.5, "ok": True, "nested": {"batch": [1, 2.5, False]}}
+    graph = {"tasks": [sleep_task("a", details=details)], "dataflows": []}
+    run = await client.submit(graph)
+    events = [event async for event in client.watch(run.run_id)]
+    (progress,) = [e for e in events if e.kind == RunEventKind.TASK_PROGRESS]
+    assert progress.details == details
+    assert type(progress.details["done"]) is int and type(progress.details["ok"]) is bool
+    batch = progress.details["nested"]["batch"]
+    assert [type(item) for item in batch] == [int, float, bool]
 
 
 async def test_submit_takes_json_text_files_dicts_and_dependency_json(

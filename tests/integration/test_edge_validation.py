@@ -21,7 +21,7 @@ from support.edge import fields, leaked
 from support.orchestrator import STORES, bearer, orchestrator_on, store_location
 from support.run_tasks import flow, sleep_task
 
-from graphmesh.orchestrator.api.convert import graph_to_proto
+from graphmesh.orchestrator.wire.convert import graph_to_proto
 from graphmesh.v1 import common_pb2
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1.orchestrator_pb2_grpc import OrchestratorServiceStub

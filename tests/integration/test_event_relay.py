@@ -28,7 +28,6 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from psycopg.types.json import Jsonb
 
-from graphmesh.orchestrator.api.convert_events import event_from_proto, event_to_proto
 from graphmesh.orchestrator.events.bus import MemoryEventBus, PublishError
 from graphmesh.orchestrator.events.jetstream import JetStreamEventBus
 from graphmesh.orchestrator.events.outbox import Outbox
@@ -38,6 +37,7 @@ from graphmesh.orchestrator.events.sqlite import SqliteOutbox
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
 from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.wire.events import event_from_proto, event_to_proto
 from graphmesh.v1 import events_pb2
 
 ROOT = Path(__file__).resolve().parents[2]

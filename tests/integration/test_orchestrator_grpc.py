@@ -21,13 +21,13 @@ from grpc_status import rpc_status
 from support.orchestrator import bearer, orchestrator
 from support.run_tasks import flow, sleep_task
 
-from graphmesh.orchestrator.api.convert import graph_to_proto
-from graphmesh.orchestrator.api.errors import to_status
 from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.builder import code_to_graph
 from graphmesh.orchestrator.graph import graph_to_json
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
+from graphmesh.orchestrator.wire.convert import graph_to_proto
+from graphmesh.orchestrator.wire.errors import to_status
 from graphmesh.services.kit.server import TlsFiles
 from graphmesh.v1 import common_pb2, events_pb2
 from graphmesh.v1 import orchestrator_pb2 as pb
@@ -407,7 +407,7 @@ def test_unexpected_errors_are_internal_without_their_text() -> None:
 
 # -- helpers -----------------------------------------------------------------------------
 def _struct(values: dict[str, Any]) -> Any:
-    from graphmesh.orchestrator.api.json_values import dict_to_struct
+    from graphmesh.orchestrator.wire.values import dict_to_struct
 
     return dict_to_struct(values)
 

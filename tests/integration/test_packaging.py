@@ -11,6 +11,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# What only the service extras bring: database and NATS drivers, model runtimes, provider
+# SDKs, the services' gRPC health and reflection, the viewer's web stack.
+EXTRA_MODULES = (
+    "psycopg",
+    "psycopg_pool",
+    "nats",
+    "torch",
+    "transformers",
+    "tritonclient",
+    "openai",
+    "anthropic",
+    "grpc_health",
+    "grpc_reflection",
+    "connectrpc",
+    "hypercorn",
+    "starlette",
+    "orjson",
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +102,8 @@ def test_the_core_install_runs_graphs_embedded_without_any_service_extra(
     wheel: Path, tmp_path: Path
 ) -> None:
     """``pip install graphmesh`` alone (no extras: no psycopg, torch, grpc health, SDKs)
-    imports, lists its catalog and runs a graph of non-AI tasks embedded."""
+    imports without loading any of them, shows its help, validates graphs (AI tasks
+    included), lists its catalog and runs a graph of non-AI tasks embedded."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -95,8 +114,18 @@ def test_the_core_install_runs_graphs_embedded_without_any_service_extra(
         timeout=600,
     )
     assert install.returncode == 0, install.stderr[-2000:]
-    missing = subprocess.run([str(python), "-c", "import psycopg"], capture_output=True, text=True)
-    assert missing.returncode != 0, "the core install must not bring the service extras"
+    for extra in EXTRA_MODULES:
+        missing = subprocess.run([str(python), "-c", f"import {extra}"], capture_output=True)
+        assert missing.returncode != 0, f"the core install must not bring {extra}"
+    probe = (
+        "import sys, graphmesh, graphmesh.client, graphmesh.orchestrator.wire.convert;"
+        f"print(sorted(m for m in {EXTRA_MODULES!r} if m in sys.modules))"
+    )
+    imported = subprocess.run(
+        [str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert imported.stdout.strip() == "[]"
     graph = tmp_path / "graph.json"
     graph.write_text((ROOT / "examples" / "node" / "graph.json").read_text())
     graphmesh = venv / "bin" / "graphmesh"
@@ -109,6 +138,14 @@ def test_the_core_install_runs_graphs_embedded_without_any_service_extra(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"status": "COMPLETED"' in done.stdout
+    shown = subprocess.run([str(graphmesh), "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "validate" in shown.stdout, shown.stderr[-2000:]
+    pipeline = ROOT / "examples" / "seed_pipeline.json"
+    checked = subprocess.run(
+        [str(graphmesh), "validate", str(pipeline)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "valid (8 tasks" in checked.stdout
     listed = subprocess.run([str(graphmesh), "tasks", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0 and "JavaScriptTask" in listed.stdout
 

@@ -27,8 +27,9 @@ def _note(config: dict[str, Any], line: str) -> None:
 
 
 class SleepTask(Task):
-    """Waits ``seconds``, then outputs ``value``; reports progress halfway. With config
-    ``until_exists`` it first waits for that file to appear."""
+    """Waits ``seconds``, then outputs ``value``; reports progress halfway (with config
+    ``details`` as the report's details). With config ``until_exists`` it first waits for
+    that file to appear."""
 
     type = "RunTestSleep"
     inputs = (
@@ -45,7 +46,7 @@ class SleepTask(Task):
             while flag and not _exists(flag):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             await asyncio.sleep(float(inputs["seconds"]) / 2)
-            ctx.progress(50, "halfway")
+            ctx.progress(50, "halfway", self.config.get("details"))
             await asyncio.sleep(float(inputs["seconds"]) / 2)
         except asyncio.CancelledError:
             _note(self.config, f"cancelled:{self.id}")

@@ -11,17 +11,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
-from graphmesh.orchestrator.api import convert
-from graphmesh.orchestrator.api.errors import to_status
-from graphmesh.orchestrator.api.json_values import struct_to_dict
 from graphmesh.orchestrator.api.settings import EdgeSettings
-from graphmesh.orchestrator.api.validation import (
-    InvalidRequestError,
-    RequestLimits,
-    check_graph_shape,
-    check_request,
-    parse_json,
-)
 from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError, TaskFailedError
 from graphmesh.orchestrator.runs.model import InvalidPageTokenError, TenantUsage
 from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens
@@ -31,6 +21,16 @@ from graphmesh.orchestrator.runs.storable import (
     storable_text,
     value_problems,
 )
+from graphmesh.orchestrator.wire import convert
+from graphmesh.orchestrator.wire.errors import to_status
+from graphmesh.orchestrator.wire.validation import (
+    InvalidRequestError,
+    RequestLimits,
+    check_graph_shape,
+    check_request,
+    parse_json,
+)
+from graphmesh.orchestrator.wire.values import struct_to_dict
 from graphmesh.v1 import common_pb2
 from graphmesh.v1 import orchestrator_pb2 as pb
 

@@ -27,14 +27,13 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from google.rpc import status_pb2
 
+from graphmesh.orchestrator.wire.errors import packed_details
 from graphmesh.v1 import orchestrator_pb2
 
 logger = logging.getLogger(__name__)
 SERVICE: ServiceDescriptor = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"]
 FORWARDED_HEADERS = ("authorization", "traceparent", "tracestate")
-_DETAILS_KEY = "grpc-status-details-bin"
 _IDEMPOTENCY = {
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS: IdempotencyLevel.NO_SIDE_EFFECTS,
     descriptor_pb2.MethodOptions.IDEMPOTENT: IdempotencyLevel.IDEMPOTENT,
@@ -133,7 +132,5 @@ def internal_error(exc: Exception) -> ConnectError:
 def connect_error(error: grpc.aio.AioRpcError) -> ConnectError:
     """The same status as a Connect error: code, message and ``google.rpc`` details."""
     code = _CODES.get(error.code()) or Code[error.code().name]
-    metadata: Any = error.trailing_metadata() or ()
-    raw = next((value for key, value in metadata if key == _DETAILS_KEY), None)
-    details = status_pb2.Status.FromString(raw).details if isinstance(raw, bytes) else ()
+    details = packed_details(error.trailing_metadata())
     return ConnectError(code, error.details() or "", details)

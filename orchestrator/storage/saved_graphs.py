@@ -3,7 +3,7 @@
 The repository stores plain graph JSON by id; this adds what SaveGraph/ListGraphs need by
 storing, under ``<tenant>/<graph_id>``, the canonical graph JSON plus one extra key,
 ``saved``, with the metadata (graph loaders ignore unknown keys). No protobuf here: the
-servicer converts.
+wire layer (:mod:`graphmesh.orchestrator.wire.convert`) converts.
 """
 
 from __future__ import annotations

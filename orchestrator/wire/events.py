@@ -1,35 +1,23 @@
-"""RunEventRecord <-> ``graphmesh.v1.RunEvent``: the one place run events change shape."""
+"""RunEventRecord <-> ``graphmesh.v1.RunEvent``: the one place run events change shape.
+
+WatchRun streams the message, the outbox relay publishes its bytes to NATS
+(:func:`event_to_bytes`), and subscribers read them back (:func:`event_from_bytes`).
+"""
 
 from __future__ import annotations
 
-from graphmesh.orchestrator.api.json_values import (
+from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord
+from graphmesh.orchestrator.wire.values import (
     dict_to_struct,
     from_timestamp,
+    run_status_from_proto,
+    run_status_to_proto,
     struct_to_dict,
+    task_status_from_proto,
+    task_status_to_proto,
     timestamp,
 )
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
-from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.v1 import common_pb2, events_pb2
-
-
-def task_status_to_proto(status: TaskStatus | None) -> common_pb2.TaskStatus.ValueType:
-    if status is None:
-        return common_pb2.TASK_STATUS_UNSPECIFIED
-    return common_pb2.TaskStatus.Value(f"TASK_STATUS_{status.value}")
-
-
-def task_status_from_proto(value: common_pb2.TaskStatus.ValueType) -> TaskStatus | None:
-    name = common_pb2.TaskStatus.Name(value).removeprefix("TASK_STATUS_")
-    return None if name == "UNSPECIFIED" else TaskStatus(name)
-
-
-def run_status_to_proto(status: RunState) -> common_pb2.RunStatus.ValueType:
-    return common_pb2.RunStatus.Value(f"RUN_STATUS_{status.value}")
-
-
-def run_status_from_proto(value: common_pb2.RunStatus.ValueType) -> RunState:
-    return RunState(common_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_"))
 
 
 def event_to_proto(event: RunEventRecord) -> events_pb2.RunEvent:
@@ -77,3 +65,13 @@ def event_from_proto(message: events_pb2.RunEvent) -> RunEventRecord:
         output_ref=message.output_ref,
         details=struct_to_dict(message.details) if message.HasField("details") else None,
     )
+
+
+def event_to_bytes(event: RunEventRecord) -> bytes:
+    """The serialized ``RunEvent`` of an event: a NATS message's payload."""
+    return event_to_proto(event).SerializeToString()
+
+
+def event_from_bytes(data: bytes) -> RunEventRecord:
+    """An event from a serialized ``RunEvent`` (a NATS message's payload)."""
+    return event_from_proto(events_pb2.RunEvent.FromString(data))

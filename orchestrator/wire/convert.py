@@ -1,13 +1,12 @@
-"""Protobuf <-> domain conversion for the OrchestratorService, in one place (run events
-are in :mod:`convert_events`). Server and Python SDK both use these functions.
+"""Protobuf <-> domain conversion of the OrchestratorService's messages: graphs, runs,
+task states, usage, the catalog, saved graphs and graph issues (run events are in
+:mod:`.events`, JSON values, timestamps and statuses in :mod:`.values`). The servicer and
+the Python SDK both use these functions.
 
-Numbers in ``google.protobuf.Struct`` are doubles, so a JSON ``3`` arrives as ``3.0``;
-:func:`struct_to_dict` turns integral doubles back into ints, since ports typed integer
-reject floats. Clients that need exact JSON send ``graph_json``.
-
-The ``*_from_request`` functions are the server's edge: they check what they convert
-against :class:`~graphmesh.orchestrator.api.validation.RequestLimits` and raise
-:class:`~graphmesh.orchestrator.api.validation.InvalidRequestError` naming the field.
+The ``*_from_request`` functions (and :func:`graph_source`, :func:`inputs_from_proto`) are
+the server's edge: they check what they convert against
+:class:`~graphmesh.orchestrator.wire.validation.RequestLimits` and raise
+:class:`~graphmesh.orchestrator.wire.validation.InvalidRequestError` naming the field.
 """
 
 from __future__ import annotations
@@ -21,22 +20,12 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
 from graphmesh.orchestrator.ai.usage import TaskUsage
-from graphmesh.orchestrator.api.convert_events import (
-    run_status_from_proto,
-    run_status_to_proto,
-    task_status_from_proto,
-    task_status_to_proto,
-)
-from graphmesh.orchestrator.api.graphs import SavedGraph
-from graphmesh.orchestrator.api.json_values import (
-    dict_to_struct,
-    from_timestamp,
-    struct_to_dict,
-    timestamp,
-    value_from_proto,
-    value_to_proto,
-)
-from graphmesh.orchestrator.api.validation import (
+from graphmesh.orchestrator.errors import GraphIssue
+from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, RunState, TaskState
+from graphmesh.orchestrator.runs.storable import key_path
+from graphmesh.orchestrator.storage.saved_graphs import SavedGraph
+from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.wire.validation import (
     FieldViolation,
     InvalidRequestError,
     RequestLimits,
@@ -47,10 +36,18 @@ from graphmesh.orchestrator.api.validation import (
     raise_if,
     violation,
 )
-from graphmesh.orchestrator.errors import GraphIssue
-from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, RunState, TaskState
-from graphmesh.orchestrator.runs.storable import key_path
-from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.orchestrator.wire.values import (
+    dict_to_struct,
+    from_timestamp,
+    run_status_from_proto,
+    run_status_to_proto,
+    struct_to_dict,
+    task_status_from_proto,
+    task_status_to_proto,
+    timestamp,
+    value_from_proto,
+    value_to_proto,
+)
 from graphmesh.v1 import common_pb2, model_pb2, orchestrator_pb2
 
 ROOT_INPUTS = "*"

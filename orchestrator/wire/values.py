@@ -1,9 +1,12 @@
-"""JSON values and timestamps in protobuf (``google.protobuf.Struct``/``Value``,
-``Timestamp``), one way for every message: requests, responses and run events alike.
+"""The field codecs every message shares: JSON values (``google.protobuf.Struct``/
+``Value``), timestamps, and the run and task status enums. One way for every message:
+requests, responses, task outputs and run events alike.
 
 Numbers in a ``Struct`` are doubles, so a JSON ``3`` arrives as ``3.0``;
-:func:`struct_to_dict` turns integral doubles back into ints (ports typed integer reject
-floats), in task outputs and in event details alike.
+:func:`value_from_proto` turns integral doubles (below 2**53) back into ints, since ports
+typed integer reject floats; bools stay bools (``bool_value``), other floats stay floats.
+A float with an integral value (``2.0``) comes back as ``2``: a double cannot say which it
+was. Clients that need exact JSON send ``graph_json``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.task.base import TaskStatus
+from graphmesh.v1 import common_pb2
 
 JsonObject = dict[str, Any]
 _MAX_EXACT_INT = 2**53
@@ -66,3 +73,22 @@ def timestamp(moment: datetime) -> Timestamp:
 
 def from_timestamp(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def task_status_to_proto(status: TaskStatus | None) -> common_pb2.TaskStatus.ValueType:
+    if status is None:
+        return common_pb2.TASK_STATUS_UNSPECIFIED
+    return common_pb2.TaskStatus.Value(f"TASK_STATUS_{status.value}")
+
+
+def task_status_from_proto(value: common_pb2.TaskStatus.ValueType) -> TaskStatus | None:
+    name = common_pb2.TaskStatus.Name(value).removeprefix("TASK_STATUS_")
+    return None if name == "UNSPECIFIED" else TaskStatus(name)
+
+
+def run_status_to_proto(status: RunState) -> common_pb2.RunStatus.ValueType:
+    return common_pb2.RunStatus.Value(f"RUN_STATUS_{status.value}")
+
+
+def run_status_from_proto(value: common_pb2.RunStatus.ValueType) -> RunState:
+    return RunState(common_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_"))
