@@ -1,0 +1,202 @@
+"""The run rules: how a run moves through a graph, one copy for every engine.
+
+A task is *ready* once every incoming dataflow's source has settled. When a task settles:
+
+- **completed**: each dataflow it feeds is counted off; its ``[error]`` dataflows kill
+  their targets (there is no error to handle);
+- **failed** with its ``[error]`` port wired: every dataflow is counted off, the handlers
+  (targets of ``[error]`` dataflows) get the failure's :func:`error_payload`, the other
+  targets are killed;
+- **failed** with no ``[error]`` port wired: nothing is counted off, the run fails;
+- **skipped**: every target is killed and counted off.
+
+A target whose count reaches zero starts, unless it was killed: then it is skipped, and
+that skip settles it in turn (so a dead branch is skipped to its end). A target fed by
+several dataflows (a diamond's join) starts once, when the last of them is counted off.
+
+This module only decides. The in-process runner (``runner/graph_run.py``) keeps the counts
+in memory (:class:`Countdown`) and the durable scheduler (``runs/scheduler.py``) in task
+rows; both ask :meth:`Progression.settle` what a settled task does, and carry the answer
+out their own way (start an asyncio task, enqueue a job, write a skip). No asyncio, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from graphmesh.orchestrator.errors import TaskError
+from graphmesh.orchestrator.graph.dataflow import DataFlow
+
+
+class Outcome(enum.Enum):
+    """How a task settled, as far as the tasks it feeds are concerned."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Counter(Protocol):
+    """One task's progress towards ready: incoming dataflows not counted off yet, and
+    whether a settled source killed it. Satisfied by :class:`Countdown` and by the durable
+    scheduler's task rows."""
+
+    remaining: int
+    dead: bool
+
+
+class Countdown:
+    """An in-memory :class:`Counter`."""
+
+    __slots__ = ("dead", "remaining")
+
+    def __init__(self, remaining: int, dead: bool = False) -> None:
+        self.remaining = remaining
+        self.dead = dead
+
+    def __repr__(self) -> str:
+        return f"Countdown(remaining={self.remaining}, dead={self.dead})"
+
+
+class Step(NamedTuple):
+    """What one settled task does to the run.
+
+    ``ready``: tasks whose last input just arrived, to start (in dataflow order);
+    ``skipped``: tasks whose last input just arrived but that were killed, to skip (each
+    then settles as :attr:`Outcome.SKIPPED`); ``handlers``: the targets of a handled
+    failure's ``[error]`` dataflows, which receive its :func:`error_payload`;
+    ``run_failed``: an unhandled failure, the run fails (nothing was counted off).
+    """
+
+    ready: Sequence[str] = ()
+    skipped: Sequence[str] = ()
+    handlers: tuple[str, ...] = ()
+    run_failed: bool = False
+
+
+NOTHING = Step()
+RUN_FAILED = Step(run_failed=True)
+
+# One precomputed dataflow out of a task: its target, whether this outcome kills the target,
+# and whether it is the last of the task's dataflows into that target (when to look at the
+# target's count: a target fed twice by one task is ready once, after both).
+_Edge = tuple[str, bool, bool]
+
+
+class Progression:
+    """The run rules over one graph's dataflows, precomputed once per graph (the graph's
+    :meth:`~graphmesh.orchestrator.graph.task_graph.TaskGraph.progression` caches it)."""
+
+    __slots__ = ("_edges", "_handlers", "_incoming", "_targets", "task_ids")
+
+    def __init__(self, task_ids: Iterable[str], dataflows: Iterable[DataFlow]) -> None:
+        self.task_ids: tuple[str, ...] = tuple(task_ids)
+        incoming: dict[str, list[DataFlow]] = {task_id: [] for task_id in self.task_ids}
+        outgoing: dict[str, list[DataFlow]] = {task_id: [] for task_id in self.task_ids}
+        for flow in dataflows:
+            outgoing[flow.source_task].append(flow)
+            incoming[flow.target_task].append(flow)
+        self._incoming: dict[str, tuple[DataFlow, ...]] = {
+            task_id: tuple(flows) for task_id, flows in incoming.items()
+        }
+        self._handlers: dict[str, tuple[str, ...]] = {}
+        self._targets: dict[str, tuple[str, ...]] = {}
+        self._edges: dict[Outcome, dict[str, tuple[_Edge, ...]]] = {o: {} for o in Outcome}
+        for task_id, flows in outgoing.items():
+            handlers = tuple(dict.fromkeys(f.target_task for f in flows if f.carries_error))
+            if handlers:
+                self._handlers[task_id] = handlers
+            self._targets[task_id] = tuple(dict.fromkeys(f.target_task for f in flows))
+            last = {flow.target_task: index for index, flow in enumerate(flows)}
+            for outcome in Outcome:
+                self._edges[outcome][task_id] = tuple(
+                    (flow.target_task, _kills(flow, outcome), last[flow.target_task] == index)
+                    for index, flow in enumerate(flows)
+                )
+
+    # -- the plan ----------------------------------------------------------------------
+    def incoming_count(self, task_id: str) -> int:
+        """A task's count before anything settled: its incoming dataflows."""
+        return len(self._incoming[task_id])
+
+    def countdowns(self) -> dict[str, Countdown]:
+        """Fresh counters for one run of the whole graph."""
+        incoming = self._incoming
+        return {task_id: Countdown(len(incoming[task_id])) for task_id in self.task_ids}
+
+    def handles_errors(self, task_id: str) -> bool:
+        """Whether the task's ``[error]`` port is wired (its failure does not fail the run)."""
+        return task_id in self._handlers
+
+    def handlers(self, task_id: str) -> tuple[str, ...]:
+        """The tasks the task's ``[error]`` port feeds."""
+        return self._handlers.get(task_id, ())
+
+    def targets(self, task_id: str, outcome: Outcome) -> tuple[str, ...]:
+        """The tasks whose counters :meth:`settle` reads and changes for this outcome (an
+        engine that loads counters on demand loads these first)."""
+        if outcome is Outcome.FAILED and task_id not in self._handlers:
+            return ()
+        return self._targets[task_id]
+
+    # -- the rules -----------------------------------------------------------------------
+    def settle(self, task_id: str, outcome: Outcome, counters: Mapping[str, Counter]) -> Step:
+        """``task_id`` settled with ``outcome``: count it off the tasks it feeds (changing
+        their counters in ``counters``, which must hold :meth:`targets`) and say what
+        follows."""
+        if outcome is Outcome.FAILED:
+            handlers = self._handlers.get(task_id)
+            if handlers is None:
+                return RUN_FAILED
+        else:
+            handlers = ()
+        ready: list[str] | None = None
+        skipped: list[str] | None = None
+        for target, kills, last in self._edges[outcome][task_id]:
+            counter = counters[target]
+            counter.remaining -= 1
+            if kills:
+                counter.dead = True
+            if last and counter.remaining == 0:
+                if counter.dead:
+                    if skipped is None:
+                        skipped = [target]
+                    else:
+                        skipped.append(target)
+                elif ready is None:
+                    ready = [target]
+                else:
+                    ready.append(target)
+        if ready is None and skipped is None and not handlers:
+            return NOTHING
+        return Step(ready or (), skipped or (), handlers)
+
+    def resumed(self, task_id: str, completed: Collection[str]) -> Countdown:
+        """The counter of a task that did not complete, when its run resumes with the tasks
+        in ``completed`` (their outputs kept): it waits for its other sources, and a
+        completed source's ``[error]`` branch stays dead, as it was in the first attempt."""
+        remaining, dead = 0, False
+        for flow in self._incoming[task_id]:
+            if flow.source_task not in completed:
+                remaining += 1
+            elif flow.carries_error:
+                dead = True
+        return Countdown(remaining, dead)
+
+
+def _kills(flow: DataFlow, outcome: Outcome) -> bool:
+    """Whether a source settling with ``outcome`` kills the target of ``flow``: a success
+    kills its ``[error]`` branches, a handled failure the others, a skip every one."""
+    if outcome is Outcome.SKIPPED:
+        return True
+    return flow.carries_error != (outcome is Outcome.FAILED)
+
+
+def error_payload(task_id: str, error: BaseException) -> dict[str, Any]:
+    """What a failed task's ``[error]`` dataflows deliver: the original exception's type
+    and message (for a :class:`TaskError` wrapping another exception, that one's), and the
+    task's id."""
+    cause = error.__cause__ if isinstance(error, TaskError) and error.__cause__ else error
+    return {"type": type(cause).__name__, "message": str(cause), "task_id": task_id}
