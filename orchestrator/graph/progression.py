@@ -89,7 +89,7 @@ class Progression:
     """The run rules over one graph's dataflows, precomputed once per graph (the graph's
     :meth:`~graphmesh.orchestrator.graph.task_graph.TaskGraph.progression` caches it)."""
 
-    __slots__ = ("_edges", "_handlers", "_incoming", "_targets", "task_ids")
+    __slots__ = ("_all_ready", "_edges", "_handlers", "_incoming", "_targets", "task_ids")
 
     def __init__(self, task_ids: Iterable[str], dataflows: Iterable[DataFlow]) -> None:
         self.task_ids: tuple[str, ...] = tuple(task_ids)
@@ -104,11 +104,15 @@ class Progression:
         self._handlers: dict[str, tuple[str, ...]] = {}
         self._targets: dict[str, tuple[str, ...]] = {}
         self._edges: dict[Outcome, dict[str, tuple[_Edge, ...]]] = {o: {} for o in Outcome}
+        # The step of a completion that makes every target ready, built once: the common
+        # case (a chain's link, a fan-out) then costs no allocation.
+        self._all_ready: dict[str, Step] = {}
         for task_id, flows in outgoing.items():
             handlers = tuple(dict.fromkeys(f.target_task for f in flows if f.carries_error))
             if handlers:
                 self._handlers[task_id] = handlers
-            self._targets[task_id] = tuple(dict.fromkeys(f.target_task for f in flows))
+            targets = self._targets[task_id] = tuple(dict.fromkeys(f.target_task for f in flows))
+            self._all_ready[task_id] = Step(ready=targets) if targets else NOTHING
             last = {flow.target_task: index for index, flow in enumerate(flows)}
             for outcome in Outcome:
                 self._edges[outcome][task_id] = tuple(
@@ -152,8 +156,7 @@ class Progression:
                 return RUN_FAILED
         else:
             handlers = ()
-        ready: list[str] | None = None
-        skipped: list[str] | None = None
+        n_ready = n_skipped = 0
         for target, kills, last in self._edges[outcome][task_id]:
             counter = counters[target]
             counter.remaining -= 1
@@ -161,17 +164,22 @@ class Progression:
                 counter.dead = True
             if last and counter.remaining == 0:
                 if counter.dead:
-                    if skipped is None:
-                        skipped = [target]
-                    else:
-                        skipped.append(target)
-                elif ready is None:
-                    ready = [target]
+                    n_skipped += 1
                 else:
-                    ready.append(target)
-        if ready is None and skipped is None and not handlers:
-            return NOTHING
-        return Step(ready or (), skipped or (), handlers)
+                    n_ready += 1
+        if not n_skipped:
+            if not n_ready and not handlers:
+                return NOTHING
+            if outcome is Outcome.COMPLETED and n_ready == len(self._targets[task_id]):
+                return self._all_ready[task_id]
+        # Which ones: every target was counted off just now, so one at zero got there now.
+        now_ready: list[str] = []
+        now_skipped: list[str] = []
+        for target in self._targets[task_id]:
+            counter = counters[target]
+            if counter.remaining == 0:
+                (now_skipped if counter.dead else now_ready).append(target)
+        return Step(now_ready, now_skipped, handlers)
 
     def resumed(self, task_id: str, completed: Collection[str]) -> Countdown:
         """The counter of a task that did not complete, when its run resumes with the tasks

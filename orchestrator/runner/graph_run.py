@@ -21,7 +21,13 @@ from graphmesh.orchestrator.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from graphmesh.orchestrator.graph.progression import Countdown, Outcome, Step, error_payload
+from graphmesh.orchestrator.graph.progression import (
+    NOTHING,
+    Countdown,
+    Outcome,
+    Step,
+    error_payload,
+)
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
@@ -242,7 +248,9 @@ class GraphRun:
         task.status = TaskStatus.COMPLETED
         task.progress = 100.0
         self._emit(task, TaskEvent.COMPLETE)
-        self._follow(self.rules.settle(task.id, Outcome.COMPLETED, self.counters))
+        step = self.rules.settle(task.id, Outcome.COMPLETED, self.counters)
+        if step is not NOTHING:  # e.g. one of a join's many sources
+            self._follow(step)
 
     def _follow(self, step: Step) -> None:
         """Start what a settled task made ready and skip what it made ready dead (unless

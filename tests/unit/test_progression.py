@@ -45,6 +45,10 @@ def rules(*edges: str, tasks: str = "") -> Progression:
     return Progression(ids, flows)
 
 
+def decided(step: Step) -> tuple[list[str], list[str], tuple[str, ...], bool]:
+    return list(step.ready), list(step.skipped), step.handlers, step.run_failed
+
+
 def run(progression: Progression, outcomes: dict[str, Outcome]) -> tuple[dict[str, str], bool]:
     """Drive a whole run as an engine does: start the roots, settle each started task with
     its outcome (default COMPLETED), start what becomes ready, skip what becomes ready dead.
@@ -82,6 +86,14 @@ def run(progression: Progression, outcomes: dict[str, Outcome]) -> tuple[dict[st
             ["a>b", "a>c"], {"b": 1, "c": 1}, "a", COMPLETED, Step(["b", "c"]), id="fan-out"
         ),
         pytest.param(["a>c", "b>c"], {"c": 2}, "a", COMPLETED, NOTHING, id="join waits"),
+        pytest.param(
+            ["a>b", "a>c", "x>c"],
+            {"b": 1, "c": 2},
+            "a",
+            COMPLETED,
+            Step(["b"]),
+            id="fan-out into a join: only the free target",
+        ),
         pytest.param(["a>c", "b>c"], {"c": 1}, "b", COMPLETED, Step(["c"]), id="join ready"),
         pytest.param(
             ["a>b", "a!>h"],
@@ -103,6 +115,14 @@ def run(progression: Progression, outcomes: dict[str, Outcome]) -> tuple[dict[st
         pytest.param(["a>b"], {"b": 1}, "a", SKIPPED, Step([], ["b"]), id="skip kills"),
         pytest.param(["a>c", "b>c"], {"c": 2}, "a", SKIPPED, NOTHING, id="dead join waits"),
         pytest.param(["t>e"], {"e": 1}, "e", COMPLETED, NOTHING, id="a sink"),
+        pytest.param(
+            ["a!>h", "a>b"],
+            {"h": 0, "b": 1},
+            "a",
+            COMPLETED,
+            Step(["b"]),
+            id="a resumed run: a target that ran already is not made ready again",
+        ),
     ],
 )
 def test_one_settled_task(
@@ -114,13 +134,7 @@ def test_one_settled_task(
 ) -> None:
     progression = rules(*edges)
     state = {t: Countdown(n) for t, n in counters.items()}
-    step = progression.settle(task_id, outcome, state)
-    assert (list(step.ready), list(step.skipped), step.handlers, step.run_failed) == (
-        list(expected.ready),
-        list(expected.skipped),
-        expected.handlers,
-        expected.run_failed,
-    )
+    assert decided(progression.settle(task_id, outcome, state)) == decided(expected)
 
 
 def test_counters_record_the_count_and_the_kill() -> None:
@@ -131,7 +145,7 @@ def test_counters_record_the_count_and_the_kill() -> None:
     assert (counters["c"].remaining, counters["c"].dead) == (1, True)
     assert (counters["h"].remaining, counters["h"].dead) == (0, False)
     # The other source's success does not revive a killed task: it is skipped when ready.
-    assert progression.settle("b", COMPLETED, counters) == Step((), ["c"])
+    assert decided(progression.settle("b", COMPLETED, counters)) == decided(Step((), ["c"]))
 
 
 def test_two_dataflows_from_one_task_into_one_target_make_it_ready_once() -> None:
