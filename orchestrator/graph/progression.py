@@ -15,15 +15,16 @@ that skip settles it in turn (so a dead branch is skipped to its end). A target 
 several dataflows (a diamond's join) starts once, when the last of them is counted off.
 
 This module only decides. The in-process runner (``runner/graph_run.py``) keeps the counts
-in memory (:class:`Countdown`) and the durable scheduler (``runs/scheduler.py``) in task
-rows; both ask :meth:`Progression.settle` what a settled task does, and carry the answer
-out their own way (start an asyncio task, enqueue a job, write a skip). No asyncio, no I/O.
+in a dict and the killed tasks in a set, the durable scheduler (``runs/scheduler.py``) both
+in task rows; both ask :meth:`Progression.settle` what a settled task does, and carry the
+answer out their own way (start an asyncio task, enqueue a job, write a skip). No asyncio,
+no I/O.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from graphmesh.orchestrator.errors import TaskError
@@ -38,26 +39,20 @@ class Outcome(enum.Enum):
     SKIPPED = "skipped"
 
 
-class Counter(Protocol):
-    """One task's progress towards ready: incoming dataflows not counted off yet, and
-    whether a settled source killed it. Satisfied by :class:`Countdown` and by the durable
-    scheduler's task rows."""
+class Remaining(Protocol):
+    """Each task's incoming dataflows not counted off yet (a ``dict[str, int]`` will do)."""
 
-    remaining: int
-    dead: bool
+    def __getitem__(self, task_id: str, /) -> int: ...
+
+    def __setitem__(self, task_id: str, count: int, /) -> None: ...
 
 
-class Countdown:
-    """An in-memory :class:`Counter`."""
+class Dead(Protocol):
+    """The tasks a settled source killed (a ``set[str]`` will do)."""
 
-    __slots__ = ("dead", "remaining")
+    def __contains__(self, task_id: object, /) -> bool: ...
 
-    def __init__(self, remaining: int, dead: bool = False) -> None:
-        self.remaining = remaining
-        self.dead = dead
-
-    def __repr__(self) -> str:
-        return f"Countdown(remaining={self.remaining}, dead={self.dead})"
+    def add(self, task_id: str, /) -> None: ...
 
 
 class Step(NamedTuple):
@@ -83,13 +78,17 @@ RUN_FAILED = Step(run_failed=True)
 # and whether it is the last of the task's dataflows into that target (when to look at the
 # target's count: a target fed twice by one task is ready once, after both).
 _Edge = tuple[str, bool, bool]
+# What settle needs of one task and outcome, built once: its edges (``None``: an unhandled
+# failure), the step when no target is ready yet, the step when every target is ready and
+# none is dead (``None`` where that cannot be prebuilt), and the number of targets.
+_Plan = tuple[tuple[_Edge, ...] | None, Step, Step | None, int]
 
 
 class Progression:
     """The run rules over one graph's dataflows, precomputed once per graph (the graph's
     :meth:`~graphmesh.orchestrator.graph.task_graph.TaskGraph.progression` caches it)."""
 
-    __slots__ = ("_all_ready", "_edges", "_handlers", "_incoming", "_targets", "task_ids")
+    __slots__ = ("_counts", "_handlers", "_incoming", "_plans", "_targets", "task_ids")
 
     def __init__(self, task_ids: Iterable[str], dataflows: Iterable[DataFlow]) -> None:
         self.task_ids: tuple[str, ...] = tuple(task_ids)
@@ -101,34 +100,39 @@ class Progression:
         self._incoming: dict[str, tuple[DataFlow, ...]] = {
             task_id: tuple(flows) for task_id, flows in incoming.items()
         }
+        self._counts = {task_id: len(flows) for task_id, flows in incoming.items()}
         self._handlers: dict[str, tuple[str, ...]] = {}
         self._targets: dict[str, tuple[str, ...]] = {}
-        self._edges: dict[Outcome, dict[str, tuple[_Edge, ...]]] = {o: {} for o in Outcome}
-        # The step of a completion that makes every target ready, built once: the common
-        # case (a chain's link, a fan-out) then costs no allocation.
-        self._all_ready: dict[str, Step] = {}
+        self._plans: dict[Outcome, dict[str, _Plan]] = {outcome: {} for outcome in Outcome}
         for task_id, flows in outgoing.items():
             handlers = tuple(dict.fromkeys(f.target_task for f in flows if f.carries_error))
             if handlers:
                 self._handlers[task_id] = handlers
             targets = self._targets[task_id] = tuple(dict.fromkeys(f.target_task for f in flows))
-            self._all_ready[task_id] = Step(ready=targets) if targets else NOTHING
             last = {flow.target_task: index for index, flow in enumerate(flows)}
             for outcome in Outcome:
-                self._edges[outcome][task_id] = tuple(
+                edges = tuple(
                     (flow.target_task, _kills(flow, outcome), last[flow.target_task] == index)
                     for index, flow in enumerate(flows)
                 )
+                if outcome is Outcome.FAILED:
+                    plan: _Plan = (edges, Step(handlers=handlers), None, len(targets))
+                    self._plans[outcome][task_id] = (
+                        plan if handlers else (None, RUN_FAILED, None, 0)
+                    )
+                else:
+                    # The common answer (a chain's link, a fan-out) then costs no allocation.
+                    every = Step(ready=targets) if outcome is Outcome.COMPLETED else None
+                    self._plans[outcome][task_id] = (edges, NOTHING, every, len(targets))
 
     # -- the plan ----------------------------------------------------------------------
     def incoming_count(self, task_id: str) -> int:
         """A task's count before anything settled: its incoming dataflows."""
-        return len(self._incoming[task_id])
+        return self._counts[task_id]
 
-    def countdowns(self) -> dict[str, Countdown]:
-        """Fresh counters for one run of the whole graph."""
-        incoming = self._incoming
-        return {task_id: Countdown(len(incoming[task_id])) for task_id in self.task_ids}
+    def counts(self) -> dict[str, int]:
+        """Fresh counts for one run of the whole graph (no task killed yet)."""
+        return self._counts.copy()
 
     def handles_errors(self, task_id: str) -> bool:
         """Whether the task's ``[error]`` port is wired (its failure does not fail the run)."""
@@ -139,59 +143,56 @@ class Progression:
         return self._handlers.get(task_id, ())
 
     def targets(self, task_id: str, outcome: Outcome) -> tuple[str, ...]:
-        """The tasks whose counters :meth:`settle` reads and changes for this outcome (an
-        engine that loads counters on demand loads these first)."""
+        """The tasks whose counts and kills :meth:`settle` reads and changes for this
+        outcome (an engine that loads them on demand loads these first)."""
         if outcome is Outcome.FAILED and task_id not in self._handlers:
             return ()
         return self._targets[task_id]
 
     # -- the rules -----------------------------------------------------------------------
-    def settle(self, task_id: str, outcome: Outcome, counters: Mapping[str, Counter]) -> Step:
-        """``task_id`` settled with ``outcome``: count it off the tasks it feeds (changing
-        their counters in ``counters``, which must hold :meth:`targets`) and say what
-        follows."""
-        if outcome is Outcome.FAILED:
-            handlers = self._handlers.get(task_id)
-            if handlers is None:
-                return RUN_FAILED
-        else:
-            handlers = ()
+    def settle(self, task_id: str, outcome: Outcome, remaining: Remaining, dead: Dead) -> Step:
+        """``task_id`` settled with ``outcome``: count it off the tasks it feeds in
+        ``remaining``, add those it kills to ``dead`` (both must hold :meth:`targets`), and
+        say what follows."""
+        edges, quiet, every, n_targets = self._plans[outcome][task_id]
+        if edges is None:
+            return quiet  # an unhandled failure: nothing is counted off
         n_ready = n_skipped = 0
-        for target, kills, last in self._edges[outcome][task_id]:
-            counter = counters[target]
-            counter.remaining -= 1
+        for target, kills, last in edges:
+            count = remaining[target] - 1
+            remaining[target] = count
             if kills:
-                counter.dead = True
-            if last and counter.remaining == 0:
-                if counter.dead:
+                dead.add(target)
+            if last and count == 0:
+                if target in dead:
                     n_skipped += 1
                 else:
                     n_ready += 1
         if not n_skipped:
-            if not n_ready and not handlers:
-                return NOTHING
-            if outcome is Outcome.COMPLETED and n_ready == len(self._targets[task_id]):
-                return self._all_ready[task_id]
+            if not n_ready:
+                return quiet
+            if n_ready == n_targets and every is not None:
+                return every
         # Which ones: every target was counted off just now, so one at zero got there now.
         now_ready: list[str] = []
         now_skipped: list[str] = []
         for target in self._targets[task_id]:
-            counter = counters[target]
-            if counter.remaining == 0:
-                (now_skipped if counter.dead else now_ready).append(target)
-        return Step(now_ready, now_skipped, handlers)
+            if remaining[target] == 0:
+                (now_skipped if target in dead else now_ready).append(target)
+        return Step(now_ready, now_skipped, quiet.handlers)
 
-    def resumed(self, task_id: str, completed: Collection[str]) -> Countdown:
-        """The counter of a task that did not complete, when its run resumes with the tasks
-        in ``completed`` (their outputs kept): it waits for its other sources, and a
-        completed source's ``[error]`` branch stays dead, as it was in the first attempt."""
+    def resumed(self, task_id: str, completed: Collection[str]) -> tuple[int, bool]:
+        """The count of a task that did not complete and whether it is dead, when its run
+        resumes with the tasks in ``completed`` (their outputs kept): it waits for its
+        other sources, and a completed source's ``[error]`` branch stays dead, as it was in
+        the first attempt."""
         remaining, dead = 0, False
         for flow in self._incoming[task_id]:
             if flow.source_task not in completed:
                 remaining += 1
             elif flow.carries_error:
                 dead = True
-        return Countdown(remaining, dead)
+        return remaining, dead
 
 
 def _kills(flow: DataFlow, outcome: Outcome) -> bool:

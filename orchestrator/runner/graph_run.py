@@ -21,13 +21,7 @@ from graphmesh.orchestrator.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from graphmesh.orchestrator.graph.progression import (
-    NOTHING,
-    Countdown,
-    Outcome,
-    Step,
-    error_payload,
-)
+from graphmesh.orchestrator.graph.progression import NOTHING, Outcome, Step, error_payload
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
@@ -43,6 +37,7 @@ from graphmesh.orchestrator.task.base import (
 
 Listener = Callable[[RunnerEvent], None]
 NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
+_COMPLETED = Outcome.COMPLETED
 _NO_PROVENANCE: Mapping[str, Any] = {}
 _FINAL_EVENTS = frozenset({TaskEvent.COMPLETE, TaskEvent.ERROR, TaskEvent.ABORT})
 
@@ -72,7 +67,8 @@ class GraphRun:
         self.parent_provenance = provenance
         self.path = path
         self.rules = graph.progression()
-        self.counters: dict[str, Countdown] = {}
+        self.remaining: dict[str, int] = {}  # per task: incoming dataflows not settled yet
+        self.dead: set[str] = set()  # tasks to skip once ready (see graph/progression.py)
         self.running: dict[str, asyncio.Task[None]] = {}
         self.started: set[str] = set()
         self.stopped: list[asyncio.Task[None]] = []  # cancelled before they ever ran
@@ -97,8 +93,8 @@ class GraphRun:
         self.finished = loop.create_future()
         status, error = RunStatus.COMPLETED, None
         try:
-            for task_id, counter in self.counters.items():
-                if counter.remaining == 0:
+            for task_id, count in self.remaining.items():
+                if count == 0:
                     self._start(self.graph.get_task(task_id))
             self._finish_if_idle()
             async with asyncio.timeout(timeout):
@@ -119,7 +115,7 @@ class GraphRun:
         graph = self.graph
         for task in graph:
             task.reset_input()
-        self.counters = self.rules.countdowns()
+        self.remaining = self.rules.counts()
         for task_id, values in route_inputs(graph, inputs).items():
             # Copies: array ports are extended in place, and the caller keeps its inputs.
             graph.get_task(task_id).run_input.update(copy.deepcopy(values))
@@ -248,9 +244,17 @@ class GraphRun:
         task.status = TaskStatus.COMPLETED
         task.progress = 100.0
         self._emit(task, TaskEvent.COMPLETE)
-        step = self.rules.settle(task.id, Outcome.COMPLETED, self.counters)
-        if step is not NOTHING:  # e.g. one of a join's many sources
-            self._follow(step)
+        step = self.rules.settle(task.id, _COMPLETED, self.remaining, self.dead)
+        if step is NOTHING or self.failure is not None:
+            return  # e.g. one of a join's many sources
+        # _follow, inlined: this is the runner's hottest path.
+        ready, skipped = step.ready, step.skipped
+        if skipped:
+            for task_id in skipped:
+                self._skip(task_id)
+        get_task = self.graph.get_task
+        for task_id in ready:
+            self._start(get_task(task_id))
 
     def _follow(self, step: Step) -> None:
         """Start what a settled task made ready and skip what it made ready dead (unless
@@ -265,7 +269,7 @@ class GraphRun:
 
     def _handle_failure(self, task: Task, error: TaskError) -> None:
         self._fail(task, error, TaskEvent.ERROR)
-        step = self.rules.settle(task.id, Outcome.FAILED, self.counters)
+        step = self.rules.settle(task.id, Outcome.FAILED, self.remaining, self.dead)
         if step.run_failed:
             if self.failure is None:
                 self.failure = error
@@ -281,7 +285,7 @@ class GraphRun:
             task = self.graph.get_task(stack.pop())
             task.status = TaskStatus.SKIPPED
             self._emit(task, TaskEvent.ABORT, message=NOT_REACHED)
-            step = self.rules.settle(task.id, Outcome.SKIPPED, self.counters)
+            step = self.rules.settle(task.id, Outcome.SKIPPED, self.remaining, self.dead)
             if self.failure is None:
                 stack.extend(step.skipped)  # a skip kills every target: none is ready
 

@@ -240,11 +240,10 @@ class Scheduler:
 
     async def _settle(self, plan: GraphPlan, source: str, outcome: Outcome) -> Step:
         """``source`` settled: the run rules count it off the rows of the tasks it feeds."""
-        targets = await self.state.targets(plan.run_id, plan.rules.targets(source, outcome))
-        step = plan.rules.settle(source, outcome, targets)
-        for target in targets.values():
-            target.dirty = True
-        return step
+        targets = _Counters(
+            await self.state.targets(plan.run_id, plan.rules.targets(source, outcome))
+        )
+        return plan.rules.settle(source, outcome, targets, targets)
 
     async def _follow(self, run: RunRow, plan: GraphPlan, step: Step) -> None:
         """Skip what a settled task made ready dead, enqueue what it made ready (a task no
@@ -320,7 +319,30 @@ class Scheduler:
 def _reset(task: TaskRow, plan: GraphPlan, done: set[str]) -> None:
     """A task that did not complete, made PENDING again for a resumed run."""
     task.status, task.progress, task.error, task.error_payload = TaskStatus.PENDING, 0.0, None, None
-    counter = plan.rules.resumed(task.task_id, done)
-    task.remaining, task.dead = counter.remaining, counter.dead
+    task.remaining, task.dead = plan.rules.resumed(task.task_id, done)
     task.job_id = None
     task.reset = task.dirty = True
+
+
+class _Counters:
+    """The run rules' counts and kills (``remaining``, ``dead``) kept in task rows, by
+    task id; a change marks its row to be written."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: dict[str, TaskRow]) -> None:
+        self.rows = rows
+
+    def __getitem__(self, task_id: str) -> int:
+        return self.rows[task_id].remaining
+
+    def __setitem__(self, task_id: str, count: int) -> None:
+        row = self.rows[task_id]
+        row.remaining, row.dirty = count, True
+
+    def __contains__(self, task_id: object) -> bool:
+        return isinstance(task_id, str) and self.rows[task_id].dead
+
+    def add(self, task_id: str) -> None:
+        row = self.rows[task_id]
+        row.dead = row.dirty = True

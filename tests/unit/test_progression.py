@@ -15,7 +15,6 @@ from graphmesh.orchestrator.errors import TaskFailedError, TaskTimeoutError
 from graphmesh.orchestrator.graph import ERROR_PORT, DataFlow, TaskGraph
 from graphmesh.orchestrator.graph.progression import (
     NOTHING,
-    Countdown,
     Outcome,
     Progression,
     Step,
@@ -54,22 +53,22 @@ def run(progression: Progression, outcomes: dict[str, Outcome]) -> tuple[dict[st
     its outcome (default COMPLETED), start what becomes ready, skip what becomes ready dead.
     Returns each task's end ("ran", "failed", "skipped", or "pending": never reached) and
     whether the run failed."""
-    counters = progression.countdowns()
+    remaining, dead = progression.counts(), set[str]()
     ended = dict.fromkeys(progression.task_ids, "pending")
-    ready = deque(t for t, counter in counters.items() if counter.remaining == 0)
+    ready = deque(t for t, count in remaining.items() if count == 0)
     failed_run = False
     while ready and not failed_run:
         task_id = ready.popleft()
         outcome = outcomes.get(task_id, COMPLETED)
         ended[task_id] = "failed" if outcome is FAILED else "ran"
-        step = progression.settle(task_id, outcome, counters)
+        step = progression.settle(task_id, outcome, remaining, dead)
         failed_run = step.run_failed
         ready.extend(step.ready)
         skipping = list(step.skipped)
         while skipping:
             skipped = skipping.pop()
             ended[skipped] = "skipped"
-            below = progression.settle(skipped, SKIPPED, counters)
+            below = progression.settle(skipped, SKIPPED, remaining, dead)
             assert not below.ready, "a skip kills every task it feeds"
             skipping.extend(below.skipped)
     return ended, failed_run
@@ -133,19 +132,20 @@ def test_one_settled_task(
     expected: Step,
 ) -> None:
     progression = rules(*edges)
-    state = {t: Countdown(n) for t, n in counters.items()}
-    assert decided(progression.settle(task_id, outcome, state)) == decided(expected)
+    assert decided(progression.settle(task_id, outcome, dict(counters), set())) == decided(expected)
 
 
 def test_counters_record_the_count_and_the_kill() -> None:
     progression = rules("a>c", "b>c", "a!>h")
-    counters = progression.countdowns()
-    assert {t: c.remaining for t, c in counters.items()} == {"a": 0, "c": 2, "b": 0, "h": 1}
-    progression.settle("a", FAILED, counters)
-    assert (counters["c"].remaining, counters["c"].dead) == (1, True)
-    assert (counters["h"].remaining, counters["h"].dead) == (0, False)
+    remaining, dead = progression.counts(), set[str]()
+    assert remaining == {"a": 0, "c": 2, "b": 0, "h": 1}
+    assert progression.counts() is not remaining  # fresh for every run
+    progression.settle("a", FAILED, remaining, dead)
+    assert (remaining["c"], "c" in dead) == (1, True)
+    assert (remaining["h"], "h" in dead) == (0, False)
     # The other source's success does not revive a killed task: it is skipped when ready.
-    assert decided(progression.settle("b", COMPLETED, counters)) == decided(Step((), ["c"]))
+    step = progression.settle("b", COMPLETED, remaining, dead)
+    assert decided(step) == decided(Step((), ["c"]))
 
 
 def test_two_dataflows_from_one_task_into_one_target_make_it_ready_once() -> None:
@@ -153,10 +153,10 @@ def test_two_dataflows_from_one_task_into_one_target_make_it_ready_once() -> Non
         DataFlow(source_task="a", source_port=p, target_task="b", target_port=p) for p in ("x", "y")
     ]
     progression = Progression(["a", "b"], flows)
-    counters = progression.countdowns()
-    assert counters["b"].remaining == 2
-    assert list(progression.settle("a", COMPLETED, counters).ready) == ["b"]
-    assert counters["b"].remaining == 0
+    remaining = progression.counts()
+    assert remaining["b"] == 2
+    assert list(progression.settle("a", COMPLETED, remaining, set()).ready) == ["b"]
+    assert remaining["b"] == 0
 
 
 def test_targets_are_what_settle_reads() -> None:
@@ -262,8 +262,7 @@ def test_a_long_dead_chain_is_skipped_without_recursion() -> None:
 def test_a_resumed_task_counts_only_the_sources_that_must_run_again(
     edges: list[str], task_id: str, completed: set[str], remaining: int, dead: bool
 ) -> None:
-    counter = rules(*edges).resumed(task_id, completed)
-    assert (counter.remaining, counter.dead) == (remaining, dead)
+    assert rules(*edges).resumed(task_id, completed) == (remaining, dead)
 
 
 # -- the error payload -----------------------------------------------------------------------
