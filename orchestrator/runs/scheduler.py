@@ -141,12 +141,15 @@ class Scheduler:
         if run.status == RunState.CANCELLING:
             self._close_if_done(run)
             return True
-        step = await self._settle(plan, task_id, Outcome.FAILED) if plan is not None else None
-        if plan is not None and step is not None and not step.run_failed:
+        if plan is None:  # this process cannot load the graph: no handler can be found
+            await self.fail_run(run, error)
+            return True
+        step = await self._settle(plan, task_id, Outcome.FAILED)
+        if step.run_failed:
+            await self.fail_run(run, error)
+        else:
             await self._follow(run, plan, step)  # the handlers run, the rest is skipped
             self._close_if_done(run)
-        else:
-            await self.fail_run(run, error)
         return True
 
     async def abort(self, run: RunRow, task_id: str, job_id: int | None, reason: str) -> bool:
