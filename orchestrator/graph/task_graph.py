@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from graphmesh.orchestrator.errors import GraphError, GraphIssue, GraphValidationError
 from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.graph.progression import Progression
 from graphmesh.orchestrator.task.base import Task
 
 
@@ -22,6 +23,7 @@ class TaskGraph:
         self._flow_set: set[DataFlow] = set()
         self.revision = 0  # bumped by every change of nodes or edges (caches key on it)
         self._in_run = False
+        self._progression: tuple[int, Progression] | None = None
         for task in tasks:
             self.add_task(task)
         for flow in dataflows:
@@ -114,6 +116,13 @@ class TaskGraph:
 
     def outgoing(self, task_id: str) -> list[DataFlow]:
         return self._outgoing[task_id]
+
+    def progression(self) -> Progression:
+        """The run rules precomputed for this graph's dataflows (rebuilt after a change)."""
+        cached = self._progression
+        if cached is None or cached[0] != self.revision:
+            cached = self._progression = (self.revision, Progression(self._tasks, self._dataflows))
+        return cached[1]
 
     def roots(self) -> list[Task]:
         return [t for t in self._tasks.values() if not self._incoming[t.id]]

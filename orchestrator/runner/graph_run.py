@@ -21,7 +21,7 @@ from graphmesh.orchestrator.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.graph.progression import NOTHING, Outcome, Step, error_payload
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
@@ -36,13 +36,19 @@ from graphmesh.orchestrator.task.base import (
 )
 
 Listener = Callable[[RunnerEvent], None]
+NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
+_COMPLETED = Outcome.COMPLETED
 _NO_PROVENANCE: Mapping[str, Any] = {}
 _FINAL_EVENTS = frozenset({TaskEvent.COMPLETE, TaskEvent.ERROR, TaskEvent.ABORT})
 
 
 class GraphRun:
     """Runs ``graph`` once. Failure of a task aborts running tasks and skips pending ones,
-    unless the failing task's ``[error]`` port is wired."""
+    unless the failing task's ``[error]`` port is wired.
+
+    Which tasks a settled task makes ready or skips is the run rules' call
+    (:mod:`graphmesh.orchestrator.graph.progression`, shared with the durable scheduler);
+    this class carries the answers out with asyncio tasks and events."""
 
     def __init__(
         self,
@@ -60,8 +66,9 @@ class GraphRun:
         self.env = env
         self.parent_provenance = provenance
         self.path = path
-        self.waiting: dict[str, int] = {}
-        self.dead: set[str] = set()
+        self.rules = graph.progression()
+        self.remaining: dict[str, int] = {}  # per task: incoming dataflows not settled yet
+        self.dead: set[str] = set()  # tasks to skip once ready (see graph/progression.py)
         self.running: dict[str, asyncio.Task[None]] = {}
         self.started: set[str] = set()
         self.stopped: list[asyncio.Task[None]] = []  # cancelled before they ever ran
@@ -86,7 +93,7 @@ class GraphRun:
         self.finished = loop.create_future()
         status, error = RunStatus.COMPLETED, None
         try:
-            for task_id, count in list(self.waiting.items()):
+            for task_id, count in self.remaining.items():
                 if count == 0:
                     self._start(self.graph.get_task(task_id))
             self._finish_if_idle()
@@ -108,15 +115,12 @@ class GraphRun:
         graph = self.graph
         for task in graph:
             task.reset_input()
-            self.waiting[task.id] = len(graph.incoming(task.id))
+        self.remaining = self.rules.counts()
         for task_id, values in route_inputs(graph, inputs).items():
             # Copies: array ports are extended in place, and the caller keeps its inputs.
             graph.get_task(task_id).run_input.update(copy.deepcopy(values))
 
     def _start(self, task: Task) -> None:
-        if task.id in self.dead:
-            self._skip(task, "not reached: an upstream task failed, or had no error to handle")
-            return
         self._gather_inputs(task)
         task.status = TaskStatus.PROCESSING
         if self.accepting_handoff and self.handoff is None:
@@ -131,7 +135,7 @@ class GraphRun:
             source = self.graph.get_task(flow.source_task)
             if flow.carries_error:
                 if source.status == TaskStatus.FAILED and source.error is not None:
-                    task.add_input(flow.target_port, _error_payload(source, source.error))
+                    task.add_input(flow.target_port, error_payload(source.id, source.error))
             elif flow.source_port in source.run_output:
                 port = source.output_port(flow.source_port)
                 spread = None if port is None else port.is_array
@@ -240,49 +244,50 @@ class GraphRun:
         task.status = TaskStatus.COMPLETED
         task.progress = 100.0
         self._emit(task, TaskEvent.COMPLETE)
-        for flow in self.graph.outgoing(task.id):
-            if flow.carries_error:
-                self.dead.add(flow.target_task)  # no error to handle: skip the handler branch
-            self._release(self.graph.get_task(flow.target_task))
+        step = self.rules.settle(task.id, _COMPLETED, self.remaining, self.dead)
+        if step is NOTHING or self.failure is not None:
+            return  # e.g. one of a join's many sources
+        # _follow, inlined: this is the runner's hottest path.
+        ready, skipped = step.ready, step.skipped
+        if skipped:
+            for task_id in skipped:
+                self._skip(task_id)
+        get_task = self.graph.get_task
+        for task_id in ready:
+            self._start(get_task(task_id))
 
-    def _release(self, target: Task) -> None:
-        waiting = self.waiting[target.id] - 1
-        self.waiting[target.id] = waiting
-        if waiting == 0 and self.failure is None:
-            self._start(target)
+    def _follow(self, step: Step) -> None:
+        """Start what a settled task made ready and skip what it made ready dead (unless
+        the run failed meanwhile: then the run's end settles them)."""
+        if self.failure is not None:
+            return
+        for task_id in step.skipped:
+            self._skip(task_id)
+        get_task = self.graph.get_task
+        for task_id in step.ready:
+            self._start(get_task(task_id))
 
     def _handle_failure(self, task: Task, error: TaskError) -> None:
-        handlers = [flow for flow in self.graph.outgoing(task.id) if flow.carries_error]
         self._fail(task, error, TaskEvent.ERROR)
-        if not handlers:
+        step = self.rules.settle(task.id, Outcome.FAILED, self.remaining, self.dead)
+        if step.run_failed:
             if self.failure is None:
                 self.failure = error
                 self._abort_running(str(error))
             return
-        self._route_error(task, handlers)
+        self._follow(step)  # the handlers run, the other branches are skipped
 
-    def _route_error(self, task: Task, handlers: list[DataFlow]) -> None:
-        """Release every dependent; only error handlers run, the others are skipped."""
-        for flow in self.graph.outgoing(task.id):
-            target = self.graph.get_task(flow.target_task)
-            if flow not in handlers:
-                self.dead.add(target.id)
-            self._release(target)
-
-    def _skip(self, first: Task, reason: str) -> None:
+    def _skip(self, first: str) -> None:
         # A worklist, not recursion: a long chain below a failed task must not hit the
         # recursion limit.
         stack = [first]
         while stack:
-            task = stack.pop()
+            task = self.graph.get_task(stack.pop())
             task.status = TaskStatus.SKIPPED
-            self._emit(task, TaskEvent.ABORT, message=reason)
-            for flow in self.graph.outgoing(task.id):
-                target = self.graph.get_task(flow.target_task)
-                self.dead.add(target.id)
-                self.waiting[target.id] -= 1
-                if self.waiting[target.id] == 0 and self.failure is None:
-                    stack.append(target)
+            self._emit(task, TaskEvent.ABORT, message=NOT_REACHED)
+            step = self.rules.settle(task.id, Outcome.SKIPPED, self.remaining, self.dead)
+            if self.failure is None:
+                stack.extend(step.skipped)  # a skip kills every target: none is ready
 
     def _fail(self, task: Task, error: TaskError, event: TaskEvent) -> None:
         task.status = TaskStatus.FAILED
@@ -432,12 +437,6 @@ async def _with_timeout(task: Task, handler: Handler, call: TaskCall, seconds: f
             return await handler(call)
     except TimeoutError:
         raise TaskTimeoutError(task.id, f"timed out after {seconds} s") from None
-
-
-def _error_payload(task: Task, error: BaseException) -> dict[str, str]:
-    """What an ``[error]`` dataflow delivers: the original exception's type and message."""
-    cause = error.__cause__ or error
-    return {"type": type(cause).__name__, "message": str(cause), "task_id": task.id}
 
 
 def _wrap(task: Task, exc: Exception) -> TaskFailedError:

@@ -24,6 +24,7 @@ from graphmesh.orchestrator.ai.usage import (
     default_prices,
 )
 from graphmesh.orchestrator.errors import TaskError, TaskFailedError, TaskTimeoutError
+from graphmesh.orchestrator.graph.progression import error_payload
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.queue.base import Job
 from graphmesh.orchestrator.runner.graph_run import GraphRun, RunEnvironment
@@ -200,10 +201,6 @@ def describe_failure(task_id: str, error: BaseException) -> tuple[str, JsonObjec
         if isinstance(error, TaskError)
         else TaskFailedError(task_id, f"{type(error).__name__}: {error}")
     )
-    cause = error.__cause__ if isinstance(error, TaskError) and error.__cause__ else error
-    payload = {
-        "type": type(cause).__name__,
-        "message": storable_text(str(cause)),
-        "task_id": task_id,
-    }
+    payload = error_payload(task_id, error)  # the run rules' payload, as the runner delivers
+    payload["message"] = storable_text(payload["message"])
     return storable_text(str(wrapped)), payload

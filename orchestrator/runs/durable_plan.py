@@ -65,6 +65,7 @@ class GraphPlan:
         self.inputs = dict(inputs)
         self.traceparent = traceparent
         self.registry = registry
+        self.rules = graph.progression()  # the run rules (graph/progression.py)
         self.routed: RoutedInputs = route_inputs(graph, inputs)
         self._queues: dict[str, str] = {}
         self._busy: set[str] = set()
@@ -74,9 +75,6 @@ class GraphPlan:
 
     def incoming(self, task_id: str) -> list[DataFlow]:
         return self.graph.incoming(task_id)
-
-    def has_error_handlers(self, task_id: str) -> bool:
-        return any(flow.carries_error for flow in self.graph.outgoing(task_id))
 
     def queue_of(self, task_id: str) -> str:
         """Where the task's job goes: a job-queue task picks by its static inputs (defaults

@@ -1,11 +1,11 @@
 """The durable scheduler's decisions: what one event does to a locked run.
 
 Each method changes the rows of a :class:`~.scheduler_state.TxnState` (which writes them,
-with the events and jobs, in the same transaction). The semantics are the in-process
-runner's (``runner/graph_run.py``): a task is ready when every incoming dataflow's source
-has settled; a success kills the ``[error]`` branches below it, a failure with a wired
-``[error]`` port kills the other branches and feeds the handlers; a dead task that becomes
-ready is skipped, and so is everything below it; an unhandled failure fails the run.
+with the events and jobs, in the same transaction). Which tasks a settled task makes ready,
+which it skips and whether its failure fails the run is decided by the run rules that the
+in-process runner uses too (:mod:`graphmesh.orchestrator.graph.progression`), over the
+counters kept in the task rows (``remaining``, ``dead``); this module carries the decisions
+out: it enqueues the ready tasks' jobs, writes the skips and the events.
 
 Checks against stale workers: a task only starts, progresses, completes or fails for the
 job that currently holds it (``job_id``), and only while its run has not ended.
@@ -18,6 +18,7 @@ from typing import Any
 
 from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
+from graphmesh.orchestrator.graph.progression import Outcome, Step
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, dumps, output_ref
 from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, RunState, RunStateError
@@ -120,7 +121,8 @@ class Scheduler:
             output_ref=output_ref(run.run_id, task_id),
             details=details,
         )
-        await self._release(run, await self.state.plan(run.run_id), task_id, failed=False)
+        plan = await self.state.plan(run.run_id)
+        await self._follow(run, plan, await self._settle(plan, task_id, Outcome.COMPLETED))
         self._close_if_done(run)
         return True
 
@@ -138,11 +140,16 @@ class Scheduler:
         plan = await self._plan_or_none(run)
         if run.status == RunState.CANCELLING:
             self._close_if_done(run)
-        elif plan is not None and plan.has_error_handlers(task_id):
-            await self._release(run, plan, task_id, failed=True)
-            self._close_if_done(run)
-        else:
+            return True
+        if plan is None:  # this process cannot load the graph: no handler can be found
             await self.fail_run(run, error)
+            return True
+        step = await self._settle(plan, task_id, Outcome.FAILED)
+        if step.run_failed:
+            await self.fail_run(run, error)
+        else:
+            await self._follow(run, plan, step)  # the handlers run, the rest is skipped
+            self._close_if_done(run)
         return True
 
     async def abort(self, run: RunRow, task_id: str, job_id: int | None, reason: str) -> bool:
@@ -234,20 +241,28 @@ class Scheduler:
             return None
         return task
 
-    async def _release(self, run: RunRow, plan: GraphPlan, source: str, *, failed: bool) -> None:
-        """``source`` settled: count it off the tasks it feeds and start those now ready."""
-        targets = await self.state.targets(plan, source)
-        for flow in plan.outgoing(source):
-            target = targets[flow.target_task]
-            target.remaining -= 1
-            # A success kills the error branches; a handled failure kills the others.
-            target.dead = target.dead or flow.carries_error != failed
-            target.dirty = True
-        for target in targets.values():
-            if target.remaining == 0 and target.status == TaskStatus.PENDING:
-                await self._ready(run, plan, target)
+    async def _settle(self, plan: GraphPlan, source: str, outcome: Outcome) -> Step:
+        """``source`` settled: the run rules count it off the rows of the tasks it feeds."""
+        targets = _Counters(
+            await self.state.targets(plan.run_id, plan.rules.targets(source, outcome))
+        )
+        return plan.rules.settle(source, outcome, targets, targets)
+
+    async def _follow(self, run: RunRow, plan: GraphPlan, step: Step) -> None:
+        """Skip what a settled task made ready dead, enqueue what it made ready (a task no
+        longer PENDING, e.g. skipped by a cancel, stays as it is)."""
+        tasks = self.state.tasks
+        for task_id in step.skipped:
+            task = tasks[run.run_id, task_id]
+            if task.status == TaskStatus.PENDING:
+                await self._skip(run, plan, task)
+        for task_id in step.ready:
+            task = tasks[run.run_id, task_id]
+            if task.status == TaskStatus.PENDING and run.active:
+                self.state.enqueue(task)
 
     async def _ready(self, run: RunRow, plan: GraphPlan, task: TaskRow) -> None:
+        """A task of a resumed run that waits for nothing: a dead one is skipped."""
         if task.dead:
             await self._skip(run, plan, task)
         elif run.active:
@@ -259,16 +274,9 @@ class Scheduler:
         while stack:
             task = stack.pop()
             self._skip_one(run, task, NOT_REACHED)
-            targets = await self.state.targets(plan, task.task_id)
-            for flow in plan.outgoing(task.task_id):
-                target = targets[flow.target_task]
-                target.remaining -= 1
-                target.dead = target.dirty = True
-            stack.extend(
-                target
-                for target in targets.values()
-                if target.remaining == 0 and target.status == TaskStatus.PENDING
-            )
+            step = await self._settle(plan, task.task_id, Outcome.SKIPPED)
+            below = (self.state.tasks[run.run_id, task_id] for task_id in step.skipped)
+            stack.extend(target for target in below if target.status == TaskStatus.PENDING)
 
     def _skip_one(self, run: RunRow, task: TaskRow, reason: str) -> None:
         self.state.settle(run, task, TaskStatus.SKIPPED)
@@ -313,10 +321,31 @@ class Scheduler:
 
 def _reset(task: TaskRow, plan: GraphPlan, done: set[str]) -> None:
     """A task that did not complete, made PENDING again for a resumed run."""
-    incoming = plan.incoming(task.task_id)
     task.status, task.progress, task.error, task.error_payload = TaskStatus.PENDING, 0.0, None, None
-    task.remaining = sum(1 for flow in incoming if flow.source_task not in done)
-    # A completed task's [error] branch stays dead, as it was in the first attempt.
-    task.dead = any(flow.carries_error and flow.source_task in done for flow in incoming)
+    task.remaining, task.dead = plan.rules.resumed(task.task_id, done)
     task.job_id = None
     task.reset = task.dirty = True
+
+
+class _Counters:
+    """The run rules' counts and kills (``remaining``, ``dead``) kept in task rows, by
+    task id; a change marks its row to be written."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: dict[str, TaskRow]) -> None:
+        self.rows = rows
+
+    def __getitem__(self, task_id: str) -> int:
+        return self.rows[task_id].remaining
+
+    def __setitem__(self, task_id: str, count: int) -> None:
+        row = self.rows[task_id]
+        row.remaining, row.dirty = count, True
+
+    def __contains__(self, task_id: object) -> bool:
+        return isinstance(task_id, str) and self.rows[task_id].dead
+
+    def add(self, task_id: str) -> None:
+        row = self.rows[task_id]
+        row.dead = row.dirty = True

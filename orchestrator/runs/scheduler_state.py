@@ -8,7 +8,7 @@ all at the end with one batch statement per kind. The decisions are in :mod:`.sc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from graphmesh.orchestrator.queue.base import Job
@@ -78,11 +78,12 @@ class TxnState:
         await self.load([(run_id, task_id)])
         return self.tasks.get((run_id, task_id))
 
-    async def targets(self, plan: GraphPlan, task_id: str) -> dict[str, TaskRow]:
-        """The rows of the tasks ``task_id`` feeds."""
-        ids = {flow.target_task for flow in plan.outgoing(task_id)}
-        await self.load((plan.run_id, target) for target in ids)
-        return {target: self.tasks[plan.run_id, target] for target in ids}
+    async def targets(self, run_id: str, task_ids: Collection[str]) -> dict[str, TaskRow]:
+        """The rows of tasks of one run (e.g. those a settled task feeds), by task id."""
+        if not task_ids:
+            return {}
+        await self.load((run_id, task_id) for task_id in task_ids)
+        return {task_id: self.tasks[run_id, task_id] for task_id in task_ids}
 
     async def open_tasks(self, run_id: str) -> list[TaskRow]:
         """Every PENDING or PROCESSING task of the run."""
