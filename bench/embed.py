@@ -45,10 +45,10 @@ from graphmesh.v1 import model_pb2_grpc
 
 CLIENTS = 64
 BATCH = 64
-# The batched server's max_queue_delay_ms by device. On the CPU a batch of 64 takes over
-# 100 ms, and its 64 callers come back over several ms while their answers go out: a 2 ms
-# window closes on a third of them and the batches halve. 10 ms fills them at a tenth of
-# the batch's time. A GPU's batch takes a few ms, so its window stays short.
+# The batched server's max_queue_delay_ms by device: once a batch ends, the items queued
+# meanwhile wait this long for the callers it answered. On a busy 2-core CPU their answers
+# and next requests take several ms (2 ms: 0.87 of in-process, 10 ms: 0.92), against a batch
+# of over 100 ms; a GPU's batch takes a few ms, so its window stays short.
 DELAY_MS = {"cpu": 10.0, "cuda": 2.0}
 WORDS = (
     "graph task model server batch queue token stream vector search answer question "
@@ -168,7 +168,7 @@ def main() -> None:
         type=float,
         default=None,
         help="the batched server's max_queue_delay_ms (default: 10 on cpu, 2 on cuda: long "
-        "enough for a batch's callers to come back while the last batch's answers go out)",
+        "enough for the callers a batch answered to send again and join the next one)",
     )
     parser.add_argument(
         "--client-processes",

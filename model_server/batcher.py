@@ -1,11 +1,12 @@
 """Dynamic batching: many concurrent single-item calls become one call of a batch function.
 
 A model's forward pass over 32 inputs costs little more than over one, so the server gathers
-what callers submit until it has ``max_batch_size`` items or the oldest has waited
-``max_delay`` seconds, runs the synchronous batch function once in a worker thread, and
-hands each caller its own result. Batches run one after another: while one runs, the next
-fills up, which is exactly when batching pays. With ``concurrency`` above one, that many
-batches run at once (on a GPU, or a CPU with cores to spare).
+what callers submit until it has ``max_batch_size`` items or ``max_delay`` seconds have passed
+since the oldest arrived (or since the last batch ended, if later), runs the synchronous batch
+function once in a worker thread, and hands each caller its own result. Batches run one after
+another: while one runs, the next fills up, which is exactly when batching pays. With
+``concurrency`` above one, that many batches run at once (on a GPU, or a CPU with cores to
+spare).
 
 ``max_queue_size`` bounds the items waiting for a batch: beyond it ``submit`` raises
 :class:`QueueFullError` at once, with an estimate of when to retry, instead of letting a
@@ -192,11 +193,14 @@ class DynamicBatcher(Generic[T, R]):
     async def _run(self) -> None:
         stopping = False
         batch: list[_Pending[T, R]] = []
+        loop = asyncio.get_running_loop()
+        free_at = 0.0  # when this loop's last batch ended
         try:
             while not stopping:
                 batch = []
-                stopping = await self._collect(batch)
+                stopping = await self._collect(batch, free_at)
                 await self._execute(batch)
+                free_at = loop.time()
         except asyncio.CancelledError:
             # Event loop teardown: nobody will run the work left, so its callers must not
             # wait forever. (A normal stop leaves the other loops' close markers queued.)
@@ -206,16 +210,20 @@ class DynamicBatcher(Generic[T, R]):
             self._fail_queued(closed)
             raise
 
-    async def _collect(self, batch: list[_Pending[T, R]]) -> bool:
-        """Wait for one item, then gather more until full or the oldest's delay is up.
+    async def _collect(self, batch: list[_Pending[T, R]], free_at: float) -> bool:
+        """Wait for one item, then gather more until full or the delay is up: counted from
+        the first item's arrival, or from when the last batch ended if that is later.
 
-        Fills ``batch`` in place and returns whether the close sentinel was reached.
+        Items that queued while a batch ran wait ``max_delay`` more for the callers that
+        batch just answered: a closed loop of callers (each sends again once answered)
+        otherwise splits into groups that never share a batch again. Fills ``batch`` in
+        place and returns whether the close sentinel was reached.
         """
         first = await self._queue.get()
         if first is None:
             return True
         batch.append(first)
-        deadline = first.enqueued_at + self._max_delay
+        deadline = max(first.enqueued_at, free_at) + self._max_delay
         while len(batch) < self._max_batch_size:
             try:
                 async with asyncio.timeout_at(deadline):

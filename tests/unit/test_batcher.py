@@ -209,6 +209,31 @@ async def test_a_cancelled_submit_many_of_one_or_more_items_is_left_out(items: l
     assert fn.batches == [[1]]
 
 
+async def test_callers_that_send_again_once_answered_come_together_in_full_batches() -> None:
+    # One caller first, three just after: the first batch holds one while the three queue.
+    # The first caller's next item arrives as that batch ends; the queued three wait up to
+    # the delay for it (counted from when the model became free), so the batches after it
+    # are full instead of alternating 3, 1, 3, 1.
+    sizes: list[int] = []
+
+    def slow(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        time.sleep(0.1)
+        return items
+
+    async with DynamicBatcher(slow, max_batch_size=4, max_delay=0.03) as batcher:
+
+        async def caller(start: float) -> None:
+            await asyncio.sleep(start)
+            for item in range(5):
+                assert await batcher.submit(item) == item
+                await asyncio.sleep(0.005)  # the answer's way back, and the next request's
+
+        await asyncio.gather(caller(0.0), *(caller(0.05) for _ in range(3)))
+    assert sizes[0] == 1
+    assert sizes[1:5] == [4, 4, 4, 4], sizes
+
+
 async def test_concurrency_runs_batches_at_the_same_time() -> None:
     barrier = threading.Barrier(2, timeout=5)
 
