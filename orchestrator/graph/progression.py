@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from graphmesh.orchestrator.errors import TaskError
-from graphmesh.orchestrator.graph.dataflow import DataFlow
+from graphmesh.orchestrator.graph.dataflow import ERROR_PORT, DataFlow
 
 
 class Outcome(enum.Enum):
@@ -74,56 +74,35 @@ class Step(NamedTuple):
 NOTHING = Step()
 RUN_FAILED = Step(run_failed=True)
 
-# One precomputed dataflow out of a task: its target, whether this outcome kills the target,
-# and whether it is the last of the task's dataflows into that target (when to look at the
-# target's count: a target fed twice by one task is ready once, after both).
-_Edge = tuple[str, bool, bool]
-# What settle needs of one task and outcome, built once: its edges (``None``: an unhandled
-# failure), the step when no target is ready yet, the step when every target is ready and
-# none is dead (``None`` where that cannot be prebuilt), and the number of targets.
-_Plan = tuple[tuple[_Edge, ...] | None, Step, Step | None, int]
-
 
 class Progression:
-    """The run rules over one graph's dataflows, precomputed once per graph (the graph's
-    :meth:`~graphmesh.orchestrator.graph.task_graph.TaskGraph.progression` caches it)."""
+    """The run rules over one graph's dataflows (the graph's
+    :meth:`~graphmesh.orchestrator.graph.task_graph.TaskGraph.progression` caches it).
 
-    __slots__ = ("_counts", "_handlers", "_incoming", "_plans", "_targets", "task_ids")
+    Built for every run of a new graph, so kept lean: each task's outgoing dataflows, its
+    incoming count and its ``[error]`` handlers. The step of a completion that makes every
+    target ready (a chain's link, a fan-out) is kept once made, so a graph run again
+    allocates nothing for it."""
+
+    __slots__ = ("_counts", "_every", "_handlers", "_incoming", "_outgoing", "task_ids")
 
     def __init__(self, task_ids: Iterable[str], dataflows: Iterable[DataFlow]) -> None:
         self.task_ids: tuple[str, ...] = tuple(task_ids)
-        incoming: dict[str, list[DataFlow]] = {task_id: [] for task_id in self.task_ids}
         outgoing: dict[str, list[DataFlow]] = {task_id: [] for task_id in self.task_ids}
+        counts = dict.fromkeys(self.task_ids, 0)
+        handlers: dict[str, list[str]] = {}
         for flow in dataflows:
             outgoing[flow.source_task].append(flow)
-            incoming[flow.target_task].append(flow)
-        self._incoming: dict[str, tuple[DataFlow, ...]] = {
-            task_id: tuple(flows) for task_id, flows in incoming.items()
-        }
-        self._counts = {task_id: len(flows) for task_id, flows in incoming.items()}
-        self._handlers: dict[str, tuple[str, ...]] = {}
-        self._targets: dict[str, tuple[str, ...]] = {}
-        self._plans: dict[Outcome, dict[str, _Plan]] = {outcome: {} for outcome in Outcome}
-        for task_id, flows in outgoing.items():
-            handlers = tuple(dict.fromkeys(f.target_task for f in flows if f.carries_error))
-            if handlers:
-                self._handlers[task_id] = handlers
-            targets = self._targets[task_id] = tuple(dict.fromkeys(f.target_task for f in flows))
-            last = {flow.target_task: index for index, flow in enumerate(flows)}
-            for outcome in Outcome:
-                edges = tuple(
-                    (flow.target_task, _kills(flow, outcome), last[flow.target_task] == index)
-                    for index, flow in enumerate(flows)
-                )
-                if outcome is Outcome.FAILED:
-                    plan: _Plan = (edges, Step(handlers=handlers), None, len(targets))
-                    self._plans[outcome][task_id] = (
-                        plan if handlers else (None, RUN_FAILED, None, 0)
-                    )
-                else:
-                    # The common answer (a chain's link, a fan-out) then costs no allocation.
-                    every = Step(ready=targets) if outcome is Outcome.COMPLETED else None
-                    self._plans[outcome][task_id] = (edges, NOTHING, every, len(targets))
+            counts[flow.target_task] += 1
+            if flow.source_port == ERROR_PORT:
+                targets = handlers.setdefault(flow.source_task, [])
+                if flow.target_task not in targets:
+                    targets.append(flow.target_task)
+        self._outgoing = outgoing
+        self._counts = counts
+        self._handlers = {task_id: tuple(targets) for task_id, targets in handlers.items()}
+        self._every: dict[str, Step] = {}
+        self._incoming: dict[str, tuple[DataFlow, ...]] | None = None  # for resumed()
 
     # -- the plan ----------------------------------------------------------------------
     def incoming_count(self, task_id: str) -> int:
@@ -147,45 +126,65 @@ class Progression:
         outcome (an engine that loads them on demand loads these first)."""
         if outcome is Outcome.FAILED and task_id not in self._handlers:
             return ()
-        return self._targets[task_id]
+        return tuple(dict.fromkeys(flow.target_task for flow in self._outgoing[task_id]))
 
     # -- the rules -----------------------------------------------------------------------
     def settle(self, task_id: str, outcome: Outcome, remaining: Remaining, dead: Dead) -> Step:
         """``task_id`` settled with ``outcome``: count it off the tasks it feeds in
         ``remaining``, add those it kills to ``dead`` (both must hold :meth:`targets`), and
         say what follows."""
-        edges, quiet, every, n_targets = self._plans[outcome][task_id]
-        if edges is None:
-            return quiet  # an unhandled failure: nothing is counted off
-        n_ready = n_skipped = 0
-        for target, kills, last in edges:
+        flows = self._outgoing[task_id]
+        handlers: tuple[str, ...] = ()
+        if outcome is Outcome.COMPLETED:
+            kill_error, kill_other = True, False  # a success kills its [error] branches
+        elif outcome is Outcome.SKIPPED:
+            kill_error = kill_other = True
+        else:
+            handlers = self._handlers.get(task_id, ())
+            if not handlers:
+                return RUN_FAILED  # an unhandled failure: nothing is counted off
+            kill_error, kill_other = False, True  # a handled failure kills the others
+        ready: list[str] | None = None
+        skipped: list[str] | None = None
+        for flow in flows:
+            target = flow.target_task
             count = remaining[target] - 1
             remaining[target] = count
-            if kills:
+            if kill_error if flow.source_port == ERROR_PORT else kill_other:
                 dead.add(target)
-            if last and count == 0:
+            # At zero, this was the target's last input (one fed twice by this task reaches
+            # zero at the second): every kill of it is in by now.
+            if count == 0:
                 if target in dead:
-                    n_skipped += 1
+                    if skipped is None:
+                        skipped = [target]
+                    else:
+                        skipped.append(target)
+                elif ready is None:
+                    ready = [target]
                 else:
-                    n_ready += 1
-        if not n_skipped:
-            if not n_ready:
-                return quiet
-            if n_ready == n_targets and every is not None:
+                    ready.append(target)
+        if skipped is None:
+            if ready is None:
+                return Step(handlers=handlers) if handlers else NOTHING
+            if not handlers and len(ready) == len(flows):  # every target, each fed once
+                every = self._every.get(task_id)
+                if every is None:
+                    every = self._every[task_id] = Step(ready=tuple(ready))
                 return every
-        # Which ones: every target was counted off just now, so one at zero got there now.
-        now_ready: list[str] = []
-        now_skipped: list[str] = []
-        for target in self._targets[task_id]:
-            if remaining[target] == 0:
-                (now_skipped if target in dead else now_ready).append(target)
-        return Step(now_ready, now_skipped, quiet.handlers)
+        return Step(ready or (), skipped or (), handlers)
 
     def resumed(self, task_id: str, completed: Collection[str]) -> tuple[int, bool]:
         """The count of a task that did not complete and whether it is dead, when its run
         resumes with the tasks in ``completed`` (their outputs kept): it waits for its
         other sources, and a completed source's ``[error]`` branch stays dead, as it was in
         the first attempt."""
+        if self._incoming is None:
+            incoming: dict[str, list[DataFlow]] = {task_id: [] for task_id in self.task_ids}
+            for flows in self._outgoing.values():
+                for flow in flows:
+                    incoming[flow.target_task].append(flow)
+            self._incoming = {key: tuple(flows) for key, flows in incoming.items()}
         remaining, dead = 0, False
         for flow in self._incoming[task_id]:
             if flow.source_task not in completed:
@@ -193,14 +192,6 @@ class Progression:
             elif flow.carries_error:
                 dead = True
         return remaining, dead
-
-
-def _kills(flow: DataFlow, outcome: Outcome) -> bool:
-    """Whether a source settling with ``outcome`` kills the target of ``flow``: a success
-    kills its ``[error]`` branches, a handled failure the others, a skip every one."""
-    if outcome is Outcome.SKIPPED:
-        return True
-    return flow.carries_error != (outcome is Outcome.FAILED)
 
 
 def error_payload(task_id: str, error: BaseException) -> dict[str, Any]:
