@@ -42,7 +42,7 @@ from support.postgres import fresh_database, postgres_server
 
 from graphmesh.orchestrator.runs.durable_main import DurableSettings
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.model import RunEventKind
+from graphmesh.orchestrator.runs.records import RunEventKind
 
 TASKS = 60
 TASK_S = 0.2

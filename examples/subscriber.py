@@ -35,7 +35,7 @@ from graphmesh.orchestrator.events.subjects import (
     EventStreamConfig,
 )
 from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, tracer
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 from graphmesh.orchestrator.wire.events import event_from_bytes
 from graphmesh.services.kit.telemetry import tracing
 

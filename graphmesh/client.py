@@ -37,7 +37,7 @@ from google.protobuf.duration_pb2 import Duration
 from graphmesh.orchestrator.builder import TaskGraphBuilder
 from graphmesh.orchestrator.errors import GraphIssue
 from graphmesh.orchestrator.graph import TaskGraph, graph_to_json
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     JsonObject,
     RunEventRecord,
     RunRecord,

@@ -57,7 +57,7 @@ from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, Pos
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
-from graphmesh.orchestrator.runs.model import RunService
+from graphmesh.orchestrator.runs.records import RunService
 from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.sandbox import serving_pool
 from graphmesh.orchestrator.storage.base import TaskGraphRepository

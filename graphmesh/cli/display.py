@@ -13,7 +13,7 @@ from rich.table import Table
 
 from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.runner import RunnerEvent, RunResult
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord
 from graphmesh.orchestrator.task import TaskEvent
 
 _STATUS_STYLE = {

@@ -18,7 +18,7 @@ from rich.table import Table
 from graphmesh.cli.display import RunProgress, describe_usage
 from graphmesh.client import Client
 from graphmesh.orchestrator.errors import GraphmeshError, GraphValidationError
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     RunRecord,
     RunState,
 )

@@ -28,8 +28,8 @@ from graphmesh.orchestrator.api.web.server import ViewerServer, private_socket
 from graphmesh.orchestrator.api.web.settings import ViewerSettings
 from graphmesh.orchestrator.policy import TaskPolicy, load_policy
 from graphmesh.orchestrator.queue.worker_options import finish_share
-from graphmesh.orchestrator.runs.model import RunService
 from graphmesh.orchestrator.runs.quotas import QuotaRunService
+from graphmesh.orchestrator.runs.records import RunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.storage.saved_graphs import SavedGraphStore
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry

@@ -21,8 +21,8 @@ from graphmesh.orchestrator.builder.codegen import graph_to_code
 from graphmesh.orchestrator.catalog import catalog_entries
 from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError
 from graphmesh.orchestrator.policy import TaskPolicy, policy_issues
-from graphmesh.orchestrator.runs.model import JsonObject, RunFilter, RunService
 from graphmesh.orchestrator.runs.quotas import QuotaPolicy
+from graphmesh.orchestrator.runs.records import JsonObject, RunFilter, RunService
 from graphmesh.orchestrator.storage.saved_graphs import (
     SavedGraphStore,
     canonical_graph,

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.events.subjects import message_id
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 
 
 class EventBusError(GraphmeshError):

@@ -36,7 +36,7 @@ from graphmesh.orchestrator.events.subjects import (
     message_id,
 )
 from graphmesh.orchestrator.runner.tracing import RUN_ID, context_of, traceparent_of_current, tracer
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 from graphmesh.orchestrator.wire.events import event_to_bytes
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from itertools import groupby
 from typing import Protocol
 
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 from graphmesh.orchestrator.wakeup import LocalWakeup
 
 

@@ -22,7 +22,7 @@ from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.relay import OutboxRelay, RelaySettings
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
 from graphmesh.orchestrator.runs.durable_store import RunSignals
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 
 def nats_servers(url: str) -> list[str]:

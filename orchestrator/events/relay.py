@@ -31,7 +31,7 @@ from typing import Self
 
 from graphmesh.orchestrator.events.bus import EventBus, PublishError
 from graphmesh.orchestrator.events.outbox import Outbox, by_run, gapless_prefix
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 from graphmesh.orchestrator.wakeup import LocalWakeup
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from graphmesh.orchestrator.runs.model import RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventRecord
 
 DEFAULT_STREAM = "GRAPHMESH_RUNS"
 DEFAULT_SUBJECT_PREFIX = "graphmesh.runs"

@@ -34,7 +34,8 @@ from graphmesh.orchestrator.runs.durable_rows import (
 )
 from graphmesh.orchestrator.runs.durable_store import RunStore
 from graphmesh.orchestrator.runs.memory import check_run_inputs
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
+from graphmesh.orchestrator.runs.records import (
     JsonObject,
     Page,
     RunEventRecord,
@@ -46,7 +47,6 @@ from graphmesh.orchestrator.runs.model import (
     TaskState,
     TenantUsage,
 )
-from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -62,7 +62,7 @@ NO_TOKEN = 2**62
 
 
 class DurableRunService:
-    """The :class:`~graphmesh.orchestrator.runs.model.RunService` over a :class:`RunStore`."""
+    """The :class:`~graphmesh.orchestrator.runs.records.RunService` over a :class:`RunStore`."""
 
     def __init__(
         self, store: RunStore, *, registry: TaskRegistry, page_tokens: PageTokens | None = None

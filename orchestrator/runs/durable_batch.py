@@ -30,7 +30,7 @@ from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobE
 from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_store import CommitOutcomeUnknownError, RunStore, Tx
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, StoreUnavailableError
+from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind, StoreUnavailableError
 from graphmesh.orchestrator.runs.scheduler import Scheduler
 from graphmesh.orchestrator.runs.scheduler_state import TaskKey, TxnState
 

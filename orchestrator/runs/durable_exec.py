@@ -34,7 +34,7 @@ from graphmesh.orchestrator.runner.tracing import continued
 from graphmesh.orchestrator.runs.durable_batch import Committer, Note, Progress
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import Upstream
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind
 from graphmesh.orchestrator.runs.storable import check_output, storable_details, storable_text
 from graphmesh.orchestrator.task.base import (
     Task,

@@ -22,7 +22,7 @@ from graphmesh.orchestrator.queue.coalesce import Coalescer
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, OPEN_TASK, Upstream, task_status
 from graphmesh.orchestrator.runs.durable_store import Query, Row, RunStore
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 
 Request = tuple[Job, GraphPlan]

@@ -20,7 +20,7 @@ from graphmesh.orchestrator.graph.json_format import task_to_json
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.queue.base import JobSpec, RetryPolicy
 from graphmesh.orchestrator.runner.inputs import RoutedInputs, route_inputs
-from graphmesh.orchestrator.runs.model import RunNotFoundError
+from graphmesh.orchestrator.runs.records import RunNotFoundError
 from graphmesh.orchestrator.task.base import Task
 from graphmesh.orchestrator.task.kinds import JobQueueTask
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry

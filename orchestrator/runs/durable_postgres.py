@@ -46,7 +46,7 @@ from graphmesh.orchestrator.runs.durable_store import (
     signal_payload,
 )
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
-from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
+from graphmesh.orchestrator.runs.records import RunState, StoreUnavailableError
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphmesh.orchestrator.ai.usage import TaskUsage
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     JsonObject,
     RunEventKind,
     RunEventRecord,

@@ -39,7 +39,7 @@ from graphmesh.orchestrator.runs.durable import DurableRunService
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
 from graphmesh.orchestrator.runs.durable_store import Query, Row, RunSignals
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection

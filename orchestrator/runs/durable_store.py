@@ -22,7 +22,7 @@ from graphmesh.orchestrator.queue.base import (
     WorkerSession,
 )
 from graphmesh.orchestrator.runs.durable_plan import PlanCache
-from graphmesh.orchestrator.runs.model import RunState, StoreUnavailableError
+from graphmesh.orchestrator.runs.records import RunState, StoreUnavailableError
 
 Row = tuple[Any, ...]
 Query = tuple[str, Mapping[str, Any]]

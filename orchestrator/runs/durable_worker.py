@@ -62,7 +62,7 @@ from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, t
 from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, Upstream, json_copy
 from graphmesh.orchestrator.runs.durable_store import RunStore
 from graphmesh.orchestrator.runs.durable_sweep import sweep
-from graphmesh.orchestrator.runs.model import JsonObject, RunNotFoundError, RunState
+from graphmesh.orchestrator.runs.records import JsonObject, RunNotFoundError, RunState
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.task.base import TaskStatus
 

@@ -32,7 +32,8 @@ from graphmesh.orchestrator.runner import (
 )
 from graphmesh.orchestrator.runner.inputs import resolve_inputs
 from graphmesh.orchestrator.runs.metrics import count_events
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
+from graphmesh.orchestrator.runs.records import (
     JsonObject,
     Page,
     RunEventKind,
@@ -45,7 +46,6 @@ from graphmesh.orchestrator.runs.model import (
     TaskState,
     TenantUsage,
 )
-from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
 from graphmesh.orchestrator.runs.storable import check_output, storable_details, storable_text
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.task.base import TaskEvent, TaskOutput, TaskStatus

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter
 
-from graphmesh.orchestrator.runs.model import RunEventKind
+from graphmesh.orchestrator.runs.records import RunEventKind
 
 RUN_EVENTS = Counter(
     "graphmesh_run_events",

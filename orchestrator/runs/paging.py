@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from graphmesh.orchestrator.runs.model import InvalidPageTokenError, RunFilter
+from graphmesh.orchestrator.runs.records import InvalidPageTokenError, RunFilter
 
 MAX_TOKEN_LENGTH = 2048
 _MAC_BYTES = 16

@@ -5,8 +5,8 @@ A tenant may send requests up to ``request_bytes``, graphs of up to ``graph_task
 ``tasks_in_flight`` unsettled tasks in them. What would pass a quota is refused with
 :class:`QuotaExceededError` (RESOURCE_EXHAUSTED with a retry delay at the API);
 other tenants are not affected. :class:`QuotaRunService` wraps any
-:class:`~graphmesh.orchestrator.runs.model.RunService` (memory, SQLite, Postgres) and checks
-runs against the store's :class:`~graphmesh.orchestrator.runs.model.TenantUsage`.
+:class:`~graphmesh.orchestrator.runs.records.RunService` (memory, SQLite, Postgres) and checks
+runs against the store's :class:`~graphmesh.orchestrator.runs.records.TenantUsage`.
 
 The run quotas are checked before a run is created, not in its transaction: calls racing
 each other may pass a quota by the few runs they create at the same moment.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphmesh.orchestrator.errors import GraphmeshError
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     JsonObject,
     Page,
     RunEventRecord,

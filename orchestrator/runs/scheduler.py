@@ -21,7 +21,7 @@ from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.graph.progression import Outcome, Step
 from graphmesh.orchestrator.runs.durable_plan import GraphPlan
 from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, dumps, output_ref
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind, RunState, RunStateError
+from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind, RunState, RunStateError
 from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
 

@@ -17,7 +17,7 @@ from graphmesh.orchestrator.runs.durable_plan import GraphPlan, PlanCache
 from graphmesh.orchestrator.runs.durable_rows import EventRow, RunRow, TaskRow, dumps
 from graphmesh.orchestrator.runs.durable_store import Started, Tx
 from graphmesh.orchestrator.runs.metrics import count_events
-from graphmesh.orchestrator.runs.model import JsonObject, RunEventKind
+from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind
 from graphmesh.orchestrator.task.base import TaskStatus
 
 TaskKey = tuple[str, str]

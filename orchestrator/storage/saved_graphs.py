@@ -16,8 +16,8 @@ from typing import Any
 
 from graphmesh.orchestrator.errors import GraphIssue, GraphmeshError, GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
-from graphmesh.orchestrator.runs.model import JsonObject, Page
 from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, label_scope
+from graphmesh.orchestrator.runs.records import JsonObject, Page
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 

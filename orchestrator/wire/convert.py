@@ -21,7 +21,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphIssue
-from graphmesh.orchestrator.runs.model import JsonObject, RunRecord, RunState, TaskState
+from graphmesh.orchestrator.runs.records import JsonObject, RunRecord, RunState, TaskState
 from graphmesh.orchestrator.runs.storable import key_path
 from graphmesh.orchestrator.storage.saved_graphs import SavedGraph
 from graphmesh.orchestrator.task.base import TaskStatus

@@ -35,13 +35,13 @@ from grpc_status import rpc_status
 
 from graphmesh.orchestrator.ai.client import ModelError
 from graphmesh.orchestrator.errors import GraphError, GraphmeshError, GraphValidationError
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.quotas import QuotaExceededError
+from graphmesh.orchestrator.runs.records import (
     InvalidPageTokenError,
     RunNotFoundError,
     RunStateError,
     StoreUnavailableError,
 )
-from graphmesh.orchestrator.runs.quotas import QuotaExceededError
 from graphmesh.orchestrator.runs.storable import UnstorableValueError, storable_text
 from graphmesh.orchestrator.storage.saved_graphs import GraphNotFoundError
 from graphmesh.orchestrator.wire.convert import issue_field, issue_from_field

@@ -6,7 +6,7 @@ WatchRun streams the message, the outbox relay publishes its bytes to NATS
 
 from __future__ import annotations
 
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord
+from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord
 from graphmesh.orchestrator.wire.values import (
     dict_to_struct,
     from_timestamp,

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.v1 import common_pb2
 

@@ -18,7 +18,7 @@ import pytest
 from support.js_server import client, healthy, js_graph, js_task, run_js, serve
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunRecord, RunState
+from graphmesh.orchestrator.runs.records import RunRecord, RunState
 
 pytestmark = pytest.mark.slow
 

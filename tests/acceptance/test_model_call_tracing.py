@@ -13,7 +13,7 @@ from support.orchestrator_process import orchestrator_process
 from support.otlp import OtlpReceiver, ReceivedSpan
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from support.model_server import MINILM, model_server_process
 from support.orchestrator_process import orchestrator_process, task_statuses, until_completed
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ from graphmesh.orchestrator.events.jetstream import JetStreamEventBus
 from graphmesh.orchestrator.events.postgres import PostgresOutbox, notify_run_events
 from graphmesh.orchestrator.events.relay import Backoff, OutboxRelay, RelaySettings
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.v1 import events_pb2
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ from support.orchestrator_process import (
 )
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ from support.orchestrator_process import (
 
 from graphmesh.client import Client
 from graphmesh.orchestrator.errors import GraphmeshError
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.wire.errors import UnavailableError
 
 pytestmark = pytest.mark.slow

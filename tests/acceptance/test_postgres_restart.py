@@ -27,7 +27,7 @@ from support.orchestrator_process import (
 from support.postgres import RestartablePostgres
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 pytestmark = pytest.mark.slow
 

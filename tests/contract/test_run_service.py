@@ -29,7 +29,7 @@ from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     InvalidPageTokenError,
     RunEventKind,
     RunEventRecord,

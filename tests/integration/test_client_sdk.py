@@ -29,7 +29,7 @@ from graphmesh.orchestrator.builder import TaskGraphBuilder, code_to_graph
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
 from graphmesh.orchestrator.runs.memory import MemoryRunService
-from graphmesh.orchestrator.runs.model import (
+from graphmesh.orchestrator.runs.records import (
     RunEventKind,
     RunEventRecord,
     RunNotFoundError,

@@ -26,7 +26,7 @@ from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
 from graphmesh.orchestrator.runs.durable_batch import Committer, Complete, Start
 from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
-from graphmesh.orchestrator.runs.model import RunEventKind, RunFilter
+from graphmesh.orchestrator.runs.records import RunEventKind, RunFilter
 
 TENANT = "acme"
 

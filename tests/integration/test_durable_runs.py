@@ -45,7 +45,7 @@ from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunRecord, RunState
+from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord, RunRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.task.registry import TaskRegistry
 

@@ -35,7 +35,7 @@ from graphmesh.orchestrator.events.postgres import PostgresOutbox, notify_run_ev
 from graphmesh.orchestrator.events.relay import Backoff, OutboxRelay, RelaySettings
 from graphmesh.orchestrator.events.sqlite import SqliteOutbox
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
+from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.wire.events import event_from_proto, event_to_proto
 from graphmesh.v1 import events_pb2

@@ -17,7 +17,7 @@ from support.orchestrator import orchestrator
 from support.run_tasks import sleep_task
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r"""

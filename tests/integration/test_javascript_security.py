@@ -28,7 +28,7 @@ from support.js_server import (
     until,
 )
 
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 
 V8_ABORT = "new Array(2**31).fill(0)"

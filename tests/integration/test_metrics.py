@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunState
+from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.services.kit.metrics import metrics_endpoint, split_address
 
 SCHEDULED_TO_START = "graphmesh_queue_schedule_to_start_seconds_count"

@@ -17,7 +17,7 @@ from support.run_tasks import sleep_task
 from graphmesh.orchestrator.models import GrpcModelClient, parse_routes
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
-from graphmesh.orchestrator.runs.model import RunRecord, RunService, RunState
+from graphmesh.orchestrator.runs.records import RunRecord, RunService, RunState
 
 TENANT = "acme"
 DELAY = 1.5

@@ -16,7 +16,7 @@ import pytest
 from support.postgres import RestartablePostgres
 
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunStore
-from graphmesh.orchestrator.runs.model import StoreUnavailableError
+from graphmesh.orchestrator.runs.records import StoreUnavailableError
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
 
 pytestmark = pytest.mark.slow

@@ -31,7 +31,7 @@ from graphmesh.orchestrator.policy.settings import PolicyFileError
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
-from graphmesh.orchestrator.runs.model import RunRecord, RunState
+from graphmesh.orchestrator.runs.records import RunRecord, RunState
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.v1 import orchestrator_pb2 as pb
 from graphmesh.v1 import orchestrator_pb2_grpc

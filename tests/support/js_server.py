@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from graphmesh.client import Client
-from graphmesh.orchestrator.runs.model import RunRecord
+from graphmesh.orchestrator.runs.records import RunRecord
 
 TOKENS = {"token-a": "a", "token-b": "b"}
 LIMITS = {

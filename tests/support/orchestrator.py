@@ -18,7 +18,7 @@ from graphmesh.orchestrator.api.settings import EdgeSettings
 from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.memory import MemoryRunService
-from graphmesh.orchestrator.runs.model import RunService
+from graphmesh.orchestrator.runs.records import RunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphmesh.orchestrator.runs.model import RunEventRecord, RunService
+from graphmesh.orchestrator.runs.records import RunEventRecord, RunService
 
 
 async def events_upto(

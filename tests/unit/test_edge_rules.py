@@ -13,9 +13,9 @@ from google.protobuf.struct_pb2 import Struct
 
 from graphmesh.orchestrator.api.settings import EdgeSettings
 from graphmesh.orchestrator.errors import GraphIssue, GraphValidationError, TaskFailedError
-from graphmesh.orchestrator.runs.model import InvalidPageTokenError, TenantUsage
 from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens
 from graphmesh.orchestrator.runs.quotas import QuotaExceededError, QuotaPolicy, count_tasks
+from graphmesh.orchestrator.runs.records import InvalidPageTokenError, TenantUsage
 from graphmesh.orchestrator.runs.storable import (
     check_output,
     storable_text,

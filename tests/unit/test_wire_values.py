@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from graphmesh.orchestrator.runs.model import RunEventKind, RunEventRecord, RunState
+from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.wire.events import (
     event_from_bytes,
