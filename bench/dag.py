@@ -36,8 +36,8 @@ from support.postgres import fresh_database, postgres_server
 from graphmesh.orchestrator.graph import graph_from_json
 from graphmesh.orchestrator.queue.worker import WorkerOptions
 from graphmesh.orchestrator.runner import TaskGraphRunner
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 from graphmesh.orchestrator.runtime import tune_gc
 from graphmesh.orchestrator.task import Port, Task, TaskContext, TaskInput, TaskOutput, ValueType
 

@@ -40,8 +40,8 @@ from typing import Any
 from support.durable_tasks import create_executions_table, executions, flow, record
 from support.postgres import fresh_database, postgres_server
 
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
 from graphmesh.orchestrator.runs.durable_main import DurableSettings
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
 from graphmesh.orchestrator.runs.records import RunEventKind
 
 TASKS = 60

@@ -52,10 +52,10 @@ from graphmesh.orchestrator.policy import (
 )
 from graphmesh.orchestrator.queue.worker import WorkerOptions, finish_share
 from graphmesh.orchestrator.runner.tracing import tracing_middleware
-from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
-from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.records import RunService
 from graphmesh.orchestrator.runtime import tune_gc

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from graphmesh.orchestrator.runs.durable_rows import event_record
+from graphmesh.orchestrator.runs.durable.rows import event_record
 from graphmesh.orchestrator.runs.records import RunEventRecord
 from graphmesh.orchestrator.storage.migrations import migrate_postgres
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection

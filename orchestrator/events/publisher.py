@@ -21,7 +21,7 @@ from graphmesh.orchestrator.events.jetstream import JetStreamEventBus
 from graphmesh.orchestrator.events.outbox import Outbox
 from graphmesh.orchestrator.events.relay import OutboxRelay, RelaySettings
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
-from graphmesh.orchestrator.runs.durable_store import RunSignals
+from graphmesh.orchestrator.runs.durable.store import RunSignals
 from graphmesh.orchestrator.runs.records import RunState
 
 

@@ -15,7 +15,7 @@ that skip settles it in turn (so a dead branch is skipped to its end). A target 
 several dataflows (a diamond's join) starts once, when the last of them is counted off.
 
 This module only decides. The in-process runner (``runner/graph_run.py``) keeps the counts
-in a dict and the killed tasks in a set, the durable scheduler (``runs/scheduler.py``) both
+in a dict and the killed tasks in a set, the durable scheduler (``runs/durable/scheduler.py``) both
 in task rows; both ask :meth:`Progression.settle` what a settled task does, and carry the
 answer out their own way (start an asyncio task, enqueue a job, write a skip). No asyncio,
 no I/O.

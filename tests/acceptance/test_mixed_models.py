@@ -16,8 +16,8 @@ from support.model_server import MINILM, model_server_process
 
 import graphmesh.orchestrator.catalog  # noqa: F401  (registers the AI tasks)
 from graphmesh.orchestrator.models import GrpcModelClient, parse_routes
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
-from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 from graphmesh.orchestrator.runs.records import RunRecord, RunService, RunState
 
 pytestmark = pytest.mark.slow

@@ -25,9 +25,9 @@ from support.run_tasks import FlakyTask, flow, journal, sleep_task
 from graphmesh.orchestrator.ai.testing import FakeModelClient
 from graphmesh.orchestrator.ai.usage import TaskUsage
 from graphmesh.orchestrator.errors import GraphValidationError
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
-from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.records import (
     InvalidPageTokenError,

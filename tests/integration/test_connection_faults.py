@@ -23,9 +23,9 @@ from support.runs import events_upto
 from support.tcp_proxy import CuttingProxy
 
 from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
-from graphmesh.orchestrator.runs.durable_batch import Committer, Complete, Start
-from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.durable.batch import Committer, Complete, Start
+from graphmesh.orchestrator.runs.durable.plan import TASK_QUEUE
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService, PostgresRunStore
 from graphmesh.orchestrator.runs.records import RunEventKind, RunFilter
 
 TENANT = "acme"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from support.durable_tasks import CollectTask
 
-from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 

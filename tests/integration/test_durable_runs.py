@@ -39,12 +39,12 @@ from graphmesh.orchestrator.events.postgres import PostgresOutbox
 from graphmesh.orchestrator.events.relay import OutboxRelay
 from graphmesh.orchestrator.queue.base import JobError
 from graphmesh.orchestrator.queue.worker import WorkerOptions
-from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_batch import Complete, Start, apply_ops
-from graphmesh.orchestrator.runs.durable_plan import TASK_QUEUE
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService, PostgresRunStore
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
-from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.durable.batch import Complete, Start, apply_ops
+from graphmesh.orchestrator.runs.durable.plan import TASK_QUEUE
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService, PostgresRunStore
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.records import RunEventKind, RunEventRecord, RunRecord, RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.task.registry import TaskRegistry

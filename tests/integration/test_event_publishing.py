@@ -22,7 +22,7 @@ import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog
 from graphmesh.orchestrator.events.publisher import nats_servers
 from graphmesh.orchestrator.events.subjects import EventStreamConfig
 from graphmesh.orchestrator.main import DurableSettings, open_durable
-from graphmesh.orchestrator.runs.durable import DurableRunService
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
 from graphmesh.orchestrator.runs.records import RunRecord, RunState
 from graphmesh.v1 import events_pb2
 

@@ -15,8 +15,8 @@ from support.model_service import retry_info_abort, start_fake_model_server
 from support.run_tasks import sleep_task
 
 from graphmesh.orchestrator.models import GrpcModelClient, parse_routes
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
-from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 from graphmesh.orchestrator.runs.records import RunRecord, RunService, RunState
 
 TENANT = "acme"

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from support.postgres import RestartablePostgres
 
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunStore
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunStore
 from graphmesh.orchestrator.runs.records import StoreUnavailableError
 from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
 

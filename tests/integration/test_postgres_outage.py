@@ -21,7 +21,7 @@ from support.postgres import RestartablePostgres
 
 from graphmesh.client import Client
 from graphmesh.orchestrator.api.server import OrchestratorServer
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
 from graphmesh.orchestrator.runs.records import RunFilter, RunRecord, StoreUnavailableError
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository
 from graphmesh.orchestrator.storage.postgres import PostgresGraphRepository

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from support.edge import leaked
 
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunStore
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunStore
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunStore
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunStore
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 
 

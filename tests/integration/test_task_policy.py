@@ -28,8 +28,8 @@ from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.errors import GraphValidationError
 from graphmesh.orchestrator.policy import POLICY_RESOURCE, PolicyMiddleware, load_policy
 from graphmesh.orchestrator.policy.settings import PolicyFileError
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.records import RunRecord, RunState
 from graphmesh.orchestrator.storage.memory import MemoryGraphRepository

@@ -15,8 +15,8 @@ import graphmesh.orchestrator.catalog  # noqa: F401  (registers the task catalog
 import support.run_tasks  # noqa: F401  (registers the RunTest task types)
 from graphmesh.orchestrator.api.server import OrchestratorServer
 from graphmesh.orchestrator.api.settings import EdgeSettings
-from graphmesh.orchestrator.runs.durable_postgres import PostgresRunService
-from graphmesh.orchestrator.runs.durable_sqlite import SqliteRunService
+from graphmesh.orchestrator.runs.durable.postgres import PostgresRunService
+from graphmesh.orchestrator.runs.durable.sqlite import SqliteRunService
 from graphmesh.orchestrator.runs.memory import MemoryRunService
 from graphmesh.orchestrator.runs.records import RunService
 from graphmesh.orchestrator.storage.base import TaskGraphRepository

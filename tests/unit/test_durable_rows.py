@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from graphmesh.orchestrator.runs.durable_rows import dumps, json_copy, loads, task_status
+from graphmesh.orchestrator.runs.durable.rows import dumps, json_copy, loads, task_status
 from graphmesh.orchestrator.task.base import TaskStatus
 
 

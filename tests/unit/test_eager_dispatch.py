@@ -11,10 +11,10 @@ import pytest
 from graphmesh.orchestrator.queue.base import Job, JobSpec
 from graphmesh.orchestrator.queue.memory import MemoryJobQueue
 from graphmesh.orchestrator.queue.worker import JobContext, Worker
-from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
-from graphmesh.orchestrator.runs.durable_plan import PlanCache
-from graphmesh.orchestrator.runs.durable_store import Tx
-from graphmesh.orchestrator.runs.scheduler_state import TxnState
+from graphmesh.orchestrator.runs.durable.dispatch import EagerDispatch
+from graphmesh.orchestrator.runs.durable.plan import PlanCache
+from graphmesh.orchestrator.runs.durable.scheduler_state import TxnState
+from graphmesh.orchestrator.runs.durable.store import Tx
 
 
 async def never_called(job: Job, context: JobContext) -> None:

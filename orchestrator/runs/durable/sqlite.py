@@ -35,10 +35,10 @@ from graphmesh.orchestrator.queue.base import (
 )
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.sqlite import SqliteJobQueue
-from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_plan import PlanCache
-from graphmesh.orchestrator.runs.durable_store import Query, Row, RunSignals
-from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.durable.plan import PlanCache
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
+from graphmesh.orchestrator.runs.durable.store import Query, Row, RunSignals
+from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES

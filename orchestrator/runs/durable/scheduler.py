@@ -19,10 +19,10 @@ from typing import Any
 from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.graph.progression import Outcome, Step
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import RunRow, TaskRow, dumps, output_ref
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan
+from graphmesh.orchestrator.runs.durable.rows import RunRow, TaskRow, dumps, output_ref
+from graphmesh.orchestrator.runs.durable.scheduler_state import TxnState
 from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind, RunState, RunStateError
-from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
 
 NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"

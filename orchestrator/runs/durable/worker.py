@@ -6,12 +6,12 @@
         ...  # tasks of every run on this database run here while the block is open
 
 Each job names one task of one run. Its handler loads the run's graph (parsed once per
-process), reads the outputs of the task's upstream tasks (see :mod:`.durable_inputs`),
+process), reads the outputs of the task's upstream tasks (see :mod:`.inputs`),
 records the start (TASK_STARTED, written with the next batch), gathers its inputs in
 dataflow order (array ports append), and runs it through the runner's middleware chain
 (output cache, model client). A success is one transaction:
 output, TASK_COMPLETED, the dependents it makes ready enqueued, the job completed with its
-fencing token (a stale token writes nothing); see :mod:`.durable_batch`. A failure that may
+fencing token (a stale token writes nothing); see :mod:`.batch`. A failure that may
 pass is retried by the queue; a permanent one, or the last attempt, fails the task (and the
 run, unless its ``[error]`` port is wired). A model call refused for now (a provider's shared
 rate limit: a retryable ``ModelError`` with ``retry_after``, RESOURCE_EXHAUSTED from a
@@ -47,7 +47,7 @@ from graphmesh.orchestrator.queue.errors import (
 )
 from graphmesh.orchestrator.queue.worker import JobContext, Worker, WorkerOptions
 from graphmesh.orchestrator.runner.middleware import CacheMiddleware, Middleware, build_chain
-from graphmesh.orchestrator.runs.durable_batch import (
+from graphmesh.orchestrator.runs.durable.batch import (
     Abort,
     Committer,
     Complete,
@@ -55,13 +55,13 @@ from graphmesh.orchestrator.runs.durable_batch import (
     Op,
     Start,
 )
-from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
-from graphmesh.orchestrator.runs.durable_exec import TaskExecution, describe_failure
-from graphmesh.orchestrator.runs.durable_inputs import StartReader
-from graphmesh.orchestrator.runs.durable_plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
-from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, Upstream, json_copy
-from graphmesh.orchestrator.runs.durable_store import RunStore
-from graphmesh.orchestrator.runs.durable_sweep import sweep
+from graphmesh.orchestrator.runs.durable.dispatch import EagerDispatch
+from graphmesh.orchestrator.runs.durable.execution import TaskExecution, describe_failure
+from graphmesh.orchestrator.runs.durable.inputs import StartReader
+from graphmesh.orchestrator.runs.durable.plan import RUN_TASK_JOB, TASK_QUEUE, task_queue
+from graphmesh.orchestrator.runs.durable.rows import ACTIVE_RUN, Upstream, json_copy
+from graphmesh.orchestrator.runs.durable.store import RunStore
+from graphmesh.orchestrator.runs.durable.sweep import sweep
 from graphmesh.orchestrator.runs.records import JsonObject, RunNotFoundError, RunState
 from graphmesh.orchestrator.storage.base import TaskOutputRepository
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -79,7 +79,7 @@ class WorkerSettings:
     what the in-process runner takes; ``task_timeout``: seconds, unless a task's config
     sets ``timeout``; ``queue``: the queue worker's leases, heartbeats and polling;
     ``eager_dispatch``: tasks this worker's commits make ready start in its free slots
-    without a claim (see :mod:`.durable_dispatch`); off, every task waits in the queue
+    without a claim (see :mod:`.dispatch`); off, every task waits in the queue
     for any worker.
     """
 

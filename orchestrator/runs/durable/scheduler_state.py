@@ -12,10 +12,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from graphmesh.orchestrator.queue.base import Job
-from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan, PlanCache
-from graphmesh.orchestrator.runs.durable_rows import EventRow, RunRow, TaskRow, dumps
-from graphmesh.orchestrator.runs.durable_store import Started, Tx
+from graphmesh.orchestrator.runs.durable.dispatch import EagerDispatch
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan, PlanCache
+from graphmesh.orchestrator.runs.durable.rows import EventRow, RunRow, TaskRow, dumps
+from graphmesh.orchestrator.runs.durable.store import Started, Tx
 from graphmesh.orchestrator.runs.metrics import count_events
 from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind
 from graphmesh.orchestrator.task.base import TaskStatus
@@ -31,7 +31,7 @@ class TxnState:
         self.tx = tx
         self.plans = plans
         self.dispatch = dispatch
-        self.eager_limit = 0  # how many ready tasks may start here (see durable_dispatch)
+        self.eager_limit = 0  # how many ready tasks may start here (see dispatch.py)
         self.held = 0  # worker slots held for jobs started in this transaction
         self.started: Started | None = None
         self.runs: dict[str, RunRow] = {}

@@ -1,7 +1,7 @@
 """Batched writes of a run worker: many task starts, progress reports and completions in
 one transaction.
 
-Every handler of a :class:`~.durable_worker.RunWorker` hands its writes (:class:`Op`) to
+Every handler of a :class:`~.worker.RunWorker` hands its writes (:class:`Op`) to
 one :class:`Committer`. Ops that arrive while a transaction is being written go into the
 next one, so under load a transaction carries many tasks' starts and completions (one
 run-row lock, one statement per kind of write) and when idle an op is written at once.
@@ -27,12 +27,12 @@ from typing import Any
 from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
 from graphmesh.orchestrator.queue.base import AttemptToken, ErrorKind, Job, JobError
-from graphmesh.orchestrator.runs.durable_dispatch import EagerDispatch
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_store import CommitOutcomeUnknownError, RunStore, Tx
+from graphmesh.orchestrator.runs.durable.dispatch import EagerDispatch
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan
+from graphmesh.orchestrator.runs.durable.scheduler import Scheduler
+from graphmesh.orchestrator.runs.durable.scheduler_state import TaskKey, TxnState
+from graphmesh.orchestrator.runs.durable.store import CommitOutcomeUnknownError, RunStore, Tx
 from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind, StoreUnavailableError
-from graphmesh.orchestrator.runs.scheduler import Scheduler
-from graphmesh.orchestrator.runs.scheduler_state import TaskKey, TxnState
 
 log = logging.getLogger(__name__)
 POST_DELAY_S = 0.05

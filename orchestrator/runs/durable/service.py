@@ -4,12 +4,12 @@ Every change of a run is one transaction that also appends its events to
 ``graphmesh_run_events`` (the outbox; seq per run from 1, no gaps) and enqueues the jobs of
 the tasks it makes ready: creating a run enqueues its root tasks, and a completing task
 enqueues its ready dependents (see :mod:`.scheduler`). Tasks run in any process that
-holds a :class:`~.durable_worker.RunWorker` on the same database, so any orchestrator
+holds a :class:`~.worker.RunWorker` on the same database, so any orchestrator
 replica can pick up any run, and a killed one loses nothing: completed tasks never run
 again, in-flight ones run again (at-least-once) with the same idempotency key.
 
-Open one with :class:`~.durable_postgres.PostgresRunService` or
-:class:`~.durable_sqlite.SqliteRunService`; both run tasks in-process unless told not to.
+Open one with :class:`~.postgres.PostgresRunService` or
+:class:`~.sqlite.SqliteRunService`; both run tasks in-process unless told not to.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import TYPE_CHECKING, Any
 
 from graphmesh.orchestrator.graph import graph_from_json, graph_to_json
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import (
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan
+from graphmesh.orchestrator.runs.durable.rows import (
     RunRow,
     TaskRow,
     as_time,
@@ -32,7 +32,9 @@ from graphmesh.orchestrator.runs.durable_rows import (
     required_time,
     run_record,
 )
-from graphmesh.orchestrator.runs.durable_store import RunStore
+from graphmesh.orchestrator.runs.durable.scheduler import Scheduler
+from graphmesh.orchestrator.runs.durable.scheduler_state import TxnState
+from graphmesh.orchestrator.runs.durable.store import RunStore
 from graphmesh.orchestrator.runs.memory import check_run_inputs
 from graphmesh.orchestrator.runs.paging import PageTokens, default_page_tokens, run_scope
 from graphmesh.orchestrator.runs.records import (
@@ -47,13 +49,11 @@ from graphmesh.orchestrator.runs.records import (
     TaskState,
     TenantUsage,
 )
-from graphmesh.orchestrator.runs.scheduler import Scheduler
-from graphmesh.orchestrator.runs.scheduler_state import TxnState
 from graphmesh.orchestrator.task.base import TaskStatus
 from graphmesh.orchestrator.task.registry import TaskRegistry
 
 if TYPE_CHECKING:
-    from graphmesh.orchestrator.runs.durable_worker import RunWorker
+    from graphmesh.orchestrator.runs.durable.worker import RunWorker
 
 Change = Callable[[Scheduler, RunRow], Awaitable[None]]
 EVENT_PAGE = 500

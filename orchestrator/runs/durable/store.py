@@ -1,6 +1,6 @@
 """What the durable run logic needs from a database, and the in-process run signals.
 
-A :class:`RunStore` (Postgres: :mod:`.durable_postgres`, SQLite: :mod:`.durable_sqlite`)
+A :class:`RunStore` (Postgres: :mod:`.postgres`, SQLite: :mod:`.sqlite`)
 opens transactions; a :class:`Tx` runs the named queries of ``runs_queries.sql`` and the
 job queue's operations inside one, so a state change, its events, the jobs it enqueues and
 the job it completes commit together. After a commit the store signals every run whose
@@ -21,7 +21,7 @@ from graphmesh.orchestrator.queue.base import (
     JobSpec,
     WorkerSession,
 )
-from graphmesh.orchestrator.runs.durable_plan import PlanCache
+from graphmesh.orchestrator.runs.durable.plan import PlanCache
 from graphmesh.orchestrator.runs.records import RunState, StoreUnavailableError
 
 Row = tuple[Any, ...]

@@ -35,9 +35,9 @@ from graphmesh.orchestrator.queue.base import (
 from graphmesh.orchestrator.queue.errors import JobNotFoundError, StaleAttemptError
 from graphmesh.orchestrator.queue.postgres import CONNECTION_SETTINGS, PostgresJobQueue
 from graphmesh.orchestrator.queue.postgres_rows import enqueue_params, job_from_row, started_params
-from graphmesh.orchestrator.runs.durable import DurableRunService
-from graphmesh.orchestrator.runs.durable_plan import PlanCache
-from graphmesh.orchestrator.runs.durable_store import (
+from graphmesh.orchestrator.runs.durable.plan import PlanCache
+from graphmesh.orchestrator.runs.durable.service import DurableRunService
+from graphmesh.orchestrator.runs.durable.store import (
     CommitOutcomeUnknownError,
     Query,
     Row,
@@ -45,7 +45,7 @@ from graphmesh.orchestrator.runs.durable_store import (
     parse_signal,
     signal_payload,
 )
-from graphmesh.orchestrator.runs.durable_worker import RunWorker, WorkerSettings
+from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.records import RunState, StoreUnavailableError
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
 from graphmesh.orchestrator.storage.migrations import migrate_postgres

@@ -3,7 +3,7 @@
 The reads of all handlers waiting at the same time share one round trip (a coalescer):
 per run, the task rows with their run's status, and the rows of their upstream tasks.
 No lock is taken: the start itself is written later, in the transaction that also
-checks it (see :class:`~.durable_batch.Start`); a run stopped in between only costs an
+checks it (see :class:`~.batch.Start`); a run stopped in between only costs an
 execution whose result is then discarded.
 
 Outcomes this process committed itself are remembered (a bounded LRU), so a task whose
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 from graphmesh.orchestrator.queue.base import Job
 from graphmesh.orchestrator.queue.coalesce import Coalescer
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import ACTIVE_RUN, OPEN_TASK, Upstream, task_status
-from graphmesh.orchestrator.runs.durable_store import Query, Row, RunStore
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan
+from graphmesh.orchestrator.runs.durable.rows import ACTIVE_RUN, OPEN_TASK, Upstream, task_status
+from graphmesh.orchestrator.runs.durable.store import Query, Row, RunStore
 from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.task.base import TaskStatus
 

@@ -31,9 +31,9 @@ from graphmesh.orchestrator.runner.graph_run import GraphRun, RunEnvironment
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall
 from graphmesh.orchestrator.runner.result import RunnerEvent
 from graphmesh.orchestrator.runner.tracing import continued
-from graphmesh.orchestrator.runs.durable_batch import Committer, Note, Progress
-from graphmesh.orchestrator.runs.durable_plan import GraphPlan
-from graphmesh.orchestrator.runs.durable_rows import Upstream
+from graphmesh.orchestrator.runs.durable.batch import Committer, Note, Progress
+from graphmesh.orchestrator.runs.durable.plan import GraphPlan
+from graphmesh.orchestrator.runs.durable.rows import Upstream
 from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind
 from graphmesh.orchestrator.runs.storable import check_output, storable_details, storable_text
 from graphmesh.orchestrator.task.base import (
@@ -46,7 +46,7 @@ from graphmesh.orchestrator.task.base import (
 )
 
 if TYPE_CHECKING:
-    from graphmesh.orchestrator.runs.durable_worker import WorkerSettings
+    from graphmesh.orchestrator.runs.durable.worker import WorkerSettings
 
 _NESTED_EVENT = {
     TaskEvent.START: RunEventKind.TASK_STARTED,

@@ -16,9 +16,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from graphmesh.orchestrator.runs.durable_store import RunStore
-from graphmesh.orchestrator.runs.scheduler import Scheduler
-from graphmesh.orchestrator.runs.scheduler_state import TxnState
+from graphmesh.orchestrator.runs.durable.scheduler import Scheduler
+from graphmesh.orchestrator.runs.durable.scheduler_state import TxnState
+from graphmesh.orchestrator.runs.durable.store import RunStore
 
 SWEEP_BATCH = 100
 
