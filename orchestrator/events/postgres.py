@@ -2,7 +2,7 @@
 
 Each relay round runs in one transaction on a pooled connection: the claim locks the head
 event of each run it takes (``FOR UPDATE SKIP LOCKED``; see ``claim_run_events`` in
-``storage/sql/postgres/events_queries.sql``), so replicas relay disjoint sets of runs, and
+``database/sql/postgres/events_queries.sql``), so replicas relay disjoint sets of runs, and
 the ``published_at`` stamps commit with it. Writers wake the relays with
 :func:`notify_run_events` in the transaction that writes events; relays ``LISTEN`` on a
 connection of their own (again after a database restart) and poll as well, so a lost
@@ -21,11 +21,11 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from graphmesh.orchestrator.database.listen import listen_forever, listening_connection
+from graphmesh.orchestrator.database.migrations import migrate_postgres
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.runs.durable.rows import event_record
 from graphmesh.orchestrator.runs.records import RunEventRecord
-from graphmesh.orchestrator.storage.migrations import migrate_postgres
-from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.wakeup import LocalWakeup
 
 Connection = psycopg.AsyncConnection[TupleRow]
@@ -96,7 +96,7 @@ class PostgresOutbox:
     async def wakeups(self) -> AsyncIterator[LocalWakeup]:
         """A wakeup notified by :func:`notify_run_events` from any process (and whenever
         notifications may have been missed: see
-        :mod:`~graphmesh.orchestrator.storage.postgres_listen`)."""
+        :mod:`~graphmesh.orchestrator.database.listen`)."""
         wakeup = LocalWakeup()
         if self._listen_conninfo is None:
             yield wakeup

@@ -16,9 +16,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Self
 
+from graphmesh.orchestrator.database.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.runs.durable.rows import event_record
 from graphmesh.orchestrator.runs.records import RunEventRecord
-from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection
 from graphmesh.orchestrator.wakeup import LocalWakeup
 

@@ -4,7 +4,7 @@ The claim is one statement (``claim_jobs``: ``FOR UPDATE SKIP LOCKED`` over the 
 index of the runnable set); completions and heartbeats are one statement per batch
 (``UPDATE ... FROM unnest(...)``); an insert trigger NOTIFYs the queue's name, so an idle
 worker listening through :meth:`PostgresJobQueue.wakeups` claims within milliseconds.
-The SQL is in ``storage/sql/postgres/queue_queries.sql``.
+The SQL is in ``database/sql/postgres/queue_queries.sql``.
 
 A worker claims under a session (:meth:`PostgresJobQueue.session`): an advisory lock held
 by a connection of its own (see :mod:`.postgres_session`), released by Postgres the moment
@@ -28,6 +28,9 @@ from typing import Any, Self
 import psycopg
 from psycopg.rows import TupleRow
 
+from graphmesh.orchestrator.database.migrations import migrate_postgres
+from graphmesh.orchestrator.database.pool import ConnectionSource, PostgresPool
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.queue._shared import (
     DEFAULT_MAINTENANCE_INTERVAL_S,
     BatchQueue,
@@ -73,9 +76,6 @@ from graphmesh.orchestrator.queue.retry import (
 )
 from graphmesh.orchestrator.queue.sessions import GoneSessions
 from graphmesh.orchestrator.storage.codec import encode_json
-from graphmesh.orchestrator.storage.migrations import migrate_postgres
-from graphmesh.orchestrator.storage.postgres_pool import ConnectionSource, PostgresPool
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 Connection = psycopg.AsyncConnection[TupleRow]
 RESCUE_BATCH = 1000

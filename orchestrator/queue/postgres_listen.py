@@ -1,7 +1,7 @@
 """LISTEN/NOTIFY wakeups for the Postgres queue.
 
 A wakeup listens on a connection of its own (see
-:mod:`~graphmesh.orchestrator.storage.postgres_listen`) and is notified by
+:mod:`~graphmesh.orchestrator.database.listen`) and is notified by
 ``graphmesh_jobs`` notifications whose payload, a queue name, the subscriber wants. If that
 connection breaks (the database restarted), the wakeup fires and the worker finds work by
 polling, as it always can, until the listener is back; then it fires again.
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
+from graphmesh.orchestrator.database.listen import listen_forever, listening_connection
 from graphmesh.orchestrator.wakeup import LocalWakeup
 
 

@@ -26,9 +26,9 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.queue.base import WorkerSession
 from graphmesh.orchestrator.queue.sessions import this_process
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 # The advisory lock namespace (first key) of worker sessions: "GMWS" as a 32-bit integer.
 SESSION_LOCKS = 1_196_250_963

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from graphmesh.orchestrator.database.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.queue._shared import check_started
 from graphmesh.orchestrator.queue.base import (
     AttemptToken,
@@ -45,7 +46,6 @@ from graphmesh.orchestrator.queue.retry import (
 )
 from graphmesh.orchestrator.queue.sessions import process_alive, this_process
 from graphmesh.orchestrator.storage.codec import decode_json, encode_json
-from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 
 Row = tuple[Any, ...]
 RESCUE_BATCH = 1000

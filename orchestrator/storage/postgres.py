@@ -3,7 +3,7 @@
 Values are ``jsonb``. ``open(dsn)`` gives a repository its own pool; to share one pool
 between repositories, open it with :func:`open_pool` and pass it to the constructors
 (the pool's owner closes it). Opening a pool applies pending migrations. The pool is a
-:class:`~graphmesh.orchestrator.storage.postgres_pool.PostgresPool`: while the database is
+:class:`~graphmesh.orchestrator.database.pool.PostgresPool`: while the database is
 unreachable, calls fail at once (``psycopg.OperationalError``) instead of waiting for a
 connection.
 """
@@ -19,6 +19,9 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from graphmesh.orchestrator.ai.client import ModelInfo
+from graphmesh.orchestrator.database.migrations import migrate_postgres
+from graphmesh.orchestrator.database.pool import PostgresPool
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.errors import StoreUnavailableError
 from graphmesh.orchestrator.storage.base import JsonObject
 from graphmesh.orchestrator.storage.codec import (
@@ -29,9 +32,6 @@ from graphmesh.orchestrator.storage.codec import (
     require_object,
     unknown_model,
 )
-from graphmesh.orchestrator.storage.migrations import migrate_postgres
-from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 
 log = logging.getLogger(__name__)
 

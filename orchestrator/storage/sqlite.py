@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from graphmesh.orchestrator.ai.client import ModelInfo
+from graphmesh.orchestrator.database.migrations import migrate_sqlite
+from graphmesh.orchestrator.database.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.base import JsonObject
 from graphmesh.orchestrator.storage.codec import (
     decode_json,
@@ -27,8 +29,6 @@ from graphmesh.orchestrator.storage.codec import (
     require_object,
     unknown_model,
 )
-from graphmesh.orchestrator.storage.migrations import migrate_sqlite
-from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 
 T = TypeVar("T")
 Row = tuple[Any, ...]

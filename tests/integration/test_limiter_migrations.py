@@ -30,12 +30,12 @@ from graphmesh.limits import sqlite as limits_sqlite
 from graphmesh.limits.postgres import PostgresLimitStore
 from graphmesh.limits.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from graphmesh.limits.sqlite import SqliteLimitStore
-from graphmesh.orchestrator.storage.migrations import (
+from graphmesh.orchestrator.database.migrations import (
     load_migrations,
     migrate_postgres,
     migrate_sqlite,
 )
-from graphmesh.orchestrator.storage.sql import Dialect
+from graphmesh.orchestrator.database.sql import Dialect
 from graphmesh.sqlfiles import Migration
 
 LIMITER_TABLES = {

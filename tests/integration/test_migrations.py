@@ -17,13 +17,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from graphmesh.orchestrator.storage.migrations import (
+from graphmesh.orchestrator.database.migrations import (
     Migration,
     load_migrations,
     migrate_postgres,
     migrate_sqlite,
 )
-from graphmesh.orchestrator.storage.sql import Dialect
+from graphmesh.orchestrator.database.sql import Dialect
 
 EXPECTED_TABLES = {
     "graphmesh_migrations",

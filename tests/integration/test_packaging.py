@@ -53,7 +53,7 @@ def test_wheel_has_one_namespace_with_sql_and_stubs(wheel: Path) -> None:
         "graphmesh/services/__init__.py",
         "graphmesh/v1/orchestrator_pb2.py",
         "graphmesh/v1/orchestrator_pb2.pyi",
-        "graphmesh/orchestrator/storage/sql/postgres/0001_storage.sql",
+        "graphmesh/orchestrator/database/sql/postgres/0001_storage.sql",
         "graphmesh/limits/sql/postgres/0001_limiters.sql",
         "graphmesh/limits/sql/sqlite/queries.sql",
         "graphmesh/orchestrator/py.typed",
@@ -79,8 +79,8 @@ def test_installed_wheel_imports_away_from_the_checkout(wheel: Path, tmp_path: P
         capture_output=True,
     )
     probe = (
-        "import graphmesh, graphmesh.orchestrator.catalog, graphmesh.orchestrator.storage.sql;"
-        "from graphmesh.orchestrator.storage.migrations import load_migrations;"
+        "import graphmesh, graphmesh.orchestrator.catalog, graphmesh.orchestrator.database.sql;"
+        "from graphmesh.orchestrator.database.migrations import load_migrations;"
         "print(graphmesh.__file__); print(len(load_migrations('sqlite')) > 0)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from support.postgres import RestartablePostgres
 
+from graphmesh.orchestrator.database.listen import listen_forever, listening_connection
 from graphmesh.orchestrator.runs.durable.postgres import PostgresRunStore
 from graphmesh.orchestrator.runs.records import StoreUnavailableError
-from graphmesh.orchestrator.storage.postgres_listen import listen_forever, listening_connection
 
 pytestmark = pytest.mark.slow
 LISTEN = "LISTEN gm_test_channel"

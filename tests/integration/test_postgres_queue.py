@@ -11,11 +11,11 @@ import pytest
 from psycopg.rows import TupleRow
 from support.queues import eventually
 
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES
 from graphmesh.orchestrator.queue import Job, JobSpec, JobStatus
 from graphmesh.orchestrator.queue.base import JsonObject
 from graphmesh.orchestrator.queue.postgres import PostgresJobQueue
 from graphmesh.orchestrator.queue.worker import JobContext, Worker, WorkerOptions
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES
 
 
 async def status_of(queue: PostgresJobQueue, job_id: int) -> JobStatus | None:

@@ -23,6 +23,10 @@ import orjson
 import psycopg
 from psycopg.rows import TupleRow
 
+from graphmesh.orchestrator.database.listen import listen_forever
+from graphmesh.orchestrator.database.migrations import migrate_postgres
+from graphmesh.orchestrator.database.pool import PostgresPool
+from graphmesh.orchestrator.database.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.queue._shared import started_in_spec_order
 from graphmesh.orchestrator.queue.base import (
     AttemptToken,
@@ -48,10 +52,6 @@ from graphmesh.orchestrator.runs.durable.store import (
 from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.records import RunState, StoreUnavailableError
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
-from graphmesh.orchestrator.storage.migrations import migrate_postgres
-from graphmesh.orchestrator.storage.postgres_listen import listen_forever
-from graphmesh.orchestrator.storage.postgres_pool import PostgresPool
-from graphmesh.orchestrator.storage.sql import POSTGRES_QUERIES as QUERIES
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 
 Connection = psycopg.AsyncConnection[TupleRow]

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from graphmesh.orchestrator.database.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.queue._shared import started_only
 from graphmesh.orchestrator.queue.base import (
     AttemptToken,
@@ -41,7 +42,6 @@ from graphmesh.orchestrator.runs.durable.store import Query, Row, RunSignals
 from graphmesh.orchestrator.runs.durable.worker import RunWorker, WorkerSettings
 from graphmesh.orchestrator.runs.records import RunState
 from graphmesh.orchestrator.runs.storable import RunStoreError, UnstorableValueError
-from graphmesh.orchestrator.storage.sql import SQLITE_QUERIES as QUERIES
 from graphmesh.orchestrator.storage.sqlite import SqliteConnection
 from graphmesh.orchestrator.task.registry import TaskRegistry, default_registry
 

@@ -1,7 +1,7 @@
 """The SQL of the Postgres and SQLite backends, one folder per dialect.
 
 Each folder holds ordered migrations (``0001_storage.sql``, ``0002_...``), applied by
-:mod:`graphmesh.orchestrator.storage.migrations`, and named-query files: every other
+:mod:`graphmesh.orchestrator.database.migrations`, and named-query files: every other
 ``*.sql`` file, where a ``-- name: <query_name>`` line starts each query. The queries are
 parsed once, at import, into :data:`POSTGRES_QUERIES` and :data:`SQLITE_QUERIES`.
 Postgres queries take ``%(param)s`` placeholders (psycopg), SQLite ones ``:param``.

@@ -1,7 +1,7 @@
 """Applies the engine's ordered SQL migrations of a dialect and records them.
 
 Every ``NNNN_name.sql`` file in the dialect's folder (see
-:mod:`graphmesh.orchestrator.storage.sql`) is one migration, applied once, in version
+:mod:`graphmesh.orchestrator.database.sql`) is one migration, applied once, in version
 order, and recorded in ``graphmesh_migrations (version, name, applied_at)``. The migrators
 themselves are shared (:mod:`graphmesh.sqlfiles`): all pending migrations run in one
 transaction, and concurrent migrators are safe. The limiter tables are not the engine's:
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from graphmesh import sqlfiles
-from graphmesh.orchestrator.storage.sql import (
+from graphmesh.orchestrator.database.sql import (
     POSTGRES_QUERIES,
     SQLITE_QUERIES,
     Dialect,
