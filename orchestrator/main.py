@@ -152,19 +152,19 @@ async def open_store(
     """The RunService for ``store`` (``memory``, ``sqlite`` or ``postgres``) and the graph
     repository beside it, closed with ``stack``. A durable store also starts its run
     worker (unless ``run_tasks`` is off) and, with ``nats_url``, the outbox relay."""
+    if store != "memory":
+        return await open_durable(stack, store, settings, models, policy)
     check_store(store, settings)
     settings.import_task_modules()
-    if store == "memory":
-        policy = load_policy() if policy is None else policy
-        runs: RunService = await stack.enter_async_context(
-            MemoryRunService(
-                models,
-                middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
-                resources={POLICY_RESOURCE: policy},
-            )
+    policy = load_policy() if policy is None else policy
+    runs: RunService = await stack.enter_async_context(
+        MemoryRunService(
+            models,
+            middleware=[*tracing_middleware(), PolicyMiddleware(policy)],
+            resources={POLICY_RESOURCE: policy},
         )
-        return runs, await stack.enter_async_context(MemoryGraphRepository.open())
-    return await open_durable(stack, store, settings, models, policy)
+    )
+    return runs, await stack.enter_async_context(MemoryGraphRepository.open())
 
 
 async def open_durable(

@@ -72,6 +72,8 @@ class Step(NamedTuple):
 
 
 NOTHING = Step()
+NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
+"""Why a skipped task was skipped (its event's message, in every engine)."""
 RUN_FAILED = Step(run_failed=True)
 
 

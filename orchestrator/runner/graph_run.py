@@ -21,7 +21,13 @@ from graphmesh.orchestrator.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from graphmesh.orchestrator.graph.progression import NOTHING, Outcome, Step, error_payload
+from graphmesh.orchestrator.graph.progression import (
+    NOT_REACHED,
+    NOTHING,
+    Outcome,
+    Step,
+    error_payload,
+)
 from graphmesh.orchestrator.graph.task_graph import TaskGraph
 from graphmesh.orchestrator.runner.inputs import route_inputs
 from graphmesh.orchestrator.runner.middleware import Handler, TaskCall, invoke_task
@@ -36,7 +42,6 @@ from graphmesh.orchestrator.task.base import (
 )
 
 Listener = Callable[[RunnerEvent], None]
-NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
 _COMPLETED = Outcome.COMPLETED
 _NO_PROVENANCE: Mapping[str, Any] = {}
 _FINAL_EVENTS = frozenset({TaskEvent.COMPLETE, TaskEvent.ERROR, TaskEvent.ABORT})
@@ -245,16 +250,8 @@ class GraphRun:
         task.progress = 100.0
         self._emit(task, TaskEvent.COMPLETE)
         step = self.rules.settle(task.id, _COMPLETED, self.remaining, self.dead)
-        if step is NOTHING or self.failure is not None:
-            return  # e.g. one of a join's many sources
-        # _follow, inlined: this is the runner's hottest path.
-        ready, skipped = step.ready, step.skipped
-        if skipped:
-            for task_id in skipped:
-                self._skip(task_id)
-        get_task = self.graph.get_task
-        for task_id in ready:
-            self._start(get_task(task_id))
+        if step is not NOTHING:  # NOTHING: e.g. one of a join's many sources
+            self._follow(step)
 
     def _follow(self, step: Step) -> None:
         """Start what a settled task made ready and skip what it made ready dead (unless

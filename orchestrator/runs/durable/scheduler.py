@@ -18,14 +18,13 @@ from typing import Any
 
 from graphmesh.orchestrator.ai.usage import NO_TASK_USAGE, TaskUsage
 from graphmesh.orchestrator.errors import GraphmeshError
-from graphmesh.orchestrator.graph.progression import Outcome, Step
+from graphmesh.orchestrator.graph.progression import NOT_REACHED, Outcome, Step
 from graphmesh.orchestrator.runs.durable.plan import GraphPlan
 from graphmesh.orchestrator.runs.durable.rows import RunRow, TaskRow, dumps, output_ref
 from graphmesh.orchestrator.runs.durable.scheduler_state import TxnState
 from graphmesh.orchestrator.runs.records import JsonObject, RunEventKind, RunState, RunStateError
 from graphmesh.orchestrator.task.base import TaskStatus
 
-NOT_REACHED = "not reached: an upstream task failed, or had no error to handle"
 CANCELLED = "the run was cancelled"
 
 

@@ -219,7 +219,7 @@ class DurableRunService:
         idempotency key exists already."""
         graph = plan.graph
         graph_json = graph_to_json(graph)
-        remaining = {task.id: len(graph.incoming(task.id)) for task in graph}
+        remaining = plan.rules.counts()
         params = {
             "run_id": plan.run_id,
             "tenant": tenant,
